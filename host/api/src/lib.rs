@@ -1,0 +1,94 @@
+//! The HTTP API of mediahost: video CRUD, streaming source uploads, HLS playback from object
+//! storage, health and Prometheus metrics.
+//!
+//! [`app`] builds the whole [`Router`] from an [`AppState`], so tests can drive it without a
+//! socket and the binary serves it with `axum::serve` (HTTP/1.1 and h2c on one port).
+//!
+//! Flow of an upload: `POST /v1/videos` creates the record → `PUT /v1/videos/{id}/source` asks
+//! the validator plugins (`check-upload`, then `check-head` on the first 64 KiB), streams the
+//! body to temp storage while hashing, promotes it to permanent storage, marks the video
+//! `queued` and enqueues a transcode job. Workers take it from there.
+
+mod auth;
+mod error;
+mod ops;
+mod playback;
+mod upload;
+mod videos;
+
+pub use error::ApiError;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use mediahost_blob::Blobs;
+use mediahost_queue::JobQueue;
+use mediahost_runtime::PluginHost;
+use mediahost_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Everything a request handler needs; shared by all requests.
+pub struct AppState {
+    /// Tenants, keys and videos.
+    pub store: Store,
+    /// Where transcode jobs go.
+    pub queue: Arc<dyn JobQueue>,
+    /// Temp staging and permanent object storage.
+    pub blobs: Blobs,
+    /// Loaded plugins (validators run on uploads).
+    pub plugins: PluginHost,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Base URL for playback links; from the request's Host when unset.
+    pub public_url: Option<String>,
+    /// Videos whose source is being received by this process, so a second concurrent upload
+    /// of the same video is refused instead of racing the first.
+    pub uploads_in_flight: Mutex<HashSet<String>>,
+}
+
+impl AppState {
+    /// State with no upload in flight.
+    pub fn new(
+        store: Store,
+        queue: Arc<dyn JobQueue>,
+        blobs: Blobs,
+        plugins: PluginHost,
+        metrics: PrometheusHandle,
+        public_url: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            blobs,
+            plugins,
+            metrics,
+            public_url,
+            uploads_in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+/// Shared state as handlers receive it.
+pub type SharedState = Arc<AppState>;
+
+/// The complete HTTP API.
+pub fn app(state: SharedState) -> Router {
+    let v1 = Router::new()
+        .route("/videos", get(videos::list).post(videos::create))
+        .route("/videos/{id}", get(videos::show))
+        .route(
+            "/videos/{id}/source",
+            // Sources are streamed to disk, never buffered, so no body limit applies.
+            put(upload::put_source).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/videos/{id}/hls/{*path}", get(playback::hls_file));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .nest("/v1", v1)
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state)
+}

@@ -1,0 +1,199 @@
+//! `PUT /v1/videos/{id}/source`: one streaming request carries the whole source file.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use mediahost_core::VideoStatus;
+use mediahost_core::video::keys;
+use mediahost_queue::TranscodeJob;
+use mediahost_runtime::{PluginError, UploadInfo, Verdict};
+
+use crate::auth::AuthTenant;
+use crate::videos::{VideoView, base_url};
+use crate::{ApiError, SharedState};
+
+/// How much of the body validators see in `check-head` (magic-byte sniffing).
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// Removes a video from the in-flight set when the upload handler ends, however it ends.
+struct InFlight<'a> {
+    state: &'a SharedState,
+    video_id: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(state: &'a SharedState, video_id: &str) -> Result<Self, ApiError> {
+        let mut set = state
+            .uploads_in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !set.insert(video_id.to_owned()) {
+            return Err(ApiError::Conflict(format!(
+                "an upload of video {video_id} is already in progress"
+            )));
+        }
+        Ok(Self {
+            state,
+            video_id: video_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.state
+            .uploads_in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.video_id);
+    }
+}
+
+/// Maps a validator chain's answer to the API's: a rejection carries the plugin's status
+/// (4xx, else 422) and reason; a plugin failure fails closed with 503.
+fn verdict_to_result(verdict: Result<Verdict, PluginError>) -> Result<(), ApiError> {
+    match verdict {
+        Ok(Verdict::Accept) => Ok(()),
+        Ok(Verdict::Reject(r)) => Err(ApiError::Rejected {
+            status: StatusCode::from_u16(r.status)
+                .ok()
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            reason: r.reason,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "validator plugin failed; upload refused (fail-closed)");
+            Err(ApiError::Unavailable(format!(
+                "upload validation failed: {e}"
+            )))
+        }
+    }
+}
+
+/// Runs a validator call off the async executor (plugin calls are synchronous and bounded by
+/// their own time limits).
+async fn validate<F>(state: &SharedState, call: F) -> Result<(), ApiError>
+where
+    F: FnOnce(&mediahost_runtime::PluginHost) -> Result<Verdict, PluginError> + Send + 'static,
+{
+    let plugins = state.plugins.clone();
+    let verdict = tokio::task::spawn_blocking(move || call(&plugins))
+        .await
+        .map_err(|e| ApiError::Internal(format!("validator task panicked: {e}")))?;
+    verdict_to_result(verdict)
+}
+
+/// Reads up to [`HEAD_BYTES`] from the front of the body, returning them and the rest.
+async fn split_head<S>(mut body: S) -> Result<(Bytes, S), ApiError>
+where
+    S: Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    let mut head = BytesMut::new();
+    while head.len() < HEAD_BYTES {
+        match body.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                return Err(ApiError::BadRequest(format!("upload interrupted: {e}")));
+            }
+            None => break,
+        }
+    }
+    Ok((head.freeze(), body))
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+/// `PUT /v1/videos/{id}/source`: stream the source, store it, queue the transcode.
+pub async fn put_source(
+    State(state): State<SharedState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Result<(StatusCode, Json<VideoView>), ApiError> {
+    let _in_flight = InFlight::claim(&state, &id)?;
+    let video = state
+        .store
+        .video(&tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::video_not_found(&id))?;
+    if video.status != VideoStatus::AwaitingUpload {
+        return Err(ApiError::Conflict(format!(
+            "video {id} already has a source (status: {})",
+            video.status
+        )));
+    }
+
+    let info = UploadInfo {
+        tenant: tenant.id.clone(),
+        video_id: video.id.clone(),
+        filename: video.filename.clone(),
+        declared_size: header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+        content_type: header_str(&headers, header::CONTENT_TYPE),
+        metadata: vec![("title".into(), video.title.clone())],
+    };
+    let check = info.clone();
+    validate(&state, move |p| p.check_upload(&check)).await?;
+
+    let (head, rest) = split_head(body.into_data_stream()).await?;
+    if head.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the request body is empty; send the video file as the body".into(),
+        ));
+    }
+    let sniffed = head.clone();
+    validate(&state, move |p| p.check_head(&info, &sniffed)).await?;
+
+    let body = futures::stream::once(async move { Ok::<_, axum::Error>(head) }).chain(rest);
+    let staged = state.blobs.stage(body).await.map_err(|e| match e {
+        mediahost_blob::BlobError::Interrupted(m) => {
+            ApiError::BadRequest(format!("upload interrupted: {m}"))
+        }
+        other => other.into(),
+    })?;
+    let (size, sha256) = (staged.size, staged.sha256.clone());
+    state
+        .blobs
+        .promote(staged, &keys::source(&tenant.id, &video.id))
+        .await?;
+
+    if !state.store.mark_uploaded(&video.id, size, &sha256).await? {
+        return Err(ApiError::Conflict(format!(
+            "video {id} received another source meanwhile"
+        )));
+    }
+    let job = TranscodeJob {
+        tenant_id: tenant.id.clone(),
+        video_id: video.id.clone(),
+    };
+    if let Err(e) = state.queue.enqueue(&job, 0).await {
+        // Put the video back so the client can simply retry the upload.
+        state
+            .store
+            .set_status(&video.id, VideoStatus::AwaitingUpload)
+            .await?;
+        tracing::error!(error = %e, video = %video.id, "could not queue transcode job");
+        return Err(ApiError::Unavailable(
+            "the job queue is unavailable; retry the upload".into(),
+        ));
+    }
+    metrics::counter!("mediahost_uploads_total", "outcome" => "stored").increment(1);
+    metrics::counter!("mediahost_upload_bytes_total").increment(size);
+    tracing::info!(tenant = %tenant.name, video = %video.id, size, %sha256, "source stored, job queued");
+
+    let video = state
+        .store
+        .video(&tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::video_not_found(&id))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(VideoView::new(video, &base_url(&state, &headers, &uri))),
+    ))
+}

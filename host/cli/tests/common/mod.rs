@@ -1,0 +1,234 @@
+//! Drives the real `mediahost` binary: a server on a random port over a fresh data dir.
+
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mediahost");
+
+/// A running server; killed (and its data dir removed) on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+/// Extra setup for [`Server::start`].
+#[derive(Default)]
+pub struct Options {
+    /// Plugins to install: (plugin name, component file, manifest file).
+    pub plugins: Vec<(String, PathBuf, PathBuf)>,
+    /// Extra TOML appended to the config file.
+    pub config: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 GET over a plain socket, true on 200 (keeps start-up polling runtime-free).
+fn http_ok(addr: &str, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200")
+}
+
+impl Server {
+    pub fn start(options: Options) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let plugin_dir = data_dir.path().join("plugins");
+        for (name, wasm, manifest) in &options.plugins {
+            let dir = plugin_dir.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(manifest, dir.join("plugin.toml")).unwrap();
+            std::fs::copy(wasm, dir.join(wasm.file_name().unwrap())).unwrap();
+        }
+        let config_path = data_dir.path().join("mediahost.toml");
+        let mut config = std::fs::File::create(&config_path).unwrap();
+        writeln!(
+            config,
+            "[worker]\npoll_interval_ms = 200\n[plugins]\ndir = {:?}\n{}",
+            plugin_dir.display().to_string(),
+            options.config
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = data_dir.path().join("server.log");
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &addr])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start mediahost");
+        let mut server = Server {
+            child,
+            base: format!("http://{addr}"),
+            addr,
+            data_dir,
+            log,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if http_ok(&self.addr, "/healthz") {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited with {status}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("server did not become healthy; log:\n{}", self.log());
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `mediahost tenant create NAME` on the server's data dir and returns the key
+    /// (the last line of stdout, as documented).
+    pub fn create_tenant(&self, name: &str) -> String {
+        let out = Command::new(BIN)
+            .args(["tenant", "create", name, "--data-dir"])
+            .arg(self.data_dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout.lines().last().unwrap().trim().to_owned()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A tenant's view of the API over HTTP.
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: String,
+}
+
+impl Client {
+    pub fn new(server: &Server, key: &str) -> Self {
+        Self::with(reqwest::Client::new(), server, key)
+    }
+
+    pub fn with(http: reqwest::Client, server: &Server, key: &str) -> Self {
+        Self {
+            http,
+            base: server.base.clone(),
+            key: key.to_owned(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+
+    /// `POST /v1/videos`, asserting 201; returns the video JSON.
+    pub async fn create_video(&self, title: &str, filename: Option<&str>) -> serde_json::Value {
+        let res = self
+            .http
+            .post(format!("{}/v1/videos", self.base))
+            .bearer_auth(&self.key)
+            .json(&serde_json::json!({"title": title, "filename": filename}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let video: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(video["status"], "awaiting_upload");
+        video
+    }
+
+    /// `PUT /v1/videos/{id}/source` with `body`.
+    pub async fn put_source(&self, id: &str, body: reqwest::Body) -> reqwest::Response {
+        self.http
+            .put(format!("{}/v1/videos/{id}/source", self.base))
+            .bearer_auth(&self.key)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `GET /v1/videos/{id}` until the status is `ready` or `failed`.
+    pub async fn wait_settled(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let video: serde_json::Value = self
+                .get(&format!("/v1/videos/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if video["status"] == "ready" || video["status"] == "failed" {
+                return video;
+            }
+            assert!(Instant::now() < deadline, "video never settled: {video}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// A file as a streaming request body (sent with Content-Length over HTTP/1.1 when `sized`,
+/// chunked otherwise).
+pub async fn file_body(path: &Path, sized: bool) -> reqwest::Body {
+    if sized {
+        reqwest::Body::from(tokio::fs::read(path).await.unwrap())
+    } else {
+        let file = tokio::fs::File::open(path).await.unwrap();
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file))
+    }
+}

@@ -1,0 +1,13 @@
+//! Domain types and configuration shared by every mediahost crate.
+//!
+//! Nothing here does I/O beyond reading the config file: the store, queue, blob and runtime
+//! crates speak in these types, and the API turns them into JSON. Keeping them in one leaf crate
+//! is what lets dependencies point down only (cli → api / workers → platform → core).
+
+pub mod config;
+pub mod media;
+pub mod video;
+
+pub use config::Config;
+pub use media::{MediaInfo, StreamInfo};
+pub use video::{Rendition, Tenant, Video, VideoStatus};

@@ -1,0 +1,142 @@
+//! Tenants, videos and their renditions.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::MediaInfo;
+
+/// A customer of the platform; every video belongs to exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Stable identifier (UUID v7 text).
+    pub id: String,
+    /// Human name given at creation; unique.
+    pub name: String,
+}
+
+/// Where a video is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoStatus {
+    /// Created; no source has been uploaded yet.
+    AwaitingUpload,
+    /// Source stored; a transcode job waits in the queue.
+    Queued,
+    /// A worker is transcoding it.
+    Processing,
+    /// Renditions are stored and playable.
+    Ready,
+    /// Processing gave up; `error` says why.
+    Failed,
+}
+
+impl VideoStatus {
+    /// The wire and database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AwaitingUpload => "awaiting_upload",
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for VideoStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status string that is not one of [`VideoStatus`]'s spellings.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown video status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for VideoStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "awaiting_upload" => Self::AwaitingUpload,
+            "queued" => Self::Queued,
+            "processing" => Self::Processing,
+            "ready" => Self::Ready,
+            "failed" => Self::Failed,
+            other => return Err(UnknownStatus(other.to_owned())),
+        })
+    }
+}
+
+/// One encoded variant of a video, as listed in the HLS master playlist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rendition {
+    /// Short name, also the folder of its playlist and segments (e.g. `720p`).
+    pub name: String,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Peak bandwidth in bits per second, as advertised in the master playlist.
+    pub bandwidth: u64,
+    /// RFC 6381 codecs string (e.g. `avc1.64001f,mp4a.40.2`).
+    pub codecs: String,
+    /// Media playlist path relative to the video's HLS root.
+    pub playlist: String,
+}
+
+/// A video as stored in the metadata DB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Video {
+    /// Stable identifier (UUID v7 text).
+    pub id: String,
+    /// Owning tenant's id.
+    pub tenant_id: String,
+    /// Title given by the uploader.
+    pub title: String,
+    /// File name the uploader declared, used by validator plugins.
+    pub filename: Option<String>,
+    /// Life-cycle state.
+    pub status: VideoStatus,
+    /// Why processing failed, in words a person can act on.
+    pub error: Option<String>,
+    /// Source size in bytes once uploaded.
+    pub size: Option<u64>,
+    /// Hex sha256 of the source once uploaded.
+    pub sha256: Option<String>,
+    /// Probed source description once a worker has looked at it.
+    pub source: Option<MediaInfo>,
+    /// Encoded renditions once ready.
+    pub renditions: Vec<Rendition>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Last change, RFC 3339.
+    pub updated_at: String,
+}
+
+impl Video {
+    /// Source duration in seconds, when probed.
+    pub fn duration_s(&self) -> Option<f64> {
+        self.source.as_ref().and_then(|s| s.duration_s)
+    }
+}
+
+/// Object-storage keys of one video. Everything of a video lives under one prefix so deleting
+/// or moving a video is one prefix operation.
+pub mod keys {
+    /// Prefix of everything stored for a video.
+    pub fn video_prefix(tenant_id: &str, video_id: &str) -> String {
+        format!("tenants/{tenant_id}/videos/{video_id}")
+    }
+
+    /// Key of the uploaded source file.
+    pub fn source(tenant_id: &str, video_id: &str) -> String {
+        format!("{}/source", video_prefix(tenant_id, video_id))
+    }
+
+    /// Key of a file under the video's HLS root (`rel` like `master.m3u8` or `720p/seg_00001.m4s`).
+    pub fn hls(tenant_id: &str, video_id: &str, rel: &str) -> String {
+        format!("{}/hls/{rel}", video_prefix(tenant_id, video_id))
+    }
+}

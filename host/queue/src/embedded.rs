@@ -1,0 +1,177 @@
+//! The embedded backend: the `jobs` table of the metadata SQLite database.
+
+use sqlx::Row;
+use sqlx::sqlite::SqlitePool;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+use crate::{JobQueue, LeasedJob, QueueError, RetryOutcome, TranscodeJob, backoff};
+
+/// Durable queue in SQLite. Works across processes sharing the database file; the in-process
+/// [`Notify`] only shortens the wait of workers living in the enqueuing process.
+#[derive(Debug)]
+pub struct EmbeddedQueue {
+    pool: SqlitePool,
+    /// Attempts before a job is dead-lettered.
+    max_attempts: u32,
+    /// How long a lease hides a job from other workers.
+    lease: Duration,
+    /// Wakes idle workers of this process as soon as a job is enqueued.
+    wake: Notify,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl EmbeddedQueue {
+    /// A queue on `pool` (whose schema the metadata store's migrations created).
+    pub fn new(pool: SqlitePool, max_attempts: u32, lease: Duration) -> Self {
+        Self {
+            pool,
+            max_attempts: max_attempts.max(1),
+            lease,
+            wake: Notify::new(),
+        }
+    }
+
+    fn lease_until(&self) -> i64 {
+        now_ms() + self.lease.as_millis() as i64
+    }
+}
+
+/// A settling statement that touched no row means the lease had lapsed and another worker took
+/// the job over.
+fn held(job: &LeasedJob, done: sqlx::sqlite::SqliteQueryResult) -> Result<(), QueueError> {
+    if done.rows_affected() == 0 {
+        return Err(QueueError::LeaseLost(job.id));
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl JobQueue for EmbeddedQueue {
+    async fn enqueue(&self, job: &TranscodeJob, priority: i32) -> Result<(), QueueError> {
+        let payload = serde_json::to_string(job).expect("TranscodeJob serializes");
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO jobs (payload, priority, state, max_attempts, available_at, created_at) \
+             VALUES (?, ?, 'ready', ?, ?, ?)",
+        )
+        .bind(payload)
+        .bind(priority)
+        .bind(self.max_attempts)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    async fn lease(&self) -> Result<Option<LeasedJob>, QueueError> {
+        let now = now_ms();
+        let token = uuid::Uuid::now_v7().to_string();
+        // One statement, so two workers can never lease the same job: SQLite runs it under
+        // the database write lock.
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = ?, leased_until = ? \
+             WHERE id = (SELECT id FROM jobs \
+                         WHERE (state = 'ready' AND available_at <= ?) OR (state = 'leased' AND leased_until < ?) \
+                         ORDER BY priority DESC, id LIMIT 1) \
+             RETURNING id, payload, attempts, max_attempts",
+        )
+        .bind(&token)
+        .bind(self.lease_until())
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.get("id");
+        let payload: String = row.get("payload");
+        let job = serde_json::from_str(&payload).map_err(|e| QueueError::BadPayload {
+            id,
+            message: e.to_string(),
+        })?;
+        Ok(Some(LeasedJob {
+            id,
+            job,
+            attempt: row.get::<i64, _>("attempts") as u32,
+            max_attempts: row.get::<i64, _>("max_attempts") as u32,
+            lease_token: token,
+        }))
+    }
+
+    async fn renew(&self, job: &LeasedJob) -> Result<(), QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET leased_until = ? WHERE id = ? AND lease_token = ? AND state = 'leased'",
+        )
+        .bind(self.lease_until())
+        .bind(job.id)
+        .bind(&job.lease_token)
+        .execute(&self.pool)
+        .await?;
+        held(job, done)
+    }
+
+    async fn complete(&self, job: &LeasedJob) -> Result<(), QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'done', finished_at = ?, lease_token = NULL \
+             WHERE id = ? AND lease_token = ?",
+        )
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(&job.lease_token)
+        .execute(&self.pool)
+        .await?;
+        held(job, done)
+    }
+
+    async fn retry(&self, job: &LeasedJob, error: &str) -> Result<RetryOutcome, QueueError> {
+        let (state, available_at, outcome) = if job.attempt >= job.max_attempts {
+            ("dead", now_ms(), RetryOutcome::DeadLettered)
+        } else {
+            let delay = backoff(job.attempt);
+            (
+                "ready",
+                now_ms() + delay.as_millis() as i64,
+                RetryOutcome::Retrying(delay),
+            )
+        };
+        let done = sqlx::query(
+            "UPDATE jobs SET state = ?, last_error = ?, available_at = ?, lease_token = NULL, \
+             finished_at = CASE WHEN ? = 'dead' THEN ? END \
+             WHERE id = ? AND lease_token = ?",
+        )
+        .bind(state)
+        .bind(error)
+        .bind(available_at)
+        .bind(state)
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(&job.lease_token)
+        .execute(&self.pool)
+        .await?;
+        held(job, done)?;
+        Ok(outcome)
+    }
+
+    async fn wait(&self, idle: Duration) {
+        let _ = tokio::time::timeout(idle, self.wake.notified()).await;
+    }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        let now = now_ms();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'ready' OR (state = 'leased' AND leased_until < ?)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,146 @@
+//! The crate's errors: [`RuntimeError`] when building the engine or loading plugins,
+//! [`PluginError`] when a call into a plugin fails.
+
+use std::path::PathBuf;
+
+use crate::manifest::{ManifestError, World};
+
+/// Building the runtime or loading the plugin folder failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The plugin folder exists but cannot be listed.
+    #[error("cannot read plugin folder {}: {source}", path.display())]
+    ReadDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// One plugin could not be loaded; nothing is loaded then, so a typo never silently
+    /// disables a check.
+    #[error("cannot load plugin {}: {source}", plugin_label(name.as_deref(), folder))]
+    Plugin {
+        /// The plugin's folder.
+        folder: PathBuf,
+        /// The name from its manifest, once that was read.
+        name: Option<String>,
+        /// What went wrong.
+        source: LoadError,
+    },
+    /// Two folders declare the same plugin name.
+    #[error("plugin name {name:?} is used by both {} and {}", first.display(), second.display())]
+    DuplicateName {
+        /// The shared name.
+        name: String,
+        /// The first folder declaring it.
+        first: PathBuf,
+        /// The second folder declaring it.
+        second: PathBuf,
+    },
+}
+
+fn plugin_label(name: Option<&str>, folder: &std::path::Path) -> String {
+    match name {
+        Some(name) => format!("{name} (folder {})", folder.display()),
+        None => format!("in folder {}", folder.display()),
+    }
+}
+
+/// Why one plugin folder could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `plugin.toml` could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `plugin.toml` is malformed.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The component is not valid WebAssembly or fails to compile.
+    #[error("cannot compile {}: {message}", path.display())]
+    Compile {
+        /// The component file.
+        path: PathBuf,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The component does not fit its declared world (missing export, wrong signature, or an
+    /// import the host does not grant).
+    #[error("component does not fit the {world} world: {message}")]
+    World {
+        /// The declared world.
+        world: World,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The manifest asks for more than the host allows.
+    #[error("{0}")]
+    Limits(String),
+}
+
+/// A call into a plugin failed: it trapped, ran out of time, fuel or memory, or could not be
+/// instantiated. The verdict is then unknown; the caller decides between fail-open and
+/// fail-closed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("plugin {plugin} {version} ({world} world) {cause}")]
+pub struct PluginError {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The world that was called.
+    pub world: World,
+    /// What happened.
+    pub cause: PluginFailure,
+}
+
+/// What went wrong in a plugin call; the Display reads as the end of a sentence about the plugin.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PluginFailure {
+    /// The epoch deadline passed.
+    #[error("exceeded its {timeout_ms} ms time limit")]
+    Timeout {
+        /// The limit from the manifest.
+        timeout_ms: u64,
+    },
+    /// The fuel budget was used up.
+    #[error("ran out of fuel (limit {fuel})")]
+    OutOfFuel {
+        /// The limit from the manifest.
+        fuel: u64,
+    },
+    /// Linear memory would have grown past the cap.
+    #[error("exceeded its {limit_bytes} byte memory limit")]
+    Memory {
+        /// The limit from the manifest.
+        limit_bytes: u64,
+    },
+    /// A table would have grown past the host's cap.
+    #[error("exceeded its {limit} element table limit")]
+    Table {
+        /// The host's cap.
+        limit: u64,
+    },
+    /// The guest trapped (a Rust panic shows up as `unreachable`); `detail` holds the tail of
+    /// what the guest wrote to stderr, such as the panic message.
+    #[error("trapped: {trap}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Trap {
+        /// wasmtime's description of the trap.
+        trap: String,
+        /// The end of the guest's stderr, if it wrote anything.
+        detail: Option<String>,
+    },
+    /// Every pooled instance slot is in use.
+    #[error("could not run: all {0} instance slots are busy")]
+    Busy(u32),
+    /// Anything else wasmtime reported.
+    #[error("failed: {0}")]
+    Other(String),
+}

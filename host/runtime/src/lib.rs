@@ -1,0 +1,42 @@
+//! The plugin runtime: runs WebAssembly component plugins inside the host.
+//!
+//! Flow: `wit/` (the contract) → [`bindings`] (the one `bindgen!`) → a [`Runtime`] (one
+//! wasmtime `Engine` with the pooling allocator, epoch interruption and fuel, plus a ticker
+//! thread) → [`PluginHost::load`] scans a folder of plugins (`<dir>/<plugin>/plugin.toml` naming
+//! a component), compiles each component once, checks it against its declared world through
+//! `instantiate_pre`, and keeps the `*Pre` → each call ([`PluginHost::check_upload`],
+//! [`PluginHost::check_head`]) gets a fresh `Store` and instance under the plugin's limits.
+//!
+//! Why these choices:
+//! - **A fresh instance per call** so no state leaks between tenants or requests; the pooling
+//!   allocator and `InstancePre` keep that at tens of microseconds.
+//! - **Three limits**: the epoch deadline bounds wall time (a blocked or slow plugin), fuel bounds
+//!   work deterministically, and the resource limiter caps linear memory. Each failure becomes a
+//!   [`PluginError`] naming plugin, version, world and cause; the caller picks fail-open or
+//!   fail-closed.
+//! - **Nothing granted by default**: plugins get `log` and `config` (manifest defaults overlaid
+//!   by operator settings) and a WASI context with no files, env, network or wall clock.
+//! - **Calls are synchronous**: plugin work is CPU-bound and bounded by its limits; async callers
+//!   wrap calls in `spawn_blocking`.
+//! - Compiled code can be cached on disk by wasmtime's own cache ([`RuntimeOptions::cache_dir`]),
+//!   which keys entries by the component bytes, engine settings and wasmtime version; this keeps
+//!   the crate free of `unsafe` (no hand-rolled `Component::deserialize`).
+//!
+//! Module map: `engine` (engine, pool, ticker), `manifest` (`plugin.toml`), `plugin` (loading and
+//! the per-call store), `host` (imports, WASI context, limiter), `validator` (the validator
+//! world's calls), `error`.
+
+mod engine;
+mod error;
+mod host;
+mod manifest;
+mod plugin;
+mod validator;
+
+pub mod bindings;
+
+pub use bindings::validator::mediahost::plugin::types::{Rejection, UploadInfo, Verdict};
+pub use engine::{Runtime, RuntimeOptions};
+pub use error::{LoadError, PluginError, PluginFailure, RuntimeError};
+pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestError, World};
+pub use plugin::{PluginHost, PluginSummary};

@@ -1,0 +1,257 @@
+//! `plugin.toml`: what a plugin folder declares about its component.
+//!
+//! ```toml
+//! name = "validator"
+//! version = "0.1.0"
+//! world = "validator"
+//! component = "validator.wasm"   # relative to the manifest's folder
+//!
+//! [limits]
+//! timeout_ms = 100
+//! fuel = 10_000_000
+//! memory_bytes = 16_777_216
+//!
+//! [config]                        # defaults, overlaid by the operator's settings
+//! max_size = "10737418240"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The file every plugin folder holds.
+pub const MANIFEST_FILE: &str = "plugin.toml";
+
+/// A parsed `plugin.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Unique among the loaded plugins; operators bind and configure plugins by it.
+    pub name: String,
+    /// The plugin's own version, shown in errors and the admin API.
+    pub version: String,
+    /// The WIT world the component implements.
+    pub world: World,
+    /// Path of the component, relative to the manifest's folder.
+    pub component: PathBuf,
+    /// Per-call resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Default settings, returned by the `config` import unless the operator overrides them.
+    /// Scalars are accepted and kept as their text (`max_size = 1000` is `"1000"`).
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// The plugin worlds this host knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// Upload validation (`check-upload`, `check-head`).
+    Validator,
+}
+
+impl World {
+    /// The WIT name of the world.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Validator => "validator",
+        }
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Limits applied to every call of a plugin, each in a fresh instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock budget of one call, enforced by the engine's epoch deadline.
+    pub timeout_ms: u64,
+    /// Fuel (roughly, wasm instructions) for one call including instantiation.
+    pub fuel: u64,
+    /// Cap on the instance's linear memory.
+    pub memory_bytes: u64,
+}
+
+impl Default for Limits {
+    /// Generous enough for any validator; tight enough that a runaway plugin cannot stall an
+    /// upload for long or take much memory.
+    fn default() -> Self {
+        Self {
+            timeout_ms: 1_000,
+            fuel: 1_000_000_000,
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {MANIFEST_FILE}: {0}")]
+pub struct ManifestError(String);
+
+impl Manifest {
+    /// Parses and checks the text of a `plugin.toml`.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError(e.to_string()))?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    fn check(&self) -> Result<(), ManifestError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            // Names appear in config keys, metrics labels and URLs, so keep them plain.
+            return Err(ManifestError(format!(
+                "name {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'",
+                self.name
+            )));
+        }
+        if self.version.trim().is_empty() {
+            return Err(ManifestError("version is empty".into()));
+        }
+        if self.component.as_os_str().is_empty() {
+            return Err(ManifestError("component is empty".into()));
+        }
+        let Limits {
+            timeout_ms,
+            fuel,
+            memory_bytes,
+        } = self.limits;
+        if timeout_ms == 0 || fuel == 0 || memory_bytes == 0 {
+            return Err(ManifestError(
+                "limits.timeout_ms, limits.fuel and limits.memory_bytes must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Deserializes a table of scalars into strings, so manifest authors may write numbers and
+/// booleans naturally while the `config` import stays string-typed.
+fn scalar_map<'de, D>(de: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = BTreeMap::<String, toml::Value>::deserialize(de)?;
+    raw.into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "config.{key} must be a string, number or boolean, not {}",
+                        other.type_str()
+                    )));
+                }
+            };
+            Ok((key, text))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+        name = "validator"
+        version = "0.1.0"
+        world = "validator"
+        component = "validator.wasm"
+
+        [limits]
+        timeout_ms = 100
+        fuel = 10_000_000
+        memory_bytes = 16_777_216
+
+        [config]
+        max_size = "10737418240"
+        sniff = false
+        retries = 3
+    "#;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let m = Manifest::parse(FULL).unwrap();
+        assert_eq!(m.name, "validator");
+        assert_eq!(m.version, "0.1.0");
+        assert_eq!(m.world, World::Validator);
+        assert_eq!(m.component, PathBuf::from("validator.wasm"));
+        assert_eq!(
+            m.limits,
+            Limits {
+                timeout_ms: 100,
+                fuel: 10_000_000,
+                memory_bytes: 16 << 20
+            }
+        );
+        assert_eq!(m.config["max_size"], "10737418240");
+        assert_eq!(m.config["sniff"], "false");
+        assert_eq!(m.config["retries"], "3");
+    }
+
+    #[test]
+    fn limits_and_config_are_optional() {
+        let m = Manifest::parse(
+            "name = \"a\"\nversion = \"1\"\nworld = \"validator\"\ncomponent = \"a.wasm\"",
+        )
+        .unwrap();
+        assert_eq!(m.limits, Limits::default());
+        assert!(m.config.is_empty());
+        let partial = Manifest::parse(
+            "name = \"a\"\nversion = \"1\"\nworld = \"validator\"\ncomponent = \"a.wasm\"\n\
+             [limits]\ntimeout_ms = 5",
+        )
+        .unwrap();
+        assert_eq!(partial.limits.timeout_ms, 5);
+        assert_eq!(partial.limits.fuel, Limits::default().fuel);
+    }
+
+    #[test]
+    fn refuses_bad_manifests() {
+        let base = "version = \"1\"\nworld = \"validator\"\ncomponent = \"a.wasm\"\n";
+        let cases = [
+            (format!("name = \"Bad Name\"\n{base}"), "name"),
+            (format!("name = \"a\"\n{base}[limits]\nfuel = 0"), "above 0"),
+            (format!("name = \"a\"\n{base}[config]\nx = [1]"), "config.x"),
+            (format!("name = \"a\"\n{base}colour = \"red\""), "colour"),
+            (base.to_owned(), "name"),
+            (
+                "name = \"a\"\nversion = \"1\"\nworld = \"router-x\"\ncomponent = \"a.wasm\""
+                    .to_owned(),
+                "router-x",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_reference_validator_manifest_parses() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../plugins/validator/plugin.toml"
+        );
+        let m = Manifest::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!((m.name.as_str(), m.world), ("validator", World::Validator));
+        assert_eq!(m.config["sniff"], "false");
+    }
+}

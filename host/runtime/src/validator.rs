@@ -1,0 +1,93 @@
+//! Calls into the `validator` world: every loaded validator in name order, the first rejection
+//! wins.
+
+use crate::bindings::validator::Validator;
+use crate::error::PluginError;
+use crate::host::HostState;
+use crate::plugin::PluginHost;
+use crate::{Rejection, UploadInfo, Verdict};
+
+impl PluginHost {
+    /// Runs `check-upload` of every validator (when an upload is created). A plugin failure
+    /// stops the run: whether that accepts or refuses the upload is the caller's policy.
+    pub fn check_upload(&self, info: &UploadInfo) -> Result<Verdict, PluginError> {
+        self.run_validators(info, |v, store| v.call_check_upload(store, info))
+    }
+
+    /// Runs `check-head` of every validator on the upload's first bytes (up to 64 KiB).
+    pub fn check_head(&self, info: &UploadInfo, head: &[u8]) -> Result<Verdict, PluginError> {
+        self.run_validators(info, |v, store| v.call_check_head(store, info, head))
+    }
+
+    fn run_validators(
+        &self,
+        info: &UploadInfo,
+        call: impl Fn(&Validator, &mut wasmtime::Store<HostState>) -> wasmtime::Result<Verdict>,
+    ) -> Result<Verdict, PluginError> {
+        let Some((runtime, validators)) = self.runtime_and_validators() else {
+            return Ok(Verdict::Accept);
+        };
+        for plugin in validators {
+            // A fresh instance per call and plugin: nothing a plugin keeps in memory can leak
+            // into another tenant's or request's call.
+            let verdict = runtime.call(&plugin.meta, |store| {
+                let instance = plugin.pre.instantiate(&mut *store)?;
+                call(&instance, store)
+            })?;
+            if let Verdict::Reject(rejection) = verdict {
+                let rejection = normalize(rejection);
+                tracing::info!(
+                    plugin = %plugin.meta.name,
+                    tenant = %info.tenant,
+                    video_id = %info.video_id,
+                    status = rejection.status,
+                    reason = %rejection.reason,
+                    "upload rejected by plugin"
+                );
+                return Ok(Verdict::Reject(rejection));
+            }
+        }
+        Ok(Verdict::Accept)
+    }
+}
+
+/// The WIT contract: a status outside 400..=499 is answered as 422, so a plugin cannot make the
+/// host claim success or a server fault.
+fn normalize(mut rejection: Rejection) -> Rejection {
+    if !(400..=499).contains(&rejection.status) {
+        rejection.status = 422;
+    }
+    rejection
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_outside_4xx_become_422() {
+        let r = |status| Rejection {
+            status,
+            reason: "x".into(),
+        };
+        assert_eq!(normalize(r(413)).status, 413);
+        assert_eq!(normalize(r(200)).status, 422);
+        assert_eq!(normalize(r(503)).status, 422);
+    }
+
+    #[test]
+    fn an_empty_host_accepts_everything() {
+        let info = UploadInfo {
+            tenant: "t".into(),
+            video_id: "v".into(),
+            filename: Some("x.exe".into()),
+            declared_size: Some(u64::MAX),
+            content_type: None,
+            metadata: vec![],
+        };
+        let host = PluginHost::empty();
+        assert!(matches!(host.check_upload(&info), Ok(Verdict::Accept)));
+        assert!(matches!(host.check_head(&info, b"MZ"), Ok(Verdict::Accept)));
+        assert!(host.plugins().is_empty());
+    }
+}

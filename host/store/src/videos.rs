@@ -1,0 +1,260 @@
+//! Videos and their life cycle: awaiting_upload → queued → processing → ready | failed.
+
+use mediahost_core::{MediaInfo, Rendition, Video, VideoStatus};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Store, StoreError, new_id, now_rfc3339};
+
+/// What a client gives when creating a video.
+#[derive(Debug, Clone, Default)]
+pub struct NewVideo {
+    /// Title shown to people.
+    pub title: String,
+    /// File name of the source, if the client declared one (validator plugins check it).
+    pub filename: Option<String>,
+}
+
+const COLUMNS: &str = "id, tenant_id, title, filename, status, error, size, sha256, source_info, \
+                       renditions, created_at, updated_at";
+
+fn corrupt(column: &'static str, message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        column,
+        message: message.to_string(),
+    }
+}
+
+fn video_from_row(row: &SqliteRow) -> Result<Video, StoreError> {
+    let status: String = row.get("status");
+    let source: Option<String> = row.get("source_info");
+    let renditions: String = row.get("renditions");
+    let size: Option<i64> = row.get("size");
+    Ok(Video {
+        id: row.get("id"),
+        tenant_id: row.get("tenant_id"),
+        title: row.get("title"),
+        filename: row.get("filename"),
+        status: status.parse().map_err(|e| corrupt("status", e))?,
+        error: row.get("error"),
+        size: size.map(|s| s as u64),
+        sha256: row.get("sha256"),
+        source: source
+            .map(|s| serde_json::from_str::<MediaInfo>(&s))
+            .transpose()
+            .map_err(|e| corrupt("source_info", e))?,
+        renditions: serde_json::from_str::<Vec<Rendition>>(&renditions)
+            .map_err(|e| corrupt("renditions", e))?,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+impl Store {
+    /// Creates a video awaiting its upload.
+    pub async fn create_video(&self, tenant_id: &str, new: &NewVideo) -> Result<Video, StoreError> {
+        let id = new_id();
+        let now = now_rfc3339();
+        sqlx::query(
+            "INSERT INTO videos (id, tenant_id, title, filename, status, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(&new.title)
+        .bind(&new.filename)
+        .bind(VideoStatus::AwaitingUpload.as_str())
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        Ok(Video {
+            id,
+            tenant_id: tenant_id.to_owned(),
+            title: new.title.clone(),
+            filename: new.filename.clone(),
+            status: VideoStatus::AwaitingUpload,
+            error: None,
+            size: None,
+            sha256: None,
+            source: None,
+            renditions: Vec::new(),
+            created_at: now.clone(),
+            updated_at: now,
+        })
+    }
+
+    /// A tenant's video; `None` when it does not exist or belongs to another tenant.
+    pub async fn video(&self, tenant_id: &str, id: &str) -> Result<Option<Video>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM videos WHERE id = ? AND tenant_id = ?"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(video_from_row).transpose()
+    }
+
+    /// A video by id alone, for workers acting on a job.
+    pub async fn video_by_id(&self, id: &str) -> Result<Option<Video>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM videos WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(video_from_row).transpose()
+    }
+
+    /// A tenant's videos, newest first.
+    pub async fn list_videos(&self, tenant_id: &str, limit: u32) -> Result<Vec<Video>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM videos WHERE tenant_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(video_from_row).collect()
+    }
+
+    /// Records a finished upload and moves the video from `awaiting_upload` to `queued`.
+    /// Returns false when the video was no longer awaiting its upload (a concurrent upload won).
+    pub async fn mark_uploaded(
+        &self,
+        id: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE videos SET status = 'queued', size = ?, sha256 = ?, error = NULL, updated_at = ? \
+             WHERE id = ? AND status = 'awaiting_upload'",
+        )
+        .bind(size as i64)
+        .bind(sha256)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets the status and clears any previous error (used for `processing`, and to put a
+    /// video back to `awaiting_upload` when its job could not be queued).
+    pub async fn set_status(&self, id: &str, status: VideoStatus) -> Result<(), StoreError> {
+        sqlx::query("UPDATE videos SET status = ?, error = NULL, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores what the prober found out about the source.
+    pub async fn set_source_info(&self, id: &str, info: &MediaInfo) -> Result<(), StoreError> {
+        let json = serde_json::to_string(info).map_err(|e| corrupt("source_info", e))?;
+        sqlx::query("UPDATE videos SET source_info = ?, updated_at = ? WHERE id = ?")
+            .bind(json)
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the video playable with these renditions.
+    pub async fn set_ready(&self, id: &str, renditions: &[Rendition]) -> Result<(), StoreError> {
+        let json = serde_json::to_string(renditions).map_err(|e| corrupt("renditions", e))?;
+        sqlx::query(
+            "UPDATE videos SET status = 'ready', renditions = ?, error = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(json)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the video failed with a reason a person can act on.
+    pub async fn set_failed(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE videos SET status = 'failed', error = ?, updated_at = ? WHERE id = ?")
+            .bind(reason)
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn videos_are_scoped_by_tenant() {
+        let (_dir, store) = store().await;
+        let (a, _) = store.create_tenant("a").await.unwrap();
+        let (b, _) = store.create_tenant("b").await.unwrap();
+        let new = NewVideo {
+            title: "t".into(),
+            filename: Some("t.mp4".into()),
+        };
+        let v = store.create_video(&a.id, &new).await.unwrap();
+        assert_eq!(store.video(&a.id, &v.id).await.unwrap(), Some(v.clone()));
+        assert_eq!(store.video(&b.id, &v.id).await.unwrap(), None);
+        assert_eq!(store.list_videos(&b.id, 10).await.unwrap(), vec![]);
+        assert_eq!(store.list_videos(&a.id, 10).await.unwrap(), vec![v]);
+    }
+
+    #[tokio::test]
+    async fn upload_is_accepted_once_then_life_cycle_runs() {
+        let (_dir, store) = store().await;
+        let (t, _) = store.create_tenant("a").await.unwrap();
+        let v = store
+            .create_video(&t.id, &NewVideo::default())
+            .await
+            .unwrap();
+        assert!(store.mark_uploaded(&v.id, 42, "ab").await.unwrap());
+        assert!(!store.mark_uploaded(&v.id, 43, "cd").await.unwrap());
+        let got = store.video_by_id(&v.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.size, got.sha256.as_deref()),
+            (VideoStatus::Queued, Some(42), Some("ab"))
+        );
+
+        store.set_failed(&v.id, "bad input").await.unwrap();
+        let got = store.video_by_id(&v.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.error.as_deref()),
+            (VideoStatus::Failed, Some("bad input"))
+        );
+
+        let r = Rendition {
+            name: "360p".into(),
+            width: 640,
+            height: 360,
+            bandwidth: 1_000_000,
+            codecs: "avc1.64001e,mp4a.40.2".into(),
+            playlist: "360p/index.m3u8".into(),
+        };
+        store
+            .set_ready(&v.id, std::slice::from_ref(&r))
+            .await
+            .unwrap();
+        let got = store.video_by_id(&v.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.error, got.renditions),
+            (VideoStatus::Ready, None, vec![r])
+        );
+    }
+}

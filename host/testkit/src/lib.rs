@@ -1,0 +1,159 @@
+//! Test support shared by the crates' integration tests.
+//!
+//! Test media is generated at test time with ffmpeg's lavfi sources, and guest plugins are
+//! compiled from `plugins/` to wasm32-wasip2, so no binary fixture lives in git. Both helpers
+//! panic with a message naming the missing tool, because a test that cannot build its inputs
+//! must fail loudly rather than skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The repository root (this crate lives at `host/testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("testkit sits two levels below the repo root")
+        .to_path_buf()
+}
+
+/// Builds the guest plugin crate `name` from `plugins/` for wasm32-wasip2 (release) and returns
+/// the component's path. Cargo's own lock makes concurrent callers safe; the mutex only avoids
+/// piling up cargo processes within one test binary.
+pub fn build_plugin(name: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo_root();
+    let manifest = root.join("plugins/Cargo.toml");
+    let target_dir = root.join("plugins/target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            name,
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The outer test run's flags (coverage, sanitizers) do not apply to guests.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo to build a guest plugin");
+    assert!(
+        status.success(),
+        "building plugin {name} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
+    );
+    let wasm = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(wasm.exists(), "plugin build produced no {}", wasm.display());
+    wasm
+}
+
+/// Options for [`generate_clip`].
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// Length in seconds.
+    pub seconds: f64,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Add a sine-wave audio track.
+    pub audio: bool,
+    /// Add the video track.
+    pub video: bool,
+}
+
+impl Default for Clip {
+    fn default() -> Self {
+        Self {
+            seconds: 10.0,
+            width: 640,
+            height: 360,
+            fps: 25,
+            audio: true,
+            video: true,
+        }
+    }
+}
+
+/// Writes an MP4 (H.264 + AAC) made from lavfi `testsrc2` and `sine` to `out`.
+pub fn generate_clip(out: &Path, clip: &Clip) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    if clip.video {
+        cmd.args(["-f", "lavfi", "-i"]).arg(format!(
+            "testsrc2=size={}x{}:rate={}:duration={}",
+            clip.width, clip.height, clip.fps, clip.seconds
+        ));
+    }
+    if clip.audio {
+        cmd.args(["-f", "lavfi", "-i"]).arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={}",
+            clip.seconds
+        ));
+    }
+    if clip.video {
+        cmd.args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ]);
+    }
+    if clip.audio {
+        cmd.args(["-c:a", "aac", "-b:a", "96k"]);
+    }
+    let status = cmd
+        .arg(out)
+        .status()
+        .expect("run ffmpeg (install Debian's ffmpeg package)");
+    assert!(
+        status.success(),
+        "ffmpeg failed to generate {}",
+        out.display()
+    );
+}
+
+/// Duration in seconds that `ffprobe` reads from `input` (a file path or URL), passing `headers`
+/// (CRLF-terminated lines) on every HTTP request it makes.
+pub fn ffprobe_duration(input: &str, headers: Option<&str>) -> f64 {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error"]);
+    if let Some(h) = headers {
+        cmd.args(["-headers", h]);
+    }
+    let out = cmd
+        .args([
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
+        .arg(input)
+        .output()
+        .expect("run ffprobe (install Debian's ffmpeg package)");
+    assert!(
+        out.status.success(),
+        "ffprobe could not read {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("ffprobe printed no duration for {input}: {e}"))
+}

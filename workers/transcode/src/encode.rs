@@ -1,0 +1,401 @@
+//! Decoded frames in, encoded packets out: one filter graph plus one encoder per output.
+//!
+//! [`VideoEncoder`] scales to one rendition's size and encodes H.264 with keyframes on the
+//! segment grid; [`AudioEncoder`] resamples to stereo and encodes AAC-LC. Both hand packets back
+//! in their encoder's time base and leave muxing to the caller, so one decoded frame can feed any
+//! number of renditions and one audio encoding can be shared by all of them.
+
+use ffmpeg_next::{
+    self as ffmpeg, ChannelLayout, Dictionary, Packet, Rational, Rescale, codec, decoder, encoder,
+    filter, format, frame, picture,
+};
+use mediahost_core::config::TranscodeConfig;
+
+use crate::TranscodeError;
+use crate::ladder::Target;
+
+/// AAC-LC sample rates we pass through; anything else is resampled to 48 kHz.
+const AAC_RATES: [u32; 5] = [32_000, 44_100, 48_000, 88_200, 96_000];
+
+/// Scales decoded pictures to one [`Target`] and encodes them with libx264.
+pub(crate) struct VideoEncoder {
+    /// Output size; the filter graph scales to it.
+    target: Target,
+    /// Time base of the frames we are given, of the filter graph and of the encoder: keeping one
+    /// time base end to end means no rounding between stages.
+    time_base: Rational,
+    /// Duration of one frame in `time_base`, stamped on packets the encoder leaves at 0 so the
+    /// muxer knows how long the last sample lasts.
+    frame_duration: i64,
+    /// `buffer → scale → setsar → format → buffersink`, built from the first frame so it
+    /// matches what the decoder really produces (pixel format, size) rather than what the
+    /// container header claimed.
+    graph: Option<filter::Graph>,
+    /// The opened libx264 encoder.
+    encoder: encoder::Video,
+}
+
+impl VideoEncoder {
+    /// Opens libx264 for `target`. `time_base` is the time base of the frames that will be
+    /// pushed; `frame_rate` is the source's average frame rate, which sets the keyframe
+    /// interval (`segment_seconds` worth of frames, with scene-cut keyframes off so every
+    /// segment boundary falls on the same frame in every rendition).
+    pub fn new(
+        target: &Target,
+        time_base: Rational,
+        frame_rate: Rational,
+        cfg: &TranscodeConfig,
+    ) -> Result<Self, TranscodeError> {
+        let codec = encoder::find_by_name("libx264").ok_or(TranscodeError::Ffmpeg {
+            during: "looking up the libx264 encoder (is ffmpeg built with x264?)",
+            source: ffmpeg::Error::EncoderNotFound,
+        })?;
+        let fps = f64::from(frame_rate);
+        let gop = ((fps * f64::from(cfg.segment_seconds.max(1))).round() as u32).max(1);
+
+        let mut enc = codec::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(TranscodeError::ffmpeg("creating the H.264 encoder"))?;
+        enc.set_width(target.width);
+        enc.set_height(target.height);
+        enc.set_format(format::Pixel::YUV420P);
+        enc.set_aspect_ratio((1, 1));
+        enc.set_time_base(time_base);
+        enc.set_frame_rate(Some(frame_rate));
+        enc.set_gop(gop);
+        // The HLS muxer writes codec headers once, in init.mp4, not in every keyframe.
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+
+        let mut opts = Dictionary::new();
+        opts.set("preset", &cfg.x264_preset);
+        opts.set("crf", &cfg.crf.to_string());
+        opts.set(
+            "x264-params",
+            &format!("keyint={gop}:min-keyint={gop}:scenecut=0"),
+        );
+        let encoder = enc.open_with(opts).map_err(TranscodeError::ffmpeg(
+            "opening libx264 (check transcode.x264_preset and crf)",
+        ))?;
+
+        let frame_duration = 1i64.rescale(frame_rate.invert(), time_base).max(1);
+        Ok(Self {
+            target: target.clone(),
+            time_base,
+            frame_duration,
+            graph: None,
+            encoder,
+        })
+    }
+
+    /// The opened encoder, whose parameters the muxer's stream copies.
+    pub fn encoder(&self) -> &encoder::Video {
+        &self.encoder
+    }
+
+    /// The time base of the packets this encoder returns.
+    pub fn time_base(&self) -> Rational {
+        self.time_base
+    }
+
+    /// Scales and encodes one decoded frame (its pts in the time base given to
+    /// [`VideoEncoder::new`]), appending any packets that come out to `out`.
+    pub fn push(
+        &mut self,
+        frame: &frame::Video,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), TranscodeError> {
+        if self.graph.is_none() {
+            self.graph = Some(self.build_graph(frame)?);
+        }
+        let graph = self.graph.as_mut().expect("built above");
+        source(graph)
+            .source()
+            .add(frame)
+            .map_err(TranscodeError::ffmpeg("scaling video"))?;
+        self.drain_graph(out)
+    }
+
+    /// Flushes the filter graph and the encoder at the end of the input.
+    pub fn finish(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
+        if let Some(graph) = self.graph.as_mut() {
+            source(graph)
+                .source()
+                .flush()
+                .map_err(TranscodeError::ffmpeg("flushing the video scaler"))?;
+            self.drain_graph(out)?;
+        }
+        self.encoder
+            .send_eof()
+            .map_err(TranscodeError::ffmpeg("flushing the H.264 encoder"))?;
+        self.drain_encoder(out)
+    }
+
+    fn build_graph(&self, first: &frame::Video) -> Result<filter::Graph, TranscodeError> {
+        let during = "building the video scaler";
+        let pix_fmt = first
+            .format()
+            .descriptor()
+            .map(|d| d.name())
+            .ok_or_else(|| {
+                TranscodeError::Undecodable("the video has an unknown pixel format".into())
+            })?;
+        let sar = first.aspect_ratio();
+        let (sar_num, sar_den) = if sar.numerator() > 0 && sar.denominator() > 0 {
+            (sar.numerator(), sar.denominator())
+        } else {
+            (1, 1)
+        };
+        let args = format!(
+            "video_size={}x{}:pix_fmt={pix_fmt}:time_base={}/{}:pixel_aspect={sar_num}/{sar_den}",
+            first.width(),
+            first.height(),
+            self.time_base.numerator(),
+            self.time_base.denominator(),
+        );
+        let spec = format!(
+            "scale={}:{},setsar=1,format=yuv420p",
+            self.target.width, self.target.height
+        );
+        let mut graph = filter::Graph::new();
+        graph
+            .add(&find_filter("buffer")?, "in", &args)
+            .map_err(TranscodeError::ffmpeg(during))?;
+        graph
+            .add(&find_filter("buffersink")?, "out", "")
+            .map_err(TranscodeError::ffmpeg(during))?;
+        graph
+            .output("in", 0)
+            .and_then(|p| p.input("out", 0))
+            .and_then(|p| p.parse(&spec))
+            .map_err(TranscodeError::ffmpeg(during))?;
+        graph.validate().map_err(TranscodeError::ffmpeg(during))?;
+        Ok(graph)
+    }
+
+    fn drain_graph(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
+        let Some(graph) = self.graph.as_mut() else {
+            return Ok(());
+        };
+        let mut filtered = frame::Video::empty();
+        loop {
+            match sink(graph).sink().frame(&mut filtered) {
+                Ok(()) => {}
+                Err(e) if is_drained(e) => return Ok(()),
+                Err(e) => return Err(TranscodeError::ffmpeg("scaling video")(e)),
+            }
+            // The decoder's picture type is a hint libx264 would obey; keyframes are ours to place.
+            filtered.set_kind(picture::Type::None);
+            self.encoder
+                .send_frame(&filtered)
+                .map_err(TranscodeError::ffmpeg("encoding H.264"))?;
+            drain_encoder(
+                &mut self.encoder,
+                self.frame_duration,
+                out,
+                "encoding H.264",
+            )?;
+        }
+    }
+
+    fn drain_encoder(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
+        drain_encoder(
+            &mut self.encoder,
+            self.frame_duration,
+            out,
+            "encoding H.264",
+        )
+    }
+}
+
+/// Resamples decoded audio to stereo and encodes AAC-LC in 1024-sample frames.
+pub(crate) struct AudioEncoder {
+    /// `abuffer → aresample → aformat → abuffersink`; the sink cuts frames to the encoder's
+    /// fixed frame size, which AAC requires.
+    graph: filter::Graph,
+    /// Time base of the sink's frames (1/output rate after `aresample`).
+    sink_time_base: Rational,
+    /// The opened AAC encoder; its time base is 1/sample rate.
+    encoder: encoder::Audio,
+}
+
+impl AudioEncoder {
+    /// Opens the AAC encoder and a resampling graph for frames from `decoder`, whose pts are in
+    /// `time_base`.
+    pub fn new(
+        decoder: &decoder::Audio,
+        time_base: Rational,
+        cfg: &TranscodeConfig,
+    ) -> Result<Self, TranscodeError> {
+        let codec = encoder::find(codec::Id::AAC).ok_or(TranscodeError::Ffmpeg {
+            during: "looking up the AAC encoder",
+            source: ffmpeg::Error::EncoderNotFound,
+        })?;
+        let rate = if AAC_RATES.contains(&decoder.rate()) {
+            decoder.rate()
+        } else {
+            48_000
+        };
+        let mut enc = codec::Context::new_with_codec(codec)
+            .encoder()
+            .audio()
+            .map_err(TranscodeError::ffmpeg("creating the AAC encoder"))?;
+        enc.set_rate(rate as i32);
+        enc.set_channel_layout(ChannelLayout::STEREO);
+        enc.set_channels(2);
+        enc.set_format(format::Sample::F32(format::sample::Type::Planar));
+        enc.set_bit_rate(cfg.audio_bitrate as usize);
+        enc.set_time_base((1, rate as i32));
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        let encoder = enc
+            .open_as(codec)
+            .map_err(TranscodeError::ffmpeg("opening the AAC encoder"))?;
+
+        let during = "building the audio resampler";
+        let layout = if decoder.channel_layout().is_empty() {
+            ChannelLayout::default(i32::from(decoder.channels()))
+        } else {
+            decoder.channel_layout()
+        };
+        let args = format!(
+            "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
+            time_base.numerator(),
+            time_base.denominator(),
+            decoder.rate(),
+            decoder.format().name(),
+            layout.bits()
+        );
+        // async=1 with first_pts=0 pads or trims the start so audio begins with the video at 0.
+        let spec = format!(
+            "aresample={rate}:async=1:first_pts=0,aformat=sample_fmts=fltp:channel_layouts=stereo"
+        );
+        let mut graph = filter::Graph::new();
+        graph
+            .add(&find_filter("abuffer")?, "in", &args)
+            .map_err(TranscodeError::ffmpeg(during))?;
+        graph
+            .add(&find_filter("abuffersink")?, "out", "")
+            .map_err(TranscodeError::ffmpeg(during))?;
+        graph
+            .output("in", 0)
+            .and_then(|p| p.input("out", 0))
+            .and_then(|p| p.parse(&spec))
+            .map_err(TranscodeError::ffmpeg(during))?;
+        graph.validate().map_err(TranscodeError::ffmpeg(during))?;
+        if encoder.frame_size() > 0 {
+            sink(&mut graph).sink().set_frame_size(encoder.frame_size());
+        }
+        let sink_time_base = sink(&mut graph).sink().time_base();
+        Ok(Self {
+            graph,
+            sink_time_base,
+            encoder,
+        })
+    }
+
+    /// The opened encoder, whose parameters each muxer's audio stream copies.
+    pub fn encoder(&self) -> &encoder::Audio {
+        &self.encoder
+    }
+
+    /// The time base of the packets this encoder returns.
+    pub fn time_base(&self) -> Rational {
+        self.encoder.time_base()
+    }
+
+    /// Resamples and encodes one decoded frame, appending finished packets to `out`.
+    pub fn push(
+        &mut self,
+        frame: &frame::Audio,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), TranscodeError> {
+        source(&mut self.graph)
+            .source()
+            .add(frame)
+            .map_err(TranscodeError::ffmpeg("resampling audio"))?;
+        self.drain_graph(out)
+    }
+
+    /// Flushes the resampler and the encoder at the end of the input.
+    pub fn finish(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
+        source(&mut self.graph)
+            .source()
+            .flush()
+            .map_err(TranscodeError::ffmpeg("flushing the audio resampler"))?;
+        self.drain_graph(out)?;
+        self.encoder
+            .send_eof()
+            .map_err(TranscodeError::ffmpeg("flushing the AAC encoder"))?;
+        drain_encoder(&mut self.encoder, 0, out, "encoding AAC")
+    }
+
+    fn drain_graph(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
+        let enc_time_base = self.encoder.time_base();
+        let mut filtered = frame::Audio::empty();
+        loop {
+            match sink(&mut self.graph).sink().frame(&mut filtered) {
+                Ok(()) => {}
+                Err(e) if is_drained(e) => return Ok(()),
+                Err(e) => return Err(TranscodeError::ffmpeg("resampling audio")(e)),
+            }
+            let pts = filtered
+                .pts()
+                .map(|p| p.rescale(self.sink_time_base, enc_time_base));
+            filtered.set_pts(pts);
+            self.encoder
+                .send_frame(&filtered)
+                .map_err(TranscodeError::ffmpeg("encoding AAC"))?;
+            drain_encoder(&mut self.encoder, 0, out, "encoding AAC")?;
+        }
+    }
+}
+
+/// Moves every packet the encoder has ready into `out`, giving packets without a duration
+/// `default_duration` (when non-zero).
+fn drain_encoder(
+    encoder: &mut encoder::Encoder,
+    default_duration: i64,
+    out: &mut Vec<Packet>,
+    during: &'static str,
+) -> Result<(), TranscodeError> {
+    loop {
+        let mut packet = Packet::empty();
+        match encoder.receive_packet(&mut packet) {
+            Ok(()) => {
+                if packet.duration() == 0 && default_duration > 0 {
+                    packet.set_duration(default_duration);
+                }
+                out.push(packet);
+            }
+            Err(e) if is_drained(e) => return Ok(()),
+            Err(e) => return Err(TranscodeError::ffmpeg(during)(e)),
+        }
+    }
+}
+
+/// EAGAIN ("feed me more") and EOF ("flushed") both mean nothing more comes out right now.
+fn is_drained(e: ffmpeg::Error) -> bool {
+    matches!(e, ffmpeg::Error::Eof)
+        || e == ffmpeg::Error::Other {
+            errno: ffmpeg::error::EAGAIN,
+        }
+}
+
+fn find_filter(name: &str) -> Result<ffmpeg::Filter, TranscodeError> {
+    filter::find(name).ok_or(TranscodeError::Ffmpeg {
+        during: "looking up a libavfilter filter",
+        source: ffmpeg::Error::FilterNotFound,
+    })
+}
+
+fn source(graph: &mut filter::Graph) -> filter::Context {
+    graph
+        .get("in")
+        .expect("every graph here has an `in` buffer source")
+}
+
+fn sink(graph: &mut filter::Graph) -> filter::Context {
+    graph
+        .get("out")
+        .expect("every graph here has an `out` buffer sink")
+}

@@ -1,0 +1,454 @@
+//! The transcode: demux and decode the source once, feed every rendition, package as HLS.
+
+use std::path::Path;
+
+use ffmpeg_next::{
+    self as ffmpeg, Packet, Rational, Rescale, codec, decoder, format, frame, media, threading,
+};
+use mediahost_core::Rendition;
+use mediahost_core::config::TranscodeConfig;
+
+use crate::TranscodeError;
+use crate::encode::{AudioEncoder, VideoEncoder};
+use crate::ladder::{self, Target};
+use crate::package::{self, HlsMuxer, Variant};
+use crate::probe::{duration_s, open_input, positive_f64};
+
+/// Consecutive unreadable packets after which the demuxer is assumed lost in garbage.
+const MAX_BAD_PACKETS: u32 = 1000;
+
+/// Transcodes `src` into HLS under `out_dir` and returns the renditions written, best first.
+///
+/// Layout: `<out_dir>/master.m3u8` and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media
+/// playlist), `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
+/// plus AAC-LC stereo at `cfg.audio_bitrate` when the source has audio, cut into fMP4 segments
+/// of `cfg.segment_seconds`. `progress` is called with the fraction of the source decoded so far
+/// (0..=1, non-decreasing), ending with 1.0.
+///
+/// CPU-bound and blocking: async callers run it on a blocking thread. On error `out_dir` may
+/// hold partial output, which the caller discards.
+pub fn transcode_hls(
+    src: &Path,
+    out_dir: &Path,
+    cfg: &TranscodeConfig,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Rendition>, TranscodeError> {
+    crate::init();
+    let mut input = open_input(src)?;
+    let duration = duration_s(&input);
+
+    let mut video = VideoSource::open(&input)?;
+    let mut audio = AudioSource::open(&input)?;
+    // Shift every stream by the earliest start so the output starts at 0 with A/V sync kept.
+    let start_s = [video.start_s, audio.as_ref().and_then(|a| a.start_s)]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min)
+        .unwrap_or(0.0);
+    video.offset = seconds_to(start_s, video.time_base);
+    if let Some(a) = audio.as_mut() {
+        a.offset = seconds_to(start_s, a.time_base);
+    }
+
+    let targets = ladder::plan(
+        video.decoder.width(),
+        video.decoder.height(),
+        ratio(video.decoder.aspect_ratio()),
+        cfg,
+    );
+    let mut audio_encoder = audio
+        .as_ref()
+        .map(|a| AudioEncoder::new(&a.decoder, a.time_base, cfg))
+        .transpose()?;
+    let mut outputs = targets
+        .iter()
+        .map(|t| Output::create(out_dir, t, &video, audio_encoder.as_ref(), cfg))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut progress = Progress {
+        report: progress,
+        duration,
+        last: 0.0,
+    };
+    let mut sink = Sink {
+        outputs: &mut outputs,
+        audio_encoder: audio_encoder.as_mut(),
+        packets: Vec::new(),
+        progress: &mut progress,
+    };
+
+    let mut bad_packets = 0;
+    loop {
+        let mut packet = Packet::empty();
+        match packet.read(&mut input) {
+            Ok(()) => bad_packets = 0,
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) => {
+                // The demuxer can resync past a corrupt packet; a long run means a lost cause,
+                // and we keep what decoded so far.
+                bad_packets += 1;
+                if bad_packets > MAX_BAD_PACKETS {
+                    break;
+                }
+                continue;
+            }
+            Err(ffmpeg::Error::Other { errno }) => {
+                return Err(TranscodeError::Io {
+                    path: src.to_owned(),
+                    source: std::io::Error::from_raw_os_error(errno),
+                });
+            }
+            Err(source) => {
+                return Err(TranscodeError::Ffmpeg {
+                    during: "reading the source",
+                    source,
+                });
+            }
+        }
+        if packet.stream() == video.index {
+            video.decode(Some(&packet), &mut sink)?;
+        } else if let Some(a) = audio.as_mut().filter(|a| packet.stream() == a.index) {
+            a.decode(Some(&packet), &mut sink)?;
+        }
+    }
+
+    // End of input: drain decoders, then filters and encoders, then muxers, in that order.
+    video.decode(None, &mut sink)?;
+    if let Some(a) = audio.as_mut() {
+        a.decode(None, &mut sink)?;
+    }
+    if video.frames == 0 {
+        return Err(TranscodeError::Undecodable(
+            "no video frame could be decoded; the file is corrupt or truncated".into(),
+        ));
+    }
+    sink.finish()?;
+    drop(sink);
+
+    let mut variants = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        let Output { target, mux, .. } = output;
+        let dir = mux.finish()?;
+        let stats = package::playlist_stats(&dir)?;
+        let mut codecs = package::avc1_codec(&dir)?;
+        if audio.is_some() {
+            codecs.push_str(",mp4a.40.2");
+        }
+        variants.push(Variant {
+            rendition: Rendition {
+                playlist: format!("{}/{}", target.name, package::MEDIA_PLAYLIST),
+                name: target.name,
+                width: target.width,
+                height: target.height,
+                bandwidth: stats.peak_bps,
+                codecs,
+            },
+            average_bandwidth: stats.average_bps,
+            frame_rate: positive_f64(video.frame_rate),
+        });
+    }
+    package::write_master(out_dir, &variants)?;
+    progress.done();
+    Ok(variants.into_iter().map(|v| v.rendition).collect())
+}
+
+/// One rendition being produced: its encoder and its muxer.
+struct Output {
+    /// Name and size.
+    target: Target,
+    /// Scaler and H.264 encoder for this size.
+    video: VideoEncoder,
+    /// Where this rendition's packets go.
+    mux: HlsMuxer,
+}
+
+impl Output {
+    fn create(
+        out_dir: &Path,
+        target: &Target,
+        source: &VideoSource,
+        audio: Option<&AudioEncoder>,
+        cfg: &TranscodeConfig,
+    ) -> Result<Self, TranscodeError> {
+        let video = VideoEncoder::new(target, source.time_base, source.frame_rate, cfg)?;
+        let mux = HlsMuxer::create(
+            out_dir,
+            target,
+            (video.encoder(), video.time_base(), source.frame_rate),
+            audio.map(|a| (a.encoder(), a.time_base())),
+            cfg,
+        )?;
+        Ok(Self {
+            target: target.clone(),
+            video,
+            mux,
+        })
+    }
+}
+
+/// Where decoded frames go: every rendition's video encoder, the shared audio encoder, and the
+/// muxers behind them.
+struct Sink<'a, 'p> {
+    outputs: &'a mut [Output],
+    audio_encoder: Option<&'a mut AudioEncoder>,
+    /// Reused buffer of encoded packets between an encoder and a muxer.
+    packets: Vec<Packet>,
+    progress: &'a mut Progress<'p>,
+}
+
+impl Sink<'_, '_> {
+    fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
+        self.progress.at(seconds);
+        for output in self.outputs.iter_mut() {
+            output.video.push(frame, &mut self.packets)?;
+            output.mux.write_video(&mut self.packets)?;
+            self.packets.clear();
+        }
+        Ok(())
+    }
+
+    fn audio(&mut self, frame: &frame::Audio) -> Result<(), TranscodeError> {
+        let Some(encoder) = self.audio_encoder.as_mut() else {
+            return Ok(());
+        };
+        encoder.push(frame, &mut self.packets)?;
+        self.write_audio()
+    }
+
+    fn write_audio(&mut self) -> Result<(), TranscodeError> {
+        for output in self.outputs.iter_mut() {
+            output.mux.write_audio(&self.packets)?;
+        }
+        self.packets.clear();
+        Ok(())
+    }
+
+    /// Flushes the encoders into the muxers.
+    fn finish(&mut self) -> Result<(), TranscodeError> {
+        if let Some(encoder) = self.audio_encoder.as_mut() {
+            encoder.finish(&mut self.packets)?;
+            self.write_audio()?;
+        }
+        for output in self.outputs.iter_mut() {
+            output.video.finish(&mut self.packets)?;
+            output.mux.write_video(&mut self.packets)?;
+            self.packets.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Reports decoding progress as a fraction of the source duration, at most every 1%.
+struct Progress<'a> {
+    report: &'a mut dyn FnMut(f64),
+    /// Source duration in seconds; without one there is nothing to divide by until the end.
+    duration: Option<f64>,
+    /// Last fraction reported.
+    last: f64,
+}
+
+impl Progress<'_> {
+    fn at(&mut self, seconds: f64) {
+        let Some(duration) = self.duration else {
+            return;
+        };
+        // Stop short of 1.0: muxing and playlists still follow the last frame.
+        let fraction = (seconds / duration).clamp(0.0, 0.99);
+        if fraction >= self.last + 0.01 {
+            self.last = fraction;
+            (self.report)(fraction);
+        }
+    }
+
+    fn done(&mut self) {
+        (self.report)(1.0);
+    }
+}
+
+/// The video stream being transcoded and its decoder.
+struct VideoSource {
+    index: usize,
+    time_base: Rational,
+    /// Average frame rate (falling back to the real base rate, then 25): sets the GOP length.
+    frame_rate: Rational,
+    /// The stream's first timestamp in seconds, when the container says.
+    start_s: Option<f64>,
+    /// Subtracted from every pts (in `time_base`) so output starts at 0.
+    offset: i64,
+    decoder: decoder::Video,
+    /// Frames decoded so far; zero at the end means nothing was decodable.
+    frames: u64,
+    /// Last pts handed on, to drop duplicates and out-of-order frames the encoder would reject.
+    last_pts: Option<i64>,
+}
+
+impl VideoSource {
+    fn open(input: &format::context::Input) -> Result<Self, TranscodeError> {
+        // Cover art in audio files is a one-picture "video" stream; it is not the video.
+        let is_picture = |s: &format::stream::Stream| {
+            s.disposition()
+                .contains(format::stream::Disposition::ATTACHED_PIC)
+        };
+        let stream = input
+            .streams()
+            .best(media::Type::Video)
+            .filter(|s| !is_picture(s))
+            .or_else(|| {
+                input
+                    .streams()
+                    .find(|s| s.parameters().medium() == media::Type::Video && !is_picture(s))
+            })
+            .ok_or_else(|| TranscodeError::Undecodable("the file has no video stream".into()))?;
+        let codec_name = stream.parameters().id().name();
+        let decoder = open_decoder(&stream).and_then(|d| d.video()).map_err(|e| {
+            TranscodeError::Undecodable(format!(
+                "the video stream ({codec_name}) cannot be decoded (ffmpeg: {e})"
+            ))
+        })?;
+        if decoder.width() == 0 || decoder.height() == 0 {
+            return Err(TranscodeError::Unsupported(
+                "the video stream has no picture size".into(),
+            ));
+        }
+        let frame_rate = [stream.avg_frame_rate(), stream.rate()]
+            .into_iter()
+            .find(|r| positive_f64(*r).is_some())
+            .unwrap_or(Rational::new(25, 1));
+        Ok(Self {
+            index: stream.index(),
+            time_base: stream.time_base(),
+            frame_rate,
+            start_s: start_seconds(&stream),
+            offset: 0,
+            decoder,
+            frames: 0,
+            last_pts: None,
+        })
+    }
+
+    /// Sends `packet` (or end of stream, for `None`) to the decoder and passes every frame that
+    /// comes out to `sink`. Corrupt packets are skipped: a damaged file yields what decodes.
+    fn decode(
+        &mut self,
+        packet: Option<&Packet>,
+        sink: &mut Sink<'_, '_>,
+    ) -> Result<(), TranscodeError> {
+        let sent = match packet {
+            Some(p) => self.decoder.send_packet(p),
+            None => self.decoder.send_eof(),
+        };
+        if sent.is_err() {
+            return Ok(());
+        }
+        let mut frame = frame::Video::empty();
+        loop {
+            // EAGAIN/EOF: drained. Any other error is a frame that failed to decode: stop for
+            // this packet rather than spin on an error that may repeat; later packets may decode.
+            if self.decoder.receive_frame(&mut frame).is_err() {
+                return Ok(());
+            }
+            let step = 1i64
+                .rescale(self.frame_rate.invert(), self.time_base)
+                .max(1);
+            let pts = match frame.timestamp() {
+                Some(ts) => ts - self.offset,
+                None => self.last_pts.map_or(0, |p| p + step),
+            };
+            if self.last_pts.is_some_and(|last| pts <= last) {
+                continue;
+            }
+            self.last_pts = Some(pts);
+            self.frames += 1;
+            frame.set_pts(Some(pts));
+            sink.video(&frame, pts as f64 * f64::from(self.time_base))?;
+        }
+    }
+}
+
+/// The audio stream being transcoded and its decoder.
+struct AudioSource {
+    index: usize,
+    time_base: Rational,
+    start_s: Option<f64>,
+    /// Subtracted from every pts (in `time_base`) so output starts at 0.
+    offset: i64,
+    decoder: decoder::Audio,
+    /// Where the next frame should start, for frames that come without a timestamp.
+    next_pts: Option<i64>,
+}
+
+impl AudioSource {
+    /// The best audio stream, if any. One that exists but cannot be decoded is an error rather
+    /// than something to drop silently.
+    fn open(input: &format::context::Input) -> Result<Option<Self>, TranscodeError> {
+        let Some(stream) = input.streams().best(media::Type::Audio) else {
+            return Ok(None);
+        };
+        let codec_name = stream.parameters().id().name();
+        let decoder = open_decoder(&stream).and_then(|d| d.audio()).map_err(|e| {
+            TranscodeError::Undecodable(format!(
+                "the audio stream ({codec_name}) cannot be decoded (ffmpeg: {e})"
+            ))
+        })?;
+        Ok(Some(Self {
+            index: stream.index(),
+            time_base: stream.time_base(),
+            start_s: start_seconds(&stream),
+            offset: 0,
+            decoder,
+            next_pts: None,
+        }))
+    }
+
+    fn decode(
+        &mut self,
+        packet: Option<&Packet>,
+        sink: &mut Sink<'_, '_>,
+    ) -> Result<(), TranscodeError> {
+        let sent = match packet {
+            Some(p) => self.decoder.send_packet(p),
+            None => self.decoder.send_eof(),
+        };
+        if sent.is_err() {
+            return Ok(());
+        }
+        let mut frame = frame::Audio::empty();
+        loop {
+            // As for video: drained, or a frame that failed to decode.
+            if self.decoder.receive_frame(&mut frame).is_err() {
+                return Ok(());
+            }
+            let pts = match frame.timestamp() {
+                Some(ts) => ts - self.offset,
+                None => self.next_pts.unwrap_or(0),
+            };
+            let samples = i64::try_from(frame.samples()).unwrap_or(0);
+            self.next_pts =
+                Some(pts + samples.rescale((1, frame.rate().max(1) as i32), self.time_base));
+            frame.set_pts(Some(pts));
+            sink.audio(&frame)?;
+        }
+    }
+}
+
+/// An unopened decoder for `stream`, multi-threaded and told the packets' time base.
+fn open_decoder(stream: &format::stream::Stream) -> Result<decoder::Decoder, ffmpeg::Error> {
+    let mut context = codec::Context::from_parameters(stream.parameters())?;
+    context.set_threading(threading::Config::kind(threading::Type::Frame));
+    let mut decoder = context.decoder();
+    decoder.set_packet_time_base(stream.time_base());
+    Ok(decoder)
+}
+
+fn start_seconds(stream: &format::stream::Stream) -> Option<f64> {
+    let start = stream.start_time();
+    (start != ffmpeg::ffi::AV_NOPTS_VALUE).then(|| start as f64 * f64::from(stream.time_base()))
+}
+
+fn seconds_to(seconds: f64, time_base: Rational) -> i64 {
+    (seconds / f64::from(time_base)).round() as i64
+}
+
+fn ratio(r: Rational) -> (i32, i32) {
+    (r.numerator(), r.denominator())
+}

@@ -1,0 +1,75 @@
+//! Which renditions to make from a source: names and picture sizes.
+
+use mediahost_core::config::TranscodeConfig;
+
+/// One rendition to encode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// `<height>p`; also the folder name of its playlist and segments.
+    pub name: String,
+    /// Output width in square pixels, even (4:2:0 chroma needs even sizes).
+    pub width: u32,
+    /// Output height, even.
+    pub height: u32,
+}
+
+/// The renditions for a source of `width`x`height` storage pixels whose pixels are
+/// `sar_num`:`sar_den` wide (anamorphic sources have a sample aspect ratio other than 1:1).
+///
+/// For now this is one rendition: the source's display size, capped to `max_height` with the
+/// aspect ratio kept and never upscaled. The full ladder (1080p/720p/480p/360p below the cap)
+/// will return more targets from here; everything downstream already loops over them.
+pub(crate) fn plan(width: u32, height: u32, sar: (i32, i32), cfg: &TranscodeConfig) -> Vec<Target> {
+    let (sar_num, sar_den) = match sar {
+        (n, d) if n > 0 && d > 0 => (f64::from(n), f64::from(d)),
+        _ => (1.0, 1.0),
+    };
+    let display_width = f64::from(width) * sar_num / sar_den;
+    let out_height = even(height.min(cfg.max_height.max(2)));
+    let out_width =
+        even((display_width * f64::from(out_height) / f64::from(height)).round() as u32);
+    vec![Target {
+        name: format!("{out_height}p"),
+        width: out_width,
+        height: out_height,
+    }]
+}
+
+/// Rounds down to an even number, at least 2.
+fn even(n: u32) -> u32 {
+    (n & !1).max(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(w: u32, h: u32, sar: (i32, i32), max_height: u32) -> (String, u32, u32) {
+        let cfg = TranscodeConfig {
+            max_height,
+            ..TranscodeConfig::default()
+        };
+        let t = plan(w, h, sar, &cfg).remove(0);
+        (t.name, t.width, t.height)
+    }
+
+    #[test]
+    fn caps_height_and_keeps_aspect() {
+        assert_eq!(one(1920, 1080, (1, 1), 720), ("720p".into(), 1280, 720));
+        assert_eq!(one(1280, 720, (1, 1), 360), ("360p".into(), 640, 360));
+    }
+
+    #[test]
+    fn never_upscales_and_stays_even() {
+        assert_eq!(one(320, 240, (1, 1), 720), ("240p".into(), 320, 240));
+        assert_eq!(one(321, 241, (1, 1), 720), ("240p".into(), 320, 240));
+    }
+
+    #[test]
+    fn anamorphic_sources_get_square_pixels() {
+        // DVD-style 720x576 with 16:15 pixels displays at 768x576.
+        assert_eq!(one(720, 576, (16, 15), 720), ("576p".into(), 768, 576));
+        // Unknown SAR (0:1) counts as square.
+        assert_eq!(one(640, 360, (0, 1), 720), ("360p".into(), 640, 360));
+    }
+}

@@ -1,0 +1,70 @@
+//! Media processing for mediahost: probe an uploaded source and transcode it to HLS.
+//!
+//! # Flow
+//!
+//! [`probe`] opens the source with libavformat and describes it as a
+//! [`MediaInfo`](mediahost_core::MediaInfo); anything libavformat cannot parse, or a file with no
+//! decodable audio or video, is rejected with a reason a person can act on.
+//!
+//! [`transcode_hls`] then runs the pipeline, one module per stage:
+//!
+//! 1. `ladder` picks the renditions from the source size and
+//!    [`TranscodeConfig`](mediahost_core::config::TranscodeConfig) (today one: the source
+//!    capped to `max_height`, never upscaled).
+//! 2. `hls` demuxes and decodes the source **once** and hands every decoded frame to each
+//!    rendition, so a ladder costs one decode plus one scale+encode per rendition.
+//! 3. `encode` scales (libavfilter) and encodes H.264 with libx264, keyframes every
+//!    `segment_seconds` worth of frames and no scene-cut keyframes, so segment boundaries fall
+//!    on the same frames in every rendition; audio is resampled and encoded to AAC-LC once and
+//!    shared by all renditions.
+//! 4. `package` muxes each rendition with libavformat's `hls` muxer as CMAF (fMP4) segments
+//!    plus a VOD media playlist, then writes `master.m3u8` itself, with `BANDWIDTH` measured
+//!    from the segments actually written and `CODECS` read from the encoder's `avcC` box.
+//!
+//! Output layout under the caller's `out_dir`:
+//!
+//! ```text
+//! master.m3u8
+//! 360p/index.m3u8      media playlist (EXT-X-MAP → init.mp4)
+//! 360p/init.mp4        fMP4 initialization segment
+//! 360p/seg_00000.m4s   ~segment_seconds each
+//! ```
+//!
+//! # Why these choices
+//!
+//! * Everything here is synchronous and CPU-bound; async callers use `spawn_blocking`.
+//! * Timestamps stay in the source stream's time base from decoder through filter graph to the
+//!   video encoder, and are rescaled once, to the muxer's time base, when written; audio is
+//!   resampled to 1/sample-rate by the filter graph. All streams are shifted by the earliest
+//!   start time so playback starts at 0 with A/V sync kept.
+//! * [`TranscodeError::is_permanent`] splits "this file will never work" from "the machine had
+//!   a bad moment", which is the only decision the worker must make about a failure.
+//! * libav* logs at `error` level only (see [`init`]); the worker reports what matters.
+//!
+//! [`worker::Worker`] is the job loop around all this: lease a job from the queue, download the
+//! source, probe, transcode, store the renditions, settle the job.
+
+mod encode;
+mod error;
+mod hls;
+mod ladder;
+mod package;
+mod probe;
+pub mod worker;
+
+pub use error::TranscodeError;
+pub use hls::transcode_hls;
+pub use probe::probe;
+
+/// Initialises libav* once per process and turns its logging down to errors, so workers do not
+/// spam stderr with per-file notices. [`probe`] and [`transcode_hls`] call it themselves;
+/// calling it early (at startup) is harmless.
+pub fn init() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        // Since FFmpeg 4 this only registers devices and cannot fail in practice; a failure
+        // would resurface as an error from the first libav* call that needs it.
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    });
+}

@@ -1,0 +1,318 @@
+//! Packaging: libavformat's `hls` muxer writes each rendition's CMAF (fMP4) segments and media
+//! playlist; we write the master playlist, with bandwidths measured from the segments written.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next::{Dictionary, Packet, Rational, encoder, format};
+use mediahost_core::Rendition;
+use mediahost_core::config::TranscodeConfig;
+
+use crate::TranscodeError;
+use crate::ladder::Target;
+
+/// Name of each rendition's media playlist inside its folder.
+pub(crate) const MEDIA_PLAYLIST: &str = "index.m3u8";
+/// Name of each rendition's fMP4 initialization segment inside its folder.
+pub(crate) const INIT_SEGMENT: &str = "init.mp4";
+/// Name of the master playlist at the HLS root.
+pub(crate) const MASTER_PLAYLIST: &str = "master.m3u8";
+
+/// Where a muxer stream's packets come from, and the time bases to convert between.
+#[derive(Clone, Copy)]
+struct StreamMap {
+    /// Index of the stream in the output.
+    index: usize,
+    /// Time base the encoder stamps its packets in.
+    encoder_time_base: Rational,
+    /// Time base the muxer chose for the stream in `write_header`.
+    stream_time_base: Rational,
+}
+
+/// One rendition's `hls` muxer: `<out_dir>/<name>/index.m3u8`, `init.mp4`, `seg_NNNNN.m4s`.
+pub(crate) struct HlsMuxer {
+    /// The rendition folder.
+    dir: PathBuf,
+    /// The muxer.
+    output: format::context::Output,
+    /// The H.264 stream.
+    video: StreamMap,
+    /// The AAC stream, when the source has audio.
+    audio: Option<StreamMap>,
+}
+
+impl HlsMuxer {
+    /// Creates the rendition folder and starts the muxer with a video stream from `video` and,
+    /// when given, an audio stream from `audio`; segments are cut on keyframes every
+    /// `segment_seconds`.
+    pub fn create(
+        out_dir: &Path,
+        target: &Target,
+        video: (&encoder::Video, Rational, Rational),
+        audio: Option<(&encoder::Audio, Rational)>,
+        cfg: &TranscodeConfig,
+    ) -> Result<Self, TranscodeError> {
+        let during = "starting the HLS muxer";
+        let dir = out_dir.join(&target.name);
+        std::fs::create_dir_all(&dir).map_err(TranscodeError::io(&dir))?;
+        let playlist = dir.join(MEDIA_PLAYLIST);
+        let mut output =
+            format::output_as(&playlist, "hls").map_err(|e| output_error(&playlist, e))?;
+
+        let (video_encoder, video_time_base, frame_rate) = video;
+        let mut stream = output
+            .add_stream(video_encoder.codec())
+            .map_err(TranscodeError::ffmpeg(during))?;
+        stream.set_parameters(video_encoder);
+        stream.set_time_base(video_time_base);
+        stream.set_avg_frame_rate(frame_rate);
+        let video_index = stream.index();
+
+        let audio_index = match audio {
+            Some((audio_encoder, _)) => {
+                let mut stream = output
+                    .add_stream(audio_encoder.codec())
+                    .map_err(TranscodeError::ffmpeg(during))?;
+                stream.set_parameters(audio_encoder);
+                stream.set_time_base(audio_encoder.time_base());
+                Some(stream.index())
+            }
+            None => None,
+        };
+
+        let segment_pattern = dir.join("seg_%05d.m4s");
+        let mut opts = Dictionary::new();
+        opts.set("hls_segment_type", "fmp4");
+        opts.set("hls_time", &cfg.segment_seconds.max(1).to_string());
+        opts.set("hls_playlist_type", "vod");
+        opts.set("hls_list_size", "0");
+        opts.set("hls_flags", "independent_segments");
+        opts.set("hls_fmp4_init_filename", INIT_SEGMENT);
+        opts.set("hls_segment_filename", &segment_pattern.to_string_lossy());
+        let left = output
+            .write_header_with(opts)
+            .map_err(|e| output_error(&playlist, e))?;
+        // A muxer that ignores one of our options would silently produce another layout.
+        let unused = left.iter().next().is_some();
+        drop(left);
+        if unused {
+            return Err(TranscodeError::Ffmpeg {
+                during: "configuring the HLS muxer (an option was not recognised)",
+                source: ffmpeg_next::Error::OptionNotFound,
+            });
+        }
+
+        let time_base_of = |i: usize| output.stream(i).map(|s| s.time_base());
+        let video = StreamMap {
+            index: video_index,
+            encoder_time_base: video_time_base,
+            stream_time_base: time_base_of(video_index).unwrap_or(video_time_base),
+        };
+        let audio = match (audio, audio_index) {
+            (Some((_, tb)), Some(i)) => Some(StreamMap {
+                index: i,
+                encoder_time_base: tb,
+                stream_time_base: time_base_of(i).unwrap_or(tb),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            dir,
+            output,
+            video,
+            audio,
+        })
+    }
+
+    /// Writes H.264 packets (in the video encoder's time base).
+    pub fn write_video(&mut self, packets: &mut [Packet]) -> Result<(), TranscodeError> {
+        for packet in packets {
+            write(&mut self.output, &self.dir, self.video, packet)?;
+        }
+        Ok(())
+    }
+
+    /// Writes AAC packets (in the audio encoder's time base); copies them, because every
+    /// rendition muxes the same audio.
+    pub fn write_audio(&mut self, packets: &[Packet]) -> Result<(), TranscodeError> {
+        let Some(map) = self.audio else {
+            return Ok(());
+        };
+        for packet in packets {
+            write(&mut self.output, &self.dir, map, &mut packet.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the trailer (the last segment and the final VOD playlist) and returns the
+    /// rendition folder.
+    pub fn finish(mut self) -> Result<PathBuf, TranscodeError> {
+        let playlist = self.dir.join(MEDIA_PLAYLIST);
+        self.output
+            .write_trailer()
+            .map_err(|e| output_error(&playlist, e))?;
+        Ok(self.dir)
+    }
+}
+
+fn write(
+    output: &mut format::context::Output,
+    dir: &Path,
+    map: StreamMap,
+    packet: &mut Packet,
+) -> Result<(), TranscodeError> {
+    packet.set_stream(map.index);
+    packet.rescale_ts(map.encoder_time_base, map.stream_time_base);
+    packet
+        .write_interleaved(output)
+        .map_err(|e| output_error(dir, e))
+}
+
+/// libav* reports file-system failures as POSIX errors; keep them as I/O so the caller retries.
+fn output_error(path: &Path, e: ffmpeg_next::Error) -> TranscodeError {
+    match e {
+        ffmpeg_next::Error::Other { errno } => TranscodeError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::from_raw_os_error(errno),
+        },
+        source => TranscodeError::Ffmpeg {
+            during: "writing HLS segments",
+            source,
+        },
+    }
+}
+
+/// Bit rates measured from a finished media playlist and its segments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PlaylistStats {
+    /// Highest bit rate of any one segment (bytes·8 / EXTINF), for `BANDWIDTH`.
+    pub peak_bps: u64,
+    /// Total segment bytes·8 / total duration, for `AVERAGE-BANDWIDTH`.
+    pub average_bps: u64,
+    /// Sum of the segment durations in seconds.
+    pub duration_s: f64,
+}
+
+/// Reads `dir/index.m3u8` and sizes every segment it lists.
+pub(crate) fn playlist_stats(dir: &Path) -> Result<PlaylistStats, TranscodeError> {
+    let path = dir.join(MEDIA_PLAYLIST);
+    let text = std::fs::read_to_string(&path).map_err(TranscodeError::io(&path))?;
+    let mut peak = 0f64;
+    let mut total_bits = 0f64;
+    let mut total_s = 0f64;
+    let mut pending: Option<f64> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("#EXTINF:") {
+            pending = rest.split(',').next().and_then(|d| d.trim().parse().ok());
+        } else if !line.is_empty() && !line.starts_with('#') {
+            let Some(duration) = pending.take() else {
+                continue;
+            };
+            let segment = dir.join(line);
+            let bytes = std::fs::metadata(&segment)
+                .map_err(TranscodeError::io(&segment))?
+                .len();
+            let bits = bytes as f64 * 8.0;
+            if duration > 0.0 {
+                peak = peak.max(bits / duration);
+            }
+            total_bits += bits;
+            total_s += duration;
+        }
+    }
+    Ok(PlaylistStats {
+        peak_bps: peak.ceil() as u64,
+        average_bps: if total_s > 0.0 {
+            (total_bits / total_s).ceil() as u64
+        } else {
+            0
+        },
+        duration_s: total_s,
+    })
+}
+
+/// The RFC 6381 `avc1.PPCCLL` codec string of the H.264 stream in `dir/init.mp4`, read from its
+/// `avcC` box (profile, constraint flags and level exactly as the encoder signalled them).
+pub(crate) fn avc1_codec(dir: &Path) -> Result<String, TranscodeError> {
+    let path = dir.join(INIT_SEGMENT);
+    let bytes = std::fs::read(&path).map_err(TranscodeError::io(&path))?;
+    parse_avcc(&bytes).ok_or_else(|| TranscodeError::Io {
+        path,
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the initialization segment has no avcC box",
+        ),
+    })
+}
+
+/// Finds the `avcC` box in an MP4 byte string and formats its profile/compat/level bytes.
+fn parse_avcc(bytes: &[u8]) -> Option<String> {
+    let at = bytes.windows(4).position(|w| w == b"avcC")?;
+    // Box payload: configurationVersion (1), AVCProfileIndication, profile_compatibility,
+    // AVCLevelIndication.
+    let payload = bytes.get(at + 4..at + 8)?;
+    (payload[0] == 1).then(|| {
+        format!(
+            "avc1.{:02x}{:02x}{:02x}",
+            payload[1], payload[2], payload[3]
+        )
+    })
+}
+
+/// One line of the master playlist: a rendition plus what only the playlist needs.
+pub(crate) struct Variant {
+    /// What the caller gets back.
+    pub rendition: Rendition,
+    /// `AVERAGE-BANDWIDTH` in bits per second.
+    pub average_bandwidth: u64,
+    /// `FRAME-RATE`, when the source declares one.
+    pub frame_rate: Option<f64>,
+}
+
+/// Writes `<out_dir>/master.m3u8` listing `variants`, best first as listed.
+pub(crate) fn write_master(out_dir: &Path, variants: &[Variant]) -> Result<(), TranscodeError> {
+    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for v in variants {
+        let r = &v.rendition;
+        let _ = write!(
+            text,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\"",
+            r.bandwidth, v.average_bandwidth, r.width, r.height, r.codecs
+        );
+        if let Some(fps) = v.frame_rate {
+            let _ = write!(text, ",FRAME-RATE={fps:.3}");
+        }
+        let _ = writeln!(text, "\n{}", r.playlist);
+    }
+    let path = out_dir.join(MASTER_PLAYLIST);
+    std::fs::write(&path, text).map_err(TranscodeError::io(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avcc_profile_level() {
+        let mut mp4 = b"\0\0\0\x2aavcC".to_vec();
+        mp4.extend([1, 0x64, 0x00, 0x1e, 0xff]);
+        assert_eq!(parse_avcc(&mp4).as_deref(), Some("avc1.64001e"));
+        assert_eq!(parse_avcc(b"moov"), None);
+    }
+
+    #[test]
+    fn stats_from_playlist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(MEDIA_PLAYLIST),
+            "#EXTM3U\n#EXTINF:4.000000,\na.m4s\n#EXTINF:2.0,\nb.m4s\n#EXT-X-ENDLIST\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("a.m4s"), vec![0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("b.m4s"), vec![0u8; 1000]).unwrap();
+        let s = playlist_stats(dir.path()).unwrap();
+        assert_eq!(s.peak_bps, 4000);
+        assert_eq!(s.average_bps, 2667);
+        assert!((s.duration_s - 6.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,269 @@
+//! The worker loop: lease a transcode job, run probe → transcode → store, settle the job.
+//!
+//! Delivery is at-least-once, so a job must be safe to run twice: outputs go to fixed keys
+//! under the video's HLS prefix (cleared first), and a job for a video that is already ready
+//! is settled without work. Failures are sorted in two: a permanent one (the input cannot be
+//! transcoded) marks the video `failed` with the reason and settles the job, so bad input never
+//! loops; a transient one (I/O, storage) is retried with backoff and, when out of attempts,
+//! dead-lettered with the video marked `failed`.
+
+use mediahost_blob::Blobs;
+use mediahost_core::config::TranscodeConfig;
+use mediahost_core::video::keys;
+use mediahost_core::{Rendition, VideoStatus};
+use mediahost_queue::{JobQueue, LeasedJob, RetryOutcome};
+use mediahost_store::Store;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::TranscodeError;
+
+/// How a job attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    /// The input cannot be processed; retrying will not help.
+    #[error("{0}")]
+    Permanent(String),
+    /// Something around the input failed; a later attempt may succeed.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl From<TranscodeError> for JobError {
+    fn from(e: TranscodeError) -> Self {
+        if e.is_permanent() {
+            Self::Permanent(e.to_string())
+        } else {
+            Self::Transient(e.to_string())
+        }
+    }
+}
+
+macro_rules! transient_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for JobError {
+            fn from(e: $t) -> Self {
+                Self::Transient(e.to_string())
+            }
+        }
+    )*};
+}
+transient_from!(
+    mediahost_blob::BlobError,
+    mediahost_store::StoreError,
+    tokio::task::JoinError
+);
+
+/// One job-processing loop; run several for concurrency.
+pub struct Worker {
+    store: Store,
+    queue: Arc<dyn JobQueue>,
+    blobs: Blobs,
+    config: TranscodeConfig,
+    /// How long to sleep between polls when the queue is empty and nothing wakes us.
+    idle_poll: Duration,
+    /// How often the lease of a running job is renewed (well inside the lease length).
+    renew_every: Duration,
+}
+
+/// Playlists are stored after the media they name, so a reader never sees a dangling reference.
+fn upload_order(path: &Path) -> u8 {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some("master.m3u8") => 2,
+        Some(n) if n.ends_with(".m3u8") => 1,
+        _ => 0,
+    }
+}
+
+impl Worker {
+    /// A worker on these backends. `lease` is the queue's lease length.
+    pub fn new(
+        store: Store,
+        queue: Arc<dyn JobQueue>,
+        blobs: Blobs,
+        config: TranscodeConfig,
+        idle_poll: Duration,
+        lease: Duration,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            blobs,
+            config,
+            idle_poll,
+            renew_every: (lease / 3).max(Duration::from_millis(100)),
+        }
+    }
+
+    /// Processes jobs until `shutdown` is cancelled; a job already running is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.queue.lease().await {
+                Ok(Some(job)) => self.handle(job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.queue.wait(self.idle_poll) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lease from the job queue; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(self.idle_poll) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, job: LeasedJob) {
+        let started = Instant::now();
+        let video_id = job.job.video_id.clone();
+        tracing::info!(video = %video_id, job = job.id, attempt = job.attempt, "job started");
+
+        let renewer = {
+            let queue = self.queue.clone();
+            let job = job.clone();
+            let every = self.renew_every;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = queue.renew(&job).await {
+                        tracing::warn!(job = job.id, error = %e, "lease renewal failed");
+                    }
+                }
+            })
+        };
+        let result = if job.attempt > job.max_attempts {
+            // Each earlier attempt died without settling (e.g. the worker crashed on it).
+            Err(JobError::Transient(format!(
+                "{} earlier attempts ended without finishing",
+                job.attempt - 1
+            )))
+        } else {
+            self.process(&job).await
+        };
+        renewer.abort();
+
+        let outcome = match self.settle(&job, result).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(video = %video_id, job = job.id, error = %e, "could not settle job; it will be redelivered");
+                "unsettled"
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::counter!("mediahost_jobs_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("mediahost_job_duration_seconds", "outcome" => outcome).record(seconds);
+        tracing::info!(video = %video_id, job = job.id, outcome, seconds, "job finished");
+    }
+
+    /// Records the result on the video and the queue; returns the outcome label for metrics.
+    async fn settle(
+        &self,
+        job: &LeasedJob,
+        result: Result<(), JobError>,
+    ) -> Result<&'static str, JobError> {
+        let video_id = &job.job.video_id;
+        match result {
+            Ok(()) => {
+                self.queue
+                    .complete(job)
+                    .await
+                    .map_err(|e| JobError::Transient(e.to_string()))?;
+                Ok("ready")
+            }
+            Err(JobError::Permanent(reason)) => {
+                tracing::info!(video = %video_id, %reason, "input cannot be transcoded");
+                self.store.set_failed(video_id, &reason).await?;
+                self.queue
+                    .complete(job)
+                    .await
+                    .map_err(|e| JobError::Transient(e.to_string()))?;
+                Ok("failed")
+            }
+            Err(JobError::Transient(error)) => {
+                let outcome = self
+                    .queue
+                    .retry(job, &error)
+                    .await
+                    .map_err(|e| JobError::Transient(e.to_string()))?;
+                match outcome {
+                    RetryOutcome::Retrying(after) => {
+                        tracing::warn!(video = %video_id, %error, retry_in_s = after.as_secs(), "job failed; will retry");
+                        self.store.set_status(video_id, VideoStatus::Queued).await?;
+                        Ok("retried")
+                    }
+                    RetryOutcome::DeadLettered => {
+                        let reason =
+                            format!("processing failed after {} attempts: {error}", job.attempt);
+                        tracing::error!(video = %video_id, %reason, "job dead-lettered");
+                        self.store.set_failed(video_id, &reason).await?;
+                        Ok("dead_lettered")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn process(&self, job: &LeasedJob) -> Result<(), JobError> {
+        let (tenant_id, video_id) = (&job.job.tenant_id, &job.job.video_id);
+        let Some(video) = self.store.video_by_id(video_id).await? else {
+            tracing::info!(video = %video_id, "video was deleted; nothing to do");
+            return Ok(());
+        };
+        if video.status == VideoStatus::Ready {
+            return Ok(());
+        }
+        self.store
+            .set_status(video_id, VideoStatus::Processing)
+            .await?;
+
+        let work = self.blobs.temp_workdir()?;
+        let source = work.path().join("source");
+        self.blobs
+            .download(&keys::source(tenant_id, video_id), &source)
+            .await?;
+
+        let probe_path = source.clone();
+        let info = tokio::task::spawn_blocking(move || crate::probe(&probe_path)).await??;
+        self.store.set_source_info(video_id, &info).await?;
+
+        let out = work.path().join("hls");
+        std::fs::create_dir_all(&out).map_err(|e| JobError::Transient(e.to_string()))?;
+        let renditions = self.transcode(video_id, &source, &out).await?;
+
+        let prefix = keys::hls(tenant_id, video_id, "");
+        let prefix = prefix.trim_end_matches('/');
+        self.blobs.delete_prefix(prefix).await?;
+        let bytes = self.blobs.put_dir(&out, prefix, upload_order).await?;
+        metrics::counter!("mediahost_rendition_bytes_total").increment(bytes);
+        self.store.set_ready(video_id, &renditions).await?;
+        Ok(())
+    }
+
+    async fn transcode(
+        &self,
+        video_id: &str,
+        source: &Path,
+        out: &Path,
+    ) -> Result<Vec<Rendition>, JobError> {
+        let (source, out, config) = (source.to_owned(), out.to_owned(), self.config.clone());
+        let video = video_id.to_owned();
+        let renditions = tokio::task::spawn_blocking(move || {
+            let mut last_logged = 0.0;
+            let mut progress = |fraction: f64| {
+                if fraction - last_logged >= 0.25 {
+                    last_logged = fraction;
+                    tracing::info!(video = %video, percent = (fraction * 100.0).round(), "transcoding");
+                }
+            };
+            crate::transcode_hls(&source, &out, &config, &mut progress)
+        })
+        .await??;
+        Ok(renditions)
+    }
+}

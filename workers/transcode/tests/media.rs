@@ -1,0 +1,317 @@
+//! Probe and transcode real media generated at test time with the ffmpeg CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use mediahost_core::Rendition;
+use mediahost_core::config::TranscodeConfig;
+use mediahost_testkit::{Clip, ffprobe_duration, generate_clip};
+use mediahost_transcode::{TranscodeError, probe, transcode_hls};
+
+/// Writes a clip into `dir` and returns its path.
+fn clip(dir: &Path, name: &str, clip: Clip) -> PathBuf {
+    let path = dir.join(name);
+    generate_clip(&path, &clip);
+    path
+}
+
+/// Transcodes `src` into `dir/hls`, checking that progress only grows and ends at 1.0.
+fn transcode(src: &Path, dir: &Path, cfg: &TranscodeConfig) -> (PathBuf, Vec<Rendition>) {
+    let out = dir.join("hls");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    let renditions = transcode_hls(src, &out, cfg, &mut |f| seen.push(f)).unwrap();
+    eprintln!("transcoded {} in {:.2?}", src.display(), started.elapsed());
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress went backwards: {seen:?}"
+    );
+    assert!(seen.iter().all(|f| (0.0..=1.0).contains(f)), "{seen:?}");
+    assert_eq!(seen.last(), Some(&1.0));
+    (out, renditions)
+}
+
+/// `codec_type:codec_name` of every stream ffprobe finds in `input`.
+fn ffprobe_streams(input: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(input)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut streams: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // csv rows are `codec_name,codec_type`; the HLS program adds blank separator rows.
+        .filter_map(|l| l.split_once(','))
+        .map(|(name, kind)| format!("{kind}:{name}"))
+        .collect();
+    streams.sort();
+    streams.dedup();
+    streams
+}
+
+/// EXTINF durations of a media playlist.
+fn extinf(playlist: &str) -> Vec<f64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| {
+            d.trim_end_matches(',')
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn probe_describes_a_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(dir.path(), "clip.mp4", Clip::default());
+    let info = probe(&src).unwrap();
+    assert!(info.container.contains("mp4"), "{}", info.container);
+    let duration = info.duration_s.unwrap();
+    assert!((duration - 10.0).abs() < 0.2, "{duration}");
+    assert!(info.bitrate.unwrap() > 0);
+    let video = info.video().unwrap();
+    assert_eq!(
+        (video.codec.as_str(), video.width, video.height),
+        ("h264", Some(640), Some(360))
+    );
+    assert!((video.frame_rate.unwrap() - 25.0).abs() < 0.01);
+    let audio = info.audio().unwrap();
+    assert_eq!(
+        (audio.codec.as_str(), audio.sample_rate),
+        ("aac", Some(48_000))
+    );
+    assert_eq!(audio.channels, Some(1));
+}
+
+#[test]
+fn probe_rejects_non_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.mp4");
+    let line = "This is not a video, just some text that someone uploaded by mistake.\n";
+    std::fs::write(&text, line.repeat(100 * 1024 / line.len())).unwrap();
+    let err = probe(&text).unwrap_err();
+    assert!(matches!(err, TranscodeError::Undecodable(_)), "{err:?}");
+    assert!(err.is_permanent());
+    assert!(
+        err.to_string()
+            .contains("not a recognised audio/video format"),
+        "{err}"
+    );
+
+    let empty = dir.path().join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    let err = probe(&empty).unwrap_err();
+    assert!(matches!(err, TranscodeError::Undecodable(_)), "{err:?}");
+    assert!(err.to_string().contains("empty"), "{err}");
+}
+
+#[test]
+fn missing_source_is_transient() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = probe(&dir.path().join("gone.mp4")).unwrap_err();
+    assert!(matches!(err, TranscodeError::Io { .. }), "{err:?}");
+    assert!(!err.is_permanent());
+}
+
+#[test]
+fn transcodes_a_clip_to_hls() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(dir.path(), "clip.mp4", Clip::default());
+    let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
+
+    assert_eq!(renditions.len(), 1);
+    let r = &renditions[0];
+    assert_eq!((r.name.as_str(), r.width, r.height), ("360p", 640, 360));
+    assert_eq!(r.playlist, "360p/index.m3u8");
+    assert!(
+        r.codecs.starts_with("avc1.") && r.codecs.ends_with(",mp4a.40.2"),
+        "{}",
+        r.codecs
+    );
+    assert!(r.bandwidth > 100_000, "{}", r.bandwidth);
+
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    let mut lines = master.lines();
+    assert_eq!(lines.next(), Some("#EXTM3U"));
+    assert!(
+        master.contains("#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"),
+        "{master}"
+    );
+    let inf: Vec<&str> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    assert_eq!(inf.len(), 1, "{master}");
+    assert!(inf[0].contains("RESOLUTION=640x360"), "{master}");
+    assert!(
+        inf[0].contains(&format!("BANDWIDTH={},", r.bandwidth)),
+        "{master}"
+    );
+    assert!(inf[0].contains("AVERAGE-BANDWIDTH="), "{master}");
+    assert!(
+        inf[0].contains(&format!("CODECS=\"{}\"", r.codecs)),
+        "{master}"
+    );
+    assert!(inf[0].contains("FRAME-RATE=25.000"), "{master}");
+    assert!(master.contains("\n360p/index.m3u8\n"), "{master}");
+
+    let playlist = std::fs::read_to_string(out.join("360p/index.m3u8")).unwrap();
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+        "{playlist}"
+    );
+    assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(playlist.contains("seg_00000.m4s"), "{playlist}");
+    assert!(out.join("360p/init.mp4").exists());
+    let durations = extinf(&playlist);
+    assert!(durations.len() >= 3, "{playlist}");
+    for d in &durations[..durations.len() - 1] {
+        assert!((d - 4.0).abs() <= 0.5, "segment of {d} s in\n{playlist}");
+    }
+    let total: f64 = durations.iter().sum();
+    assert!((total - 10.0).abs() <= 0.5, "total {total} in\n{playlist}");
+
+    let master_path = out.join("master.m3u8");
+    let played = ffprobe_duration(master_path.to_str().unwrap(), None);
+    assert!((played - 10.0).abs() <= 0.5, "ffprobe reads {played} s");
+    assert_eq!(ffprobe_streams(&master_path), ["audio:aac", "video:h264"]);
+}
+
+#[test]
+fn downscales_to_max_height_but_never_upscales() {
+    let dir = tempfile::tempdir().unwrap();
+    let hd = Clip {
+        seconds: 2.0,
+        width: 1280,
+        height: 720,
+        ..Clip::default()
+    };
+    let src = clip(dir.path(), "hd.mp4", hd);
+    let cfg = TranscodeConfig {
+        max_height: 360,
+        ..TranscodeConfig::default()
+    };
+    let (out, renditions) = transcode(&src, &dir.path().join("hd"), &cfg);
+    assert_eq!((renditions[0].width, renditions[0].height), (640, 360));
+    assert!(
+        std::fs::read_to_string(out.join("master.m3u8"))
+            .unwrap()
+            .contains("640x360")
+    );
+
+    let small = Clip {
+        seconds: 2.0,
+        width: 320,
+        height: 240,
+        ..Clip::default()
+    };
+    let src = clip(dir.path(), "small.mp4", small);
+    let (_, renditions) = transcode(&src, &dir.path().join("small"), &TranscodeConfig::default());
+    let r = &renditions[0];
+    assert_eq!((r.name.as_str(), r.width, r.height), ("240p", 320, 240));
+}
+
+#[test]
+fn video_only_source_gives_video_only_rendition() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(
+        dir.path(),
+        "silent.mp4",
+        Clip {
+            seconds: 5.0,
+            audio: false,
+            ..Clip::default()
+        },
+    );
+    let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    assert!(
+        !renditions[0].codecs.contains("mp4a"),
+        "{}",
+        renditions[0].codecs
+    );
+    let master = out.join("master.m3u8");
+    assert_eq!(ffprobe_streams(&master), ["video:h264"]);
+    let played = ffprobe_duration(master.to_str().unwrap(), None);
+    assert!((played - 5.0).abs() <= 0.5, "ffprobe reads {played} s");
+}
+
+#[test]
+fn audio_only_source_is_rejected_for_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(
+        dir.path(),
+        "tone.m4a",
+        Clip {
+            seconds: 2.0,
+            video: false,
+            ..Clip::default()
+        },
+    );
+    assert!(probe(&src).unwrap().video().is_none());
+    let out = dir.path().join("hls");
+    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &mut |_| {}).unwrap_err();
+    assert!(err.is_permanent());
+    assert_eq!(err.to_string(), "the file has no video stream");
+}
+
+#[test]
+fn truncated_source_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fragmented MP4 keeps its index up front, so a cut file still opens and decodes in part.
+    let src = dir.path().join("full.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=320x240:rate=25:duration=6")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-movflags", "frag_keyframe+empty_moov"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&src).unwrap();
+    let cut = dir.path().join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = dir.path().join("hls");
+    match transcode_hls(&cut, &out, &TranscodeConfig::default(), &mut |_| {}) {
+        Ok(renditions) => {
+            let played = ffprobe_duration(out.join("master.m3u8").to_str().unwrap(), None);
+            assert!(played > 0.5 && played < 6.0, "{played} s from a half file");
+            assert_eq!(renditions.len(), 1);
+        }
+        Err(e) => assert!(e.is_permanent(), "{e:?}"),
+    }
+}
