@@ -83,7 +83,13 @@ where
     let verdict = tokio::task::spawn_blocking(move || call(&plugins))
         .await
         .map_err(|e| ApiError::Internal(format!("validator task panicked: {e}")))?;
-    verdict_to_result(verdict)
+    verdict_to_result(verdict).inspect_err(|e| {
+        let outcome = match e {
+            ApiError::Rejected { .. } => "rejected",
+            _ => "validation_failed",
+        };
+        metrics::counter!("mediahost_uploads_total", "outcome" => outcome).increment(1);
+    })
 }
 
 /// Reads up to [`HEAD_BYTES`] from the front of the body, returning them and the rest.

@@ -3,6 +3,7 @@
 mod commands;
 
 use clap::Parser;
+use std::io::IsTerminal;
 
 fn main() -> anyhow::Result<()> {
     let cli = commands::Cli::parse();
@@ -12,6 +13,13 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for people at a terminal, never in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    tokio::runtime::Runtime::new()?.block_on(cli.run())
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(cli.run());
+    // A blocking task still running (a transcode noticing its stop request between frames)
+    // gets a moment to end; the process does not wait on it beyond that.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }

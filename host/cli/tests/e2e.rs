@@ -336,4 +336,19 @@ async fn validator_plugin_rejections_answer_422_with_the_reason() {
         .put_source(ok["id"].as_str().unwrap(), file_body(&clip, true).await)
         .await;
     assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mediahost_uploads_total{outcome=\"rejected\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mediahost_uploads_total{outcome=\"stored\"} 1"),
+        "{metrics}"
+    );
 }

@@ -160,6 +160,21 @@ impl JobQueue for EmbeddedQueue {
         Ok(outcome)
     }
 
+    async fn release(&self, job: &LeasedJob) -> Result<(), QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'ready', attempts = attempts - 1, available_at = ?, \
+             lease_token = NULL WHERE id = ? AND lease_token = ?",
+        )
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(&job.lease_token)
+        .execute(&self.pool)
+        .await?;
+        held(job, done)?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
     async fn wait(&self, idle: Duration) {
         let _ = tokio::time::timeout(idle, self.wake.notified()).await;
     }

@@ -82,6 +82,9 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn complete(&self, job: &LeasedJob) -> Result<(), QueueError>;
     /// Settles a failed attempt: retried later with backoff, or dead-lettered when out of attempts.
     async fn retry(&self, job: &LeasedJob, error: &str) -> Result<RetryOutcome, QueueError>;
+    /// Hands a job back untouched (this worker is shutting down): it becomes available at once
+    /// and the attempt does not count.
+    async fn release(&self, job: &LeasedJob) -> Result<(), QueueError>;
     /// Waits until a job may be available: woken by an enqueue in this process, or after `idle`.
     async fn wait(&self, idle: Duration);
     /// Jobs waiting to be leased (ready or with an expired lease), for metrics.

@@ -132,3 +132,14 @@ async fn wait_wakes_on_enqueue() {
         "woken by enqueue, waited {waited:?}"
     );
 }
+
+#[tokio::test]
+async fn a_released_job_comes_back_without_spending_an_attempt() {
+    let (_dir, q) = queue(3, Duration::from_secs(60)).await;
+    q.enqueue(&job(1), 0).await.unwrap();
+    let first = q.lease().await.unwrap().unwrap();
+    q.release(&first).await.unwrap();
+    let again = q.lease().await.unwrap().expect("available at once");
+    assert_eq!((again.id, again.attempt), (first.id, 1));
+    assert!(q.release(&first).await.is_err(), "the old lease is void");
+}

@@ -35,6 +35,10 @@ pub enum TranscodeError {
         /// libav*'s error code.
         source: ffmpeg_next::Error,
     },
+    /// The caller's progress callback asked to stop (the worker is shutting down); the job
+    /// goes back to the queue untouched.
+    #[error("transcoding was cancelled")]
+    Cancelled,
 }
 
 impl TranscodeError {

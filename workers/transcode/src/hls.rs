@@ -1,5 +1,6 @@
 //! The transcode: demux and decode the source once, feed every rendition, package as HLS.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use ffmpeg_next::{
@@ -23,7 +24,8 @@ const MAX_BAD_PACKETS: u32 = 1000;
 /// playlist), `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
 /// plus AAC-LC stereo at `cfg.audio_bitrate` when the source has audio, cut into fMP4 segments
 /// of `cfg.segment_seconds`. `progress` is called with the fraction of the source decoded so far
-/// (0..=1, non-decreasing), ending with 1.0.
+/// (0..=1, non-decreasing), ending with 1.0; returning `ControlFlow::Break` stops the work with
+/// [`TranscodeError::Cancelled`].
 ///
 /// CPU-bound and blocking: async callers run it on a blocking thread. On error `out_dir` may
 /// hold partial output, which the caller discards.
@@ -31,7 +33,7 @@ pub fn transcode_hls(
     src: &Path,
     out_dir: &Path,
     cfg: &TranscodeConfig,
-    progress: &mut dyn FnMut(f64),
+    progress: &mut dyn FnMut(f64) -> ControlFlow<()>,
 ) -> Result<Vec<Rendition>, TranscodeError> {
     crate::init();
     let mut input = open_input(src)?;
@@ -198,7 +200,7 @@ struct Sink<'a, 'p> {
 
 impl Sink<'_, '_> {
     fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
-        self.progress.at(seconds);
+        self.progress.at(seconds)?;
         for output in self.outputs.iter_mut() {
             output.video.push(frame, &mut self.packets)?;
             output.mux.write_video(&mut self.packets)?;
@@ -240,7 +242,7 @@ impl Sink<'_, '_> {
 
 /// Reports decoding progress as a fraction of the source duration, at most every 1%.
 struct Progress<'a> {
-    report: &'a mut dyn FnMut(f64),
+    report: &'a mut dyn FnMut(f64) -> ControlFlow<()>,
     /// Source duration in seconds; without one there is nothing to divide by until the end.
     duration: Option<f64>,
     /// Last fraction reported.
@@ -248,20 +250,24 @@ struct Progress<'a> {
 }
 
 impl Progress<'_> {
-    fn at(&mut self, seconds: f64) {
+    fn at(&mut self, seconds: f64) -> Result<(), TranscodeError> {
         let Some(duration) = self.duration else {
-            return;
+            return Ok(());
         };
         // Stop short of 1.0: muxing and playlists still follow the last frame.
         let fraction = (seconds / duration).clamp(0.0, 0.99);
         if fraction >= self.last + 0.01 {
             self.last = fraction;
-            (self.report)(fraction);
+            if (self.report)(fraction).is_break() {
+                return Err(TranscodeError::Cancelled);
+            }
         }
+        Ok(())
     }
 
     fn done(&mut self) {
-        (self.report)(1.0);
+        // The work is complete; a stop request arriving now changes nothing.
+        let _ = (self.report)(1.0);
     }
 }
 

@@ -5,7 +5,8 @@
 //! is settled without work. Failures are sorted in two: a permanent one (the input cannot be
 //! transcoded) marks the video `failed` with the reason and settles the job, so bad input never
 //! loops; a transient one (I/O, storage) is retried with backoff and, when out of attempts,
-//! dead-lettered with the video marked `failed`.
+//! dead-lettered with the video marked `failed`. On shutdown a running transcode is stopped
+//! between frames and its job released back to the queue without spending an attempt.
 
 use mediahost_blob::Blobs;
 use mediahost_core::config::TranscodeConfig;
@@ -13,6 +14,7 @@ use mediahost_core::video::keys;
 use mediahost_core::{Rendition, VideoStatus};
 use mediahost_queue::{JobQueue, LeasedJob, RetryOutcome};
 use mediahost_store::Store;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,11 +31,16 @@ enum JobError {
     /// Something around the input failed; a later attempt may succeed.
     #[error("{0}")]
     Transient(String),
+    /// The worker is shutting down; the job goes back to the queue for another worker.
+    #[error("interrupted by shutdown")]
+    Interrupted,
 }
 
 impl From<TranscodeError> for JobError {
     fn from(e: TranscodeError) -> Self {
-        if e.is_permanent() {
+        if matches!(e, TranscodeError::Cancelled) {
+            Self::Interrupted
+        } else if e.is_permanent() {
             Self::Permanent(e.to_string())
         } else {
             Self::Transient(e.to_string())
@@ -97,11 +104,12 @@ impl Worker {
         }
     }
 
-    /// Processes jobs until `shutdown` is cancelled; a job already running is finished first.
+    /// Processes jobs until `shutdown` is cancelled; a job running then is stopped and handed
+    /// back to the queue, so shutdown never waits for a long transcode.
     pub async fn run(self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             match self.queue.lease().await {
-                Ok(Some(job)) => self.handle(job).await,
+                Ok(Some(job)) => self.handle(job, &shutdown).await,
                 Ok(None) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -119,7 +127,7 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, job: LeasedJob) {
+    async fn handle(&self, job: LeasedJob, shutdown: &CancellationToken) {
         let started = Instant::now();
         let video_id = job.job.video_id.clone();
         tracing::info!(video = %video_id, job = job.id, attempt = job.attempt, "job started");
@@ -144,7 +152,7 @@ impl Worker {
                 job.attempt - 1
             )))
         } else {
-            self.process(&job).await
+            self.process(&job, shutdown).await
         };
         renewer.abort();
 
@@ -185,6 +193,14 @@ impl Worker {
                     .map_err(|e| JobError::Transient(e.to_string()))?;
                 Ok("failed")
             }
+            Err(JobError::Interrupted) => {
+                self.queue
+                    .release(job)
+                    .await
+                    .map_err(|e| JobError::Transient(e.to_string()))?;
+                self.store.set_status(video_id, VideoStatus::Queued).await?;
+                Ok("released")
+            }
             Err(JobError::Transient(error)) => {
                 let outcome = self
                     .queue
@@ -209,7 +225,7 @@ impl Worker {
         }
     }
 
-    async fn process(&self, job: &LeasedJob) -> Result<(), JobError> {
+    async fn process(&self, job: &LeasedJob, shutdown: &CancellationToken) -> Result<(), JobError> {
         let (tenant_id, video_id) = (&job.job.tenant_id, &job.job.video_id);
         let Some(video) = self.store.video_by_id(video_id).await? else {
             tracing::info!(video = %video_id, "video was deleted; nothing to do");
@@ -234,7 +250,7 @@ impl Worker {
 
         let out = work.path().join("hls");
         std::fs::create_dir_all(&out).map_err(|e| JobError::Transient(e.to_string()))?;
-        let renditions = self.transcode(video_id, &source, &out).await?;
+        let renditions = self.transcode(video_id, &source, &out, shutdown).await?;
 
         let prefix = keys::hls(tenant_id, video_id, "");
         let prefix = prefix.trim_end_matches('/');
@@ -250,15 +266,22 @@ impl Worker {
         video_id: &str,
         source: &Path,
         out: &Path,
+        shutdown: &CancellationToken,
     ) -> Result<Vec<Rendition>, JobError> {
         let (source, out, config) = (source.to_owned(), out.to_owned(), self.config.clone());
         let video = video_id.to_owned();
+        let shutdown = shutdown.clone();
         let renditions = tokio::task::spawn_blocking(move || {
             let mut last_logged = 0.0;
             let mut progress = |fraction: f64| {
                 if fraction - last_logged >= 0.25 {
                     last_logged = fraction;
                     tracing::info!(video = %video, percent = (fraction * 100.0).round(), "transcoding");
+                }
+                if shutdown.is_cancelled() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
             };
             crate::transcode_hls(&source, &out, &config, &mut progress)

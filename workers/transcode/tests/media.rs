@@ -1,5 +1,6 @@
 //! Probe and transcode real media generated at test time with the ffmpeg CLI.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -22,7 +23,11 @@ fn transcode(src: &Path, dir: &Path, cfg: &TranscodeConfig) -> (PathBuf, Vec<Ren
     std::fs::create_dir_all(&out).unwrap();
     let mut seen = Vec::new();
     let started = Instant::now();
-    let renditions = transcode_hls(src, &out, cfg, &mut |f| seen.push(f)).unwrap();
+    let renditions = transcode_hls(src, &out, cfg, &mut |f| {
+        seen.push(f);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     eprintln!("transcoded {} in {:.2?}", src.display(), started.elapsed());
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
@@ -268,7 +273,10 @@ fn audio_only_source_is_rejected_for_now() {
     );
     assert!(probe(&src).unwrap().video().is_none());
     let out = dir.path().join("hls");
-    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &mut |_| {}).unwrap_err();
+    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err();
     assert!(err.is_permanent());
     assert_eq!(err.to_string(), "the file has no video stream");
 }
@@ -306,7 +314,9 @@ fn truncated_source_does_not_panic() {
     let cut = dir.path().join("cut.mp4");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("hls");
-    match transcode_hls(&cut, &out, &TranscodeConfig::default(), &mut |_| {}) {
+    match transcode_hls(&cut, &out, &TranscodeConfig::default(), &mut |_| {
+        ControlFlow::Continue(())
+    }) {
         Ok(renditions) => {
             let played = ffprobe_duration(out.join("master.m3u8").to_str().unwrap(), None);
             assert!(played > 0.5 && played < 6.0, "{played} s from a half file");
@@ -314,4 +324,25 @@ fn truncated_source_does_not_panic() {
         }
         Err(e) => assert!(e.is_permanent(), "{e:?}"),
     }
+}
+
+#[test]
+fn a_stop_request_cancels_the_transcode() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(dir.path(), "clip.mp4", Clip::default());
+    let out = dir.path().join("hls");
+    let mut calls = 0;
+    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &mut |_| {
+        calls += 1;
+        // Let a little work happen first, as a worker asked to shut down mid-job would.
+        if calls < 5 {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(err, TranscodeError::Cancelled), "{err}");
+    assert!(!err.is_permanent(), "a cancelled job is retried elsewhere");
+    assert_eq!(calls, 5, "no progress is reported after the stop");
 }

@@ -51,6 +51,26 @@ fn http_ok(addr: &str, path: &str) -> bool {
     buf.starts_with("HTTP/1.1 200")
 }
 
+/// `mediahost serve` on `addr` over `data_dir` (config at `data_dir/mediahost.toml`), its
+/// stderr appended to `log`.
+fn spawn_serve(addr: &str, data_dir: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(BIN)
+        .args(["serve", "--listen", addr])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(data_dir.join("mediahost.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start mediahost")
+}
+
 impl Server {
     pub fn start(options: Options) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
@@ -72,16 +92,7 @@ impl Server {
         .unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let log = data_dir.path().join("server.log");
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &addr])
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--config")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start mediahost");
+        let child = spawn_serve(&addr, data_dir.path(), &log);
         let mut server = Server {
             child,
             base: format!("http://{addr}"),
@@ -91,6 +102,35 @@ impl Server {
         };
         server.wait_healthy();
         server
+    }
+
+    /// Stops the server with SIGTERM (asserting it exits within `limit`), then starts it again
+    /// on the same address, data dir and config.
+    pub fn restart(&mut self, limit: Duration) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "exit after SIGTERM: {status}\n{}",
+                    self.log()
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server still running {limit:?} after SIGTERM\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log);
+        self.wait_healthy();
     }
 
     fn wait_healthy(&mut self) {
