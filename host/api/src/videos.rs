@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use mediahost_core::{MediaInfo, Rendition, Video, VideoStatus};
 use mediahost_store::NewVideo;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use crate::auth::AuthTenant;
 use crate::{ApiError, SharedState};
@@ -36,6 +37,7 @@ pub struct VideoView {
     duration_s: Option<f64>,
     source: Option<MediaInfo>,
     renditions: Vec<Rendition>,
+    metadata: BTreeMap<String, String>,
     playback: Playback,
     created_at: String,
     updated_at: String,
@@ -82,6 +84,7 @@ impl VideoView {
             sha256: video.sha256,
             source: video.source,
             renditions: video.renditions,
+            metadata: video.metadata,
             playback: Playback { hls },
             created_at: video.created_at,
             updated_at: video.updated_at,

@@ -352,3 +352,72 @@ async fn validator_plugin_rejections_answer_422_with_the_reason() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_extractor_and_router_plugins_shape_the_output() {
+    let plugin = |name: &str| {
+        let manifest = repo_root().join(format!("plugins/{name}/plugin.toml"));
+        (name.to_owned(), build_plugin(name), manifest)
+    };
+    let server = Server::start(Options {
+        plugins: vec![plugin("metadata-extractor"), plugin("router")],
+        config: "[plugins.config.router]\ndefault_tier = \"pro\"\n".into(),
+    });
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let clip = server.data_path().join("hd.mp4");
+    let hd = Clip {
+        seconds: 3.0,
+        width: 1280,
+        height: 720,
+        ..Clip::default()
+    };
+    generate_clip(&clip, &hd);
+    let video = client.create_video("hd", Some("hd.mp4")).await;
+    let id = video["id"].as_str().unwrap();
+    assert_eq!(
+        client
+            .put_source(id, file_body(&clip, true).await)
+            .await
+            .status(),
+        202
+    );
+    let video = client.wait_settled(id).await;
+    assert_eq!(video["status"], "ready", "{video}");
+
+    let metadata = &video["metadata"];
+    assert_eq!(metadata["orientation"], "landscape", "{video}");
+    assert_eq!(metadata["aspect_ratio"], "16:9", "{video}");
+    assert_eq!(metadata["audio_only"], "false", "{video}");
+    assert_eq!(metadata["hdr"], "false", "{video}");
+
+    // The router's pro ladder for a 720p source: never upscaled, so 720p, 480p, 360p.
+    let rungs: Vec<(String, u64, u64)> = video["renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["width"].as_u64().unwrap(),
+                r["height"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rungs,
+        [
+            ("720p".to_owned(), 1280, 720),
+            ("480p".to_owned(), 854, 480),
+            ("360p".to_owned(), 640, 360)
+        ]
+    );
+    let master_url = video["playback"]["hls"].as_str().unwrap().to_owned();
+    let (_, master) = fetch(&client, &master_url).await;
+    let master = String::from_utf8(master).unwrap();
+    assert_eq!(playlist_uris(&master).len(), 3, "{master}");
+    let headers = format!("Authorization: Bearer {}\r\n", client.key);
+    let played = tokio::task::spawn_blocking(move || ffprobe_duration(&master_url, Some(&headers)))
+        .await
+        .unwrap();
+    assert!((played - 3.0).abs() <= 0.5, "plays {played} s");
+}

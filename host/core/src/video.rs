@@ -1,6 +1,7 @@
 //! Tenants, videos and their renditions.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -109,6 +110,8 @@ pub struct Video {
     pub source: Option<MediaInfo>,
     /// Encoded renditions once ready.
     pub renditions: Vec<Rendition>,
+    /// Key/value metadata from metadata-extractor plugins.
+    pub metadata: BTreeMap<String, String>,
     /// Creation time, RFC 3339.
     pub created_at: String,
     /// Last change, RFC 3339.

@@ -75,6 +75,9 @@ impl Runtime {
             .total_core_instances(instances.saturating_mul(8))
             .total_memories(instances.saturating_mul(2))
             .total_tables(instances.saturating_mul(8))
+            // The pool's slots must hold what the limiter allows, so the cap a guest meets is
+            // always the host's typed table-limit error, never a silent failed grow.
+            .table_elements(crate::host::MAX_TABLE_ELEMENTS)
             .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX));
 
         let mut config = Config::new();

@@ -137,6 +137,14 @@ pub enum PluginFailure {
         /// The end of the guest's stderr, if it wrote anything.
         detail: Option<String>,
     },
+    /// The plugin ran to completion but answered with its own error (the `err` case of a WIT
+    /// `result`), such as a malformed setting it refuses to guess about.
+    #[error("returned an error: {0}")]
+    Returned(String),
+    /// The plugin's answer breaks the WIT contract (a rendition name that is no safe folder
+    /// name, a header with a line break, ...); the host refuses to use it.
+    #[error("returned an invalid answer: {0}")]
+    Invalid(String),
     /// Every pooled instance slot is in use.
     #[error("could not run: all {0} instance slots are busy")]
     Busy(u32),

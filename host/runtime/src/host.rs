@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::validator::mediahost::plugin::{config, log, types};
+use crate::bindings::{config, http, log, media, types};
 use crate::manifest::{Limits, World};
 
 /// Caps one call's log lines, so a chatty or hostile plugin cannot flood the host's logs.
@@ -20,7 +20,7 @@ const MAX_LOG_BYTES: usize = 4096;
 /// Keeps the end of a guest's stderr for trap reports (a Rust panic message lands there).
 const STDERR_CAPACITY: usize = 8192;
 /// Table elements an instance may hold; generous for function tables of real plugins.
-pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// What the host knows about a loaded plugin; shared by all its calls.
 #[derive(Debug)]
@@ -122,7 +122,10 @@ impl WasiView for HostState {
     }
 }
 
+// The type-only interfaces have no functions to implement.
 impl types::Host for HostState {}
+impl media::Host for HostState {}
+impl http::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {

@@ -4,8 +4,17 @@
 //! wasmtime `Engine` with the pooling allocator, epoch interruption and fuel, plus a ticker
 //! thread) → [`PluginHost::load`] scans a folder of plugins (`<dir>/<plugin>/plugin.toml` naming
 //! a component), compiles each component once, checks it against its declared world through
-//! `instantiate_pre`, and keeps the `*Pre` → each call ([`PluginHost::check_upload`],
-//! [`PluginHost::check_head`]) gets a fresh `Store` and instance under the plugin's limits.
+//! `instantiate_pre`, and keeps the `*Pre` → each call gets a fresh `Store` and instance under
+//! the plugin's limits.
+//!
+//! One call API per world, each running that world's plugins in name order:
+//!
+//! | world | calls | how plugins combine |
+//! | --- | --- | --- |
+//! | `validator` | [`PluginHost::check_upload`], [`PluginHost::check_head`] | first rejection wins |
+//! | `metadata-extractor` | [`PluginHost::extract_metadata`] | keys merged, later plugins override |
+//! | `router` | [`PluginHost::route`] | the first router decides; none → `None` (default ladder) |
+//! | `edge-transform` | [`PluginHost::on_request`], [`PluginHost::on_response`] | a chain; the first `respond` ends it |
 //!
 //! Why these choices:
 //! - **A fresh instance per call** so no state leaks between tenants or requests; the pooling
@@ -23,19 +32,28 @@
 //!   the crate free of `unsafe` (no hand-rolled `Component::deserialize`).
 //!
 //! Module map: `engine` (engine, pool, ticker), `manifest` (`plugin.toml`), `plugin` (loading and
-//! the per-call store), `host` (imports, WASI context, limiter), `validator` (the validator
-//! world's calls), `error`.
+//! the per-call store), `host` (imports, WASI context, limiter), one module per world's calls
+//! (`validator`, `metadata_extractor`, `router`, `edge_transform`), `media` (conversion from
+//! `mediahost_core`'s probe result), `error`.
 
+mod edge_transform;
 mod engine;
 mod error;
 mod host;
 mod manifest;
+mod media;
+mod metadata_extractor;
 mod plugin;
+mod router;
 mod validator;
 
 pub mod bindings;
 
-pub use bindings::validator::mediahost::plugin::types::{Rejection, UploadInfo, Verdict};
+pub use bindings::http::{RequestAction, RequestHead, Response, ResponseHead, ResponseUpdate};
+pub use bindings::media::{
+    ExtractInput, MediaInfo, RenditionSpec, RouteInput, RoutePlan, StreamInfo, StreamKind,
+};
+pub use bindings::types::{Rejection, UploadInfo, Verdict};
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{LoadError, PluginError, PluginFailure, RuntimeError};
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestError, World};

@@ -6,7 +6,7 @@
 //! world = "validator"
 //! component = "validator.wasm"   # relative to the manifest's folder
 //!
-//! [limits]
+//! [limits]                        # each one optional; see `Limits::for_world`
 //! timeout_ms = 100
 //! fuel = 10_000_000
 //! memory_bytes = 16_777_216
@@ -26,7 +26,7 @@ pub const MANIFEST_FILE: &str = "plugin.toml";
 
 /// A parsed `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawManifest")]
 pub struct Manifest {
     /// Unique among the loaded plugins; operators bind and configure plugins by it.
     pub name: String,
@@ -36,13 +36,54 @@ pub struct Manifest {
     pub world: World,
     /// Path of the component, relative to the manifest's folder.
     pub component: PathBuf,
-    /// Per-call resource limits.
-    #[serde(default)]
+    /// Per-call resource limits; those the file leaves out come from [`Limits::for_world`].
     pub limits: Limits,
     /// Default settings, returned by the `config` import unless the operator overrides them.
     /// Scalars are accepted and kept as their text (`max_size = 1000` is `"1000"`).
-    #[serde(default, deserialize_with = "scalar_map")]
     pub config: BTreeMap<String, String>,
+}
+
+/// `plugin.toml` as written: the limits' defaults depend on the world, so they are filled in
+/// after the whole file is read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    version: String,
+    world: World,
+    component: PathBuf,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default, deserialize_with = "scalar_map")]
+    config: BTreeMap<String, String>,
+}
+
+/// `[limits]` as written; an absent key takes the world's default.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout_ms: Option<u64>,
+    fuel: Option<u64>,
+    memory_bytes: Option<u64>,
+}
+
+impl From<RawManifest> for Manifest {
+    fn from(raw: RawManifest) -> Self {
+        let defaults = Limits::for_world(raw.world);
+        let limits = Limits {
+            timeout_ms: raw.limits.timeout_ms.unwrap_or(defaults.timeout_ms),
+            fuel: raw.limits.fuel.unwrap_or(defaults.fuel),
+            memory_bytes: raw.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
+        };
+        Self {
+            name: raw.name,
+            version: raw.version,
+            world: raw.world,
+            component: raw.component,
+            limits,
+            config: raw.config,
+        }
+    }
 }
 
 /// The plugin worlds this host knows.
@@ -51,6 +92,12 @@ pub struct Manifest {
 pub enum World {
     /// Upload validation (`check-upload`, `check-head`).
     Validator,
+    /// Key/value metadata from the probed source (`extract`).
+    MetadataExtractor,
+    /// Rendition ladder, priority, storage class and edge group (`route`).
+    Router,
+    /// Request and response hooks at the edge (`on-request`, `on-response`).
+    EdgeTransform,
 }
 
 impl World {
@@ -58,6 +105,9 @@ impl World {
     pub fn as_str(self) -> &'static str {
         match self {
             World::Validator => "validator",
+            World::MetadataExtractor => "metadata-extractor",
+            World::Router => "router",
+            World::EdgeTransform => "edge-transform",
         }
     }
 }
@@ -69,8 +119,7 @@ impl fmt::Display for World {
 }
 
 /// Limits applied to every call of a plugin, each in a fresh instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock budget of one call, enforced by the engine's epoch deadline.
     pub timeout_ms: u64,
@@ -80,15 +129,28 @@ pub struct Limits {
     pub memory_bytes: u64,
 }
 
-impl Default for Limits {
-    /// Generous enough for any validator; tight enough that a runaway plugin cannot stall an
-    /// upload for long or take much memory.
-    fn default() -> Self {
+impl Limits {
+    /// The limits of a plugin of `world` whose manifest leaves them out. Every world gets the
+    /// same fuel and memory; the wall-clock budget follows where the call sits: 50 ms for the
+    /// worlds called once per upload or video (a runaway plugin cannot stall it for long), 10 ms
+    /// for `edge-transform`, which runs on every playback request.
+    pub fn for_world(world: World) -> Self {
+        let timeout_ms = match world {
+            World::Validator | World::MetadataExtractor | World::Router => 50,
+            World::EdgeTransform => 10,
+        };
         Self {
-            timeout_ms: 1_000,
+            timeout_ms,
             fuel: 1_000_000_000,
             memory_bytes: 64 << 20,
         }
+    }
+}
+
+impl Default for Limits {
+    /// The validator world's defaults; see [`Limits::for_world`].
+    fn default() -> Self {
+        Self::for_world(World::Validator)
     }
 }
 
@@ -221,6 +283,59 @@ mod tests {
         .unwrap();
         assert_eq!(partial.limits.timeout_ms, 5);
         assert_eq!(partial.limits.fuel, Limits::default().fuel);
+    }
+
+    #[test]
+    fn parses_the_new_worlds_with_their_default_limits() {
+        let cases = [
+            ("metadata-extractor", World::MetadataExtractor, 50),
+            ("router", World::Router, 50),
+            ("edge-transform", World::EdgeTransform, 10),
+            ("validator", World::Validator, 50),
+        ];
+        for (name, world, timeout_ms) in cases {
+            let m = Manifest::parse(&format!(
+                "name = \"p\"\nversion = \"1\"\nworld = \"{name}\"\ncomponent = \"p.wasm\""
+            ))
+            .unwrap();
+            assert_eq!(m.world, world);
+            assert_eq!(world.as_str(), name);
+            assert_eq!(world.to_string(), name);
+            assert_eq!(m.limits, Limits::for_world(world));
+            assert_eq!(m.limits.timeout_ms, timeout_ms);
+        }
+        // A partial [limits] keeps the world's default for what it leaves out.
+        let m = Manifest::parse(
+            "name = \"p\"\nversion = \"1\"\nworld = \"edge-transform\"\ncomponent = \"p.wasm\"\n\
+             [limits]\nfuel = 5",
+        )
+        .unwrap();
+        assert_eq!((m.limits.timeout_ms, m.limits.fuel), (10, 5));
+        // World names are the WIT spellings only.
+        for wrong in ["metadata_extractor", "MetadataExtractor", "edge"] {
+            let text = format!(
+                "name = \"p\"\nversion = \"1\"\nworld = \"{wrong}\"\ncomponent = \"p.wasm\""
+            );
+            assert!(Manifest::parse(&text).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn the_reference_manifests_of_every_world_parse() {
+        let cases = [
+            ("validator", World::Validator),
+            ("metadata-extractor", World::MetadataExtractor),
+            ("router", World::Router),
+            ("edge-token", World::EdgeTransform),
+        ];
+        for (folder, world) in cases {
+            let path = format!(
+                "{}/../../plugins/{folder}/plugin.toml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let m = Manifest::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!((m.name.as_str(), m.world), (folder, world), "{path}");
+        }
     }
 
     #[test]

@@ -10,7 +10,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 
+use crate::bindings::edge_transform::EdgeTransformPre;
+use crate::bindings::metadata_extractor::MetadataExtractorPre;
+use crate::bindings::router::RouterPre;
 use crate::bindings::validator::{Validator, ValidatorPre};
+use crate::bindings::{http, media};
 use crate::engine::{Runtime, RuntimeOptions};
 use crate::error::{LoadError, PluginError, PluginFailure, RuntimeError};
 use crate::host::{HostState, MemoryLimitExceeded, PluginMeta, TableLimitExceeded};
@@ -28,10 +32,31 @@ struct Inner {
     /// Keeps the engine and its epoch ticker alive while plugins can be called; `None` when
     /// nothing is loaded, so an empty host costs nothing.
     runtime: Option<Runtime>,
-    /// Validator plugins, sorted by name: the order they run in.
-    pub(crate) validators: Vec<Loaded<ValidatorPre<HostState>>>,
+    /// The plugins of each world, in the order they run.
+    worlds: Worlds,
     /// Every loaded plugin, sorted by name, for the admin API.
     summaries: Vec<PluginSummary>,
+}
+
+/// The loaded plugins of each world, each list sorted by name: the order they run in.
+#[derive(Default)]
+pub(crate) struct Worlds {
+    /// `validator` plugins.
+    pub validators: Vec<Loaded<ValidatorPre<HostState>>>,
+    /// `metadata-extractor` plugins.
+    pub extractors: Vec<Loaded<MetadataExtractorPre<HostState>>>,
+    /// `router` plugins; only the first is called.
+    pub routers: Vec<Loaded<RouterPre<HostState>>>,
+    /// `edge-transform` plugins, called as a chain.
+    pub edge_transforms: Vec<Loaded<EdgeTransformPre<HostState>>>,
+}
+
+/// A compiled component checked against the world its manifest declares.
+enum AnyPre {
+    Validator(ValidatorPre<HostState>),
+    MetadataExtractor(MetadataExtractorPre<HostState>),
+    Router(RouterPre<HostState>),
+    EdgeTransform(EdgeTransformPre<HostState>),
 }
 
 /// A compiled plugin of one world, checked against that world and ready to instantiate.
@@ -64,12 +89,13 @@ impl std::fmt::Debug for PluginHost {
 }
 
 impl PluginHost {
-    /// A host with no plugins: every check accepts.
+    /// A host with no plugins: every check accepts, extraction yields nothing, routing falls
+    /// back to the default ladder and edge requests pass unchanged.
     pub fn empty() -> Self {
         Self {
             inner: Arc::new(Inner {
                 runtime: None,
-                validators: Vec::new(),
+                worlds: Worlds::default(),
                 summaries: Vec::new(),
             }),
         }
@@ -96,11 +122,10 @@ impl PluginHost {
         self.inner.summaries.clone()
     }
 
-    pub(crate) fn runtime_and_validators(
-        &self,
-    ) -> Option<(&Runtime, &[Loaded<ValidatorPre<HostState>>])> {
+    /// The runtime and the loaded plugins; `None` for an empty host.
+    pub(crate) fn worlds(&self) -> Option<(&Runtime, &Worlds)> {
         let runtime = self.inner.runtime.as_ref()?;
-        Some((runtime, &self.inner.validators))
+        Some((runtime, &self.inner.worlds))
     }
 }
 
@@ -114,62 +139,86 @@ impl Runtime {
         settings: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Result<PluginHost, RuntimeError> {
         let folders = plugin_folders(dir)?;
-        let linker = self.validator_linker()?;
-        let mut validators = Vec::new();
+        let linker = self.linker()?;
+        let mut worlds = Worlds::default();
+        let mut summaries = Vec::new();
         let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         for folder in folders {
-            let plugin = self
-                .load_one(&folder, &linker, settings)
-                .map_err(|(name, source)| RuntimeError::Plugin {
-                    folder: folder.clone(),
-                    name,
-                    source,
-                })?;
-            if let Some(first) = seen.insert(plugin.meta.name.clone(), folder.clone()) {
+            let (meta, pre) =
+                self.load_one(&folder, &linker, settings)
+                    .map_err(|(name, source)| RuntimeError::Plugin {
+                        folder: folder.clone(),
+                        name,
+                        source,
+                    })?;
+            if let Some(first) = seen.insert(meta.name.clone(), folder.clone()) {
                 return Err(RuntimeError::DuplicateName {
-                    name: plugin.meta.name.clone(),
+                    name: meta.name.clone(),
                     first,
                     second: folder,
                 });
             }
             tracing::info!(
-                plugin = %plugin.meta.name,
-                version = %plugin.meta.version,
-                world = %plugin.meta.world,
-                sha256 = %plugin.meta.sha256,
+                plugin = %meta.name,
+                version = %meta.version,
+                world = %meta.world,
+                sha256 = %meta.sha256,
                 "loaded plugin"
             );
-            validators.push(plugin);
+            summaries.push(PluginSummary {
+                name: meta.name.clone(),
+                version: meta.version.clone(),
+                world: meta.world,
+                sha256: meta.sha256.clone(),
+                limits: meta.limits,
+            });
+            match pre {
+                AnyPre::Validator(pre) => worlds.validators.push(Loaded { meta, pre }),
+                AnyPre::MetadataExtractor(pre) => worlds.extractors.push(Loaded { meta, pre }),
+                AnyPre::Router(pre) => worlds.routers.push(Loaded { meta, pre }),
+                AnyPre::EdgeTransform(pre) => worlds.edge_transforms.push(Loaded { meta, pre }),
+            }
         }
         for name in settings.keys().filter(|n| !seen.contains_key(*n)) {
             tracing::warn!(plugin = %name, "settings given for a plugin that is not loaded");
         }
-        validators.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-        let summaries = validators
-            .iter()
-            .map(|p| PluginSummary {
-                name: p.meta.name.clone(),
-                version: p.meta.version.clone(),
-                world: p.meta.world,
-                sha256: p.meta.sha256.clone(),
-                limits: p.meta.limits,
-            })
-            .collect();
+        // Folders are visited in path order; plugins run in name order.
+        fn by_name<P>(list: &mut [Loaded<P>]) {
+            list.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        }
+        by_name(&mut worlds.validators);
+        by_name(&mut worlds.extractors);
+        by_name(&mut worlds.routers);
+        by_name(&mut worlds.edge_transforms);
+        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        if let [first, rest @ ..] = worlds.routers.as_slice()
+            && !rest.is_empty()
+        {
+            tracing::warn!(
+                router = %first.meta.name,
+                ignored = ?rest.iter().map(|p| p.meta.name.as_str()).collect::<Vec<_>>(),
+                "several router plugins loaded; only the first in name order is called"
+            );
+        }
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 runtime: Some(self.clone()),
-                validators,
+                worlds,
                 summaries,
             }),
         })
     }
 
-    /// The imports a validator may use: WASI (granting nothing, see `host.rs`) plus `log` and
-    /// `config`.
-    fn validator_linker(&self) -> Result<Linker<HostState>, RuntimeError> {
+    /// The imports any plugin may use: WASI (granting nothing, see `host.rs`) plus `log`,
+    /// `config` and the type-only interfaces. Every world imports a subset of these, so one
+    /// linker serves them all.
+    fn linker(&self) -> Result<Linker<HostState>, RuntimeError> {
         let mut linker = Linker::new(self.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            // `log`, `config` and `types`.
             .and_then(|()| Validator::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| media::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| http::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| RuntimeError::Engine(format!("cannot link host imports: {e:#}")))?;
         Ok(linker)
     }
@@ -180,7 +229,7 @@ impl Runtime {
         folder: &Path,
         linker: &Linker<HostState>,
         settings: &BTreeMap<String, BTreeMap<String, String>>,
-    ) -> Result<Loaded<ValidatorPre<HostState>>, (Option<String>, LoadError)> {
+    ) -> Result<(Arc<PluginMeta>, AnyPre), (Option<String>, LoadError)> {
         let manifest_path = folder.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path).map_err(|source| {
             let path = manifest_path.clone();
@@ -216,12 +265,17 @@ impl Runtime {
                 message: format!("{e:#}"),
             })
         };
+        // `instantiate_pre` checks every import is provided; the world's `*Pre::new` checks the
+        // exports have the world's names and types.
+        let pre = linker.instantiate_pre(&component).map_err(world_error)?;
         let pre = match manifest.world {
-            World::Validator => {
-                // `instantiate_pre` checks every import is provided; `ValidatorPre::new` checks
-                // the exports have the world's names and types.
-                let pre = linker.instantiate_pre(&component).map_err(world_error)?;
-                ValidatorPre::new(pre).map_err(world_error)?
+            World::Validator => AnyPre::Validator(ValidatorPre::new(pre).map_err(world_error)?),
+            World::MetadataExtractor => {
+                AnyPre::MetadataExtractor(MetadataExtractorPre::new(pre).map_err(world_error)?)
+            }
+            World::Router => AnyPre::Router(RouterPre::new(pre).map_err(world_error)?),
+            World::EdgeTransform => {
+                AnyPre::EdgeTransform(EdgeTransformPre::new(pre).map_err(world_error)?)
             }
         };
 
@@ -237,10 +291,7 @@ impl Runtime {
             config,
             sha256,
         };
-        Ok(Loaded {
-            meta: Arc::new(meta),
-            pre,
-        })
+        Ok((Arc::new(meta), pre))
     }
 
     /// Runs `f` against a fresh `Store` for `meta`'s plugin, under its limits, and turns a
@@ -307,7 +358,8 @@ impl Runtime {
     }
 }
 
-fn plugin_error(meta: &PluginMeta, cause: PluginFailure) -> PluginError {
+/// The error of a call into `meta`'s plugin.
+pub(crate) fn plugin_error(meta: &PluginMeta, cause: PluginFailure) -> PluginError {
     PluginError {
         plugin: meta.name.clone(),
         version: meta.version.clone(),

@@ -24,10 +24,10 @@ impl PluginHost {
         info: &UploadInfo,
         call: impl Fn(&Validator, &mut wasmtime::Store<HostState>) -> wasmtime::Result<Verdict>,
     ) -> Result<Verdict, PluginError> {
-        let Some((runtime, validators)) = self.runtime_and_validators() else {
+        let Some((runtime, worlds)) = self.worlds() else {
             return Ok(Verdict::Accept);
         };
-        for plugin in validators {
+        for plugin in &worlds.validators {
             // A fresh instance per call and plugin: nothing a plugin keeps in memory can leak
             // into another tenant's or request's call.
             let verdict = runtime.call(&plugin.meta, |store| {
@@ -53,9 +53,21 @@ impl PluginHost {
 
 /// The WIT contract: a status outside 400..=499 is answered as 422, so a plugin cannot make the
 /// host claim success or a server fault.
+/// Longest rejection reason passed on, in bytes: reasons go into logs and HTTP bodies, and a
+/// plugin may otherwise return one as large as its memory limit.
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
+
 fn normalize(mut rejection: Rejection) -> Rejection {
     if !(400..=499).contains(&rejection.status) {
         rejection.status = 422;
+    }
+    if rejection.reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !rejection.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        rejection.reason.truncate(end);
+        rejection.reason.push_str(" [truncated]");
     }
     rejection
 }
@@ -73,6 +85,23 @@ mod tests {
         assert_eq!(normalize(r(413)).status, 413);
         assert_eq!(normalize(r(200)).status, 422);
         assert_eq!(normalize(r(503)).status, 422);
+    }
+
+    #[test]
+    fn long_reasons_are_cut_on_a_character_boundary() {
+        let reason = "é".repeat(MAX_REASON_BYTES);
+        let cut = normalize(Rejection {
+            status: 422,
+            reason,
+        })
+        .reason;
+        assert!(cut.ends_with(" [truncated]"), "{cut}");
+        assert!(cut.len() <= MAX_REASON_BYTES + " [truncated]".len());
+        assert!(
+            cut.trim_end_matches(" [truncated]")
+                .chars()
+                .all(|c| c == 'é')
+        );
     }
 
     #[test]

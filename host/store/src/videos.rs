@@ -3,6 +3,7 @@
 use mediahost_core::{MediaInfo, Rendition, Video, VideoStatus};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use std::collections::BTreeMap;
 
 use crate::{Store, StoreError, new_id, now_rfc3339};
 
@@ -16,7 +17,7 @@ pub struct NewVideo {
 }
 
 const COLUMNS: &str = "id, tenant_id, title, filename, status, error, size, sha256, source_info, \
-                       renditions, created_at, updated_at";
+                       renditions, metadata, created_at, updated_at";
 
 fn corrupt(column: &'static str, message: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -29,6 +30,7 @@ fn video_from_row(row: &SqliteRow) -> Result<Video, StoreError> {
     let status: String = row.get("status");
     let source: Option<String> = row.get("source_info");
     let renditions: String = row.get("renditions");
+    let metadata: String = row.get("metadata");
     let size: Option<i64> = row.get("size");
     Ok(Video {
         id: row.get("id"),
@@ -45,6 +47,7 @@ fn video_from_row(row: &SqliteRow) -> Result<Video, StoreError> {
             .map_err(|e| corrupt("source_info", e))?,
         renditions: serde_json::from_str::<Vec<Rendition>>(&renditions)
             .map_err(|e| corrupt("renditions", e))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", e))?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -79,6 +82,7 @@ impl Store {
             sha256: None,
             source: None,
             renditions: Vec::new(),
+            metadata: BTreeMap::new(),
             created_at: now.clone(),
             updated_at: now,
         })
@@ -162,6 +166,22 @@ impl Store {
         Ok(())
     }
 
+    /// Stores the metadata extracted by plugins (replacing any earlier extraction).
+    pub async fn set_metadata(
+        &self,
+        id: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(metadata).map_err(|e| corrupt("metadata", e))?;
+        sqlx::query("UPDATE videos SET metadata = ?, updated_at = ? WHERE id = ?")
+            .bind(json)
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Marks the video playable with these renditions.
     pub async fn set_ready(&self, id: &str, renditions: &[Rendition]) -> Result<(), StoreError> {
         let json = serde_json::to_string(renditions).map_err(|e| corrupt("renditions", e))?;
@@ -230,6 +250,13 @@ mod tests {
         assert_eq!(
             (got.status, got.size, got.sha256.as_deref()),
             (VideoStatus::Queued, Some(42), Some("ab"))
+        );
+
+        let metadata = BTreeMap::from([("orientation".to_owned(), "landscape".to_owned())]);
+        store.set_metadata(&v.id, &metadata).await.unwrap();
+        assert_eq!(
+            store.video_by_id(&v.id).await.unwrap().unwrap().metadata,
+            metadata
         );
 
         store.set_failed(&v.id, "bad input").await.unwrap();

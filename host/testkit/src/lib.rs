@@ -9,12 +9,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// The repository root (this crate lives at `host/testkit`).
+/// The repository root: the nearest folder above the crate under test holding `wit/` and
+/// `plugins/Cargo.toml`.
+///
+/// Found at run time (cargo sets `CARGO_MANIFEST_DIR` for test processes), never with
+/// `env!`: a build directory shared by several checkouts can hold a testkit compiled in
+/// another checkout, and a baked-in path would then point the tests at the wrong tree.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().expect("a current directory"));
+    start
         .ancestors()
-        .nth(2)
-        .expect("testkit sits two levels below the repo root")
+        .find(|dir| dir.join("wit").is_dir() && dir.join("plugins/Cargo.toml").is_file())
+        .unwrap_or_else(|| panic!("no mediahost checkout above {}", start.display()))
         .to_path_buf()
 }
 

@@ -70,10 +70,12 @@ impl VideoEncoder {
         let mut opts = Dictionary::new();
         opts.set("preset", &cfg.x264_preset);
         opts.set("crf", &cfg.crf.to_string());
-        opts.set(
-            "x264-params",
-            &format!("keyint={gop}:min-keyint={gop}:scenecut=0"),
-        );
+        let mut params = format!("keyint={gop}:min-keyint={gop}:scenecut=0");
+        if let Some(kbps) = target.max_video_kbps.filter(|k| *k > 0) {
+            // Capped CRF: quality-driven, but never above the rung's bitrate over a 2 s buffer.
+            params.push_str(&format!(":vbv-maxrate={kbps}:vbv-bufsize={}", kbps * 2));
+        }
+        opts.set("x264-params", &params);
         let encoder = enc.open_with(opts).map_err(TranscodeError::ffmpeg(
             "opening libx264 (check transcode.x264_preset and crf)",
         ))?;

@@ -23,7 +23,8 @@ const MAX_BAD_PACKETS: u32 = 1000;
 /// Layout: `<out_dir>/master.m3u8` and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media
 /// playlist), `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
 /// plus AAC-LC stereo at `cfg.audio_bitrate` when the source has audio, cut into fMP4 segments
-/// of `cfg.segment_seconds`. `progress` is called with the fraction of the source decoded so far
+/// of `cfg.segment_seconds`. `ladder` lists the renditions to make (a router plugin's plan);
+/// empty means the built-in plan from the source size and `cfg.max_height`. `progress` is called with the fraction of the source decoded so far
 /// (0..=1, non-decreasing), ending with 1.0; returning `ControlFlow::Break` stops the work with
 /// [`TranscodeError::Cancelled`].
 ///
@@ -33,6 +34,7 @@ pub fn transcode_hls(
     src: &Path,
     out_dir: &Path,
     cfg: &TranscodeConfig,
+    ladder: &[Target],
     progress: &mut dyn FnMut(f64) -> ControlFlow<()>,
 ) -> Result<Vec<Rendition>, TranscodeError> {
     crate::init();
@@ -52,12 +54,16 @@ pub fn transcode_hls(
         a.offset = seconds_to(start_s, a.time_base);
     }
 
-    let targets = ladder::plan(
-        video.decoder.width(),
-        video.decoder.height(),
-        ratio(video.decoder.aspect_ratio()),
-        cfg,
-    );
+    let targets = if ladder.is_empty() {
+        ladder::plan(
+            video.decoder.width(),
+            video.decoder.height(),
+            ratio(video.decoder.aspect_ratio()),
+            cfg,
+        )
+    } else {
+        ladder.to_vec()
+    };
     let mut audio_encoder = audio
         .as_ref()
         .map(|a| AudioEncoder::new(&a.decoder, a.time_base, cfg))
@@ -201,8 +207,15 @@ struct Sink<'a, 'p> {
 impl Sink<'_, '_> {
     fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
         self.progress.at(seconds)?;
-        for output in self.outputs.iter_mut() {
-            output.video.push(frame, &mut self.packets)?;
+        let last = self.outputs.len().saturating_sub(1);
+        for (i, output) in self.outputs.iter_mut().enumerate() {
+            // The scaler's buffer source takes over the frame's data references and leaves the
+            // frame empty, so every rendition but the last is given its own copy.
+            if i < last {
+                output.video.push(&frame.clone(), &mut self.packets)?;
+            } else {
+                output.video.push(frame, &mut self.packets)?;
+            }
             output.mux.write_video(&mut self.packets)?;
             self.packets.clear();
         }

@@ -2,15 +2,17 @@
 
 use mediahost_core::config::TranscodeConfig;
 
-/// One rendition to encode.
+/// One rendition to encode: from [`plan`], or given by the caller (a router plugin's ladder).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
-    /// `<height>p`; also the folder name of its playlist and segments.
+pub struct Target {
+    /// Folder name of its playlist and segments (`<height>p` for planned renditions).
     pub name: String,
     /// Output width in square pixels, even (4:2:0 chroma needs even sizes).
     pub width: u32,
     /// Output height, even.
     pub height: u32,
+    /// Peak video bitrate in kbit/s (x264 VBV on top of CRF); `None` leaves CRF uncapped.
+    pub max_video_kbps: Option<u32>,
 }
 
 /// The renditions for a source of `width`x`height` storage pixels whose pixels are
@@ -32,6 +34,7 @@ pub(crate) fn plan(width: u32, height: u32, sar: (i32, i32), cfg: &TranscodeConf
         name: format!("{out_height}p"),
         width: out_width,
         height: out_height,
+        max_video_kbps: None,
     }]
 }
 

@@ -8,7 +8,7 @@
 //!
 //! [`transcode_hls`] then runs the pipeline, one module per stage:
 //!
-//! 1. `ladder` picks the renditions from the source size and
+//! 1. `ladder` picks the renditions (unless the caller passes its own [`Target`]s) from the source size and
 //!    [`TranscodeConfig`](mediahost_core::config::TranscodeConfig) (today one: the source
 //!    capped to `max_height`, never upscaled).
 //! 2. `hls` demuxes and decodes the source **once** and hands every decoded frame to each
@@ -54,6 +54,7 @@ pub mod worker;
 
 pub use error::TranscodeError;
 pub use hls::transcode_hls;
+pub use ladder::Target;
 pub use probe::probe;
 
 /// Initialises libav* once per process and turns its logging down to errors, so workers do not

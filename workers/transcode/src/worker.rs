@@ -11,16 +11,19 @@
 use mediahost_blob::Blobs;
 use mediahost_core::config::TranscodeConfig;
 use mediahost_core::video::keys;
-use mediahost_core::{Rendition, VideoStatus};
+use mediahost_core::{MediaInfo, Rendition, Video, VideoStatus};
 use mediahost_queue::{JobQueue, LeasedJob, RetryOutcome};
+use mediahost_runtime::{ExtractInput, PluginHost, RouteInput};
 use mediahost_store::Store;
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::TranscodeError;
+use crate::{Target, TranscodeError};
 
 /// How a job attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,12 +71,24 @@ pub struct Worker {
     store: Store,
     queue: Arc<dyn JobQueue>,
     blobs: Blobs,
+    /// Metadata-extractor and router plugins run on every probed source.
+    plugins: PluginHost,
     config: TranscodeConfig,
     /// How long to sleep between polls when the queue is empty and nothing wakes us.
     idle_poll: Duration,
     /// How often the lease of a running job is renewed (well inside the lease length).
     renew_every: Duration,
 }
+
+/// Logs and counts a plugin failure that the pipeline steps over (fail-open policy).
+fn fail_open(world: &'static str, video_id: &str, error: &mediahost_runtime::PluginError) {
+    metrics::counter!("mediahost_plugin_failures_total", "world" => world, "policy" => "fail_open")
+        .increment(1);
+    tracing::warn!(video = %video_id, %error, world, "plugin failed; continuing without it (fail-open)");
+}
+
+/// How much of the source metadata extractors see (magic bytes, container headers).
+const HEAD_BYTES: u64 = 64 * 1024;
 
 /// Playlists are stored after the media they name, so a reader never sees a dangling reference.
 fn upload_order(path: &Path) -> u8 {
@@ -90,6 +105,7 @@ impl Worker {
         store: Store,
         queue: Arc<dyn JobQueue>,
         blobs: Blobs,
+        plugins: PluginHost,
         config: TranscodeConfig,
         idle_poll: Duration,
         lease: Duration,
@@ -98,6 +114,7 @@ impl Worker {
             store,
             queue,
             blobs,
+            plugins,
             config,
             idle_poll,
             renew_every: (lease / 3).max(Duration::from_millis(100)),
@@ -247,10 +264,14 @@ impl Worker {
         let probe_path = source.clone();
         let info = tokio::task::spawn_blocking(move || crate::probe(&probe_path)).await??;
         self.store.set_source_info(video_id, &info).await?;
+        let metadata = self.extract_metadata(&video, &info, &source).await?;
+        let ladder = self.route(&video, &info, &metadata).await?;
 
         let out = work.path().join("hls");
         std::fs::create_dir_all(&out).map_err(|e| JobError::Transient(e.to_string()))?;
-        let renditions = self.transcode(video_id, &source, &out, shutdown).await?;
+        let renditions = self
+            .transcode(video_id, &source, &out, &ladder, shutdown)
+            .await?;
 
         let prefix = keys::hls(tenant_id, video_id, "");
         let prefix = prefix.trim_end_matches('/');
@@ -261,14 +282,97 @@ impl Worker {
         Ok(())
     }
 
+    /// Runs the metadata-extractor plugins, stores what they return and returns the video's
+    /// metadata for the router. Extraction is advisory, so it fails open: a failing plugin is
+    /// logged and counted and the video is still transcoded, because losing a video to a
+    /// metadata bug would be worse than missing keys.
+    async fn extract_metadata(
+        &self,
+        video: &Video,
+        info: &MediaInfo,
+        source: &Path,
+    ) -> Result<BTreeMap<String, String>, JobError> {
+        let mut head = Vec::with_capacity(HEAD_BYTES as usize);
+        tokio::fs::File::open(source)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?
+            .take(HEAD_BYTES)
+            .read_to_end(&mut head)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+        let input = ExtractInput {
+            tenant: video.tenant_id.clone(),
+            video_id: video.id.clone(),
+            media: info.into(),
+            head,
+            user_metadata: vec![("title".into(), video.title.clone())],
+        };
+        let plugins = self.plugins.clone();
+        let mut metadata = BTreeMap::from([("title".to_owned(), video.title.clone())]);
+        match tokio::task::spawn_blocking(move || plugins.extract_metadata(&input)).await? {
+            Ok(pairs) => {
+                let extracted = pairs.into_iter().collect();
+                self.store.set_metadata(&video.id, &extracted).await?;
+                metadata.extend(extracted);
+            }
+            Err(e) => fail_open("metadata-extractor", &video.id, &e),
+        }
+        Ok(metadata)
+    }
+
+    /// Asks the router plugin for the rendition ladder; an empty ladder means the built-in
+    /// plan. Fails open to the built-in plan, like extraction.
+    async fn route(
+        &self,
+        video: &Video,
+        info: &MediaInfo,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Vec<Target>, JobError> {
+        let input = RouteInput {
+            tenant: video.tenant_id.clone(),
+            video_id: video.id.clone(),
+            media: info.into(),
+            metadata: metadata.clone().into_iter().collect(),
+        };
+        let plugins = self.plugins.clone();
+        let plan = match tokio::task::spawn_blocking(move || plugins.route(&input)).await? {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Ok(Vec::new()),
+            Err(e) => {
+                fail_open("router", &video.id, &e);
+                return Ok(Vec::new());
+            }
+        };
+        tracing::info!(
+            video = %video.id,
+            rungs = plan.renditions.len(),
+            priority = plan.priority,
+            storage_class = %plan.storage_class,
+            edge_group = %plan.edge_group,
+            "router planned the renditions"
+        );
+        Ok(plan
+            .renditions
+            .into_iter()
+            .map(|r| Target {
+                name: r.name,
+                width: r.width,
+                height: r.height,
+                max_video_kbps: Some(r.video_bitrate),
+            })
+            .collect())
+    }
+
     async fn transcode(
         &self,
         video_id: &str,
         source: &Path,
         out: &Path,
+        ladder: &[Target],
         shutdown: &CancellationToken,
     ) -> Result<Vec<Rendition>, JobError> {
         let (source, out, config) = (source.to_owned(), out.to_owned(), self.config.clone());
+        let ladder = ladder.to_vec();
         let video = video_id.to_owned();
         let shutdown = shutdown.clone();
         let renditions = tokio::task::spawn_blocking(move || {
@@ -284,7 +388,7 @@ impl Worker {
                     ControlFlow::Continue(())
                 }
             };
-            crate::transcode_hls(&source, &out, &config, &mut progress)
+            crate::transcode_hls(&source, &out, &config, &ladder, &mut progress)
         })
         .await??;
         Ok(renditions)

@@ -8,7 +8,7 @@ use std::time::Instant;
 use mediahost_core::Rendition;
 use mediahost_core::config::TranscodeConfig;
 use mediahost_testkit::{Clip, ffprobe_duration, generate_clip};
-use mediahost_transcode::{TranscodeError, probe, transcode_hls};
+use mediahost_transcode::{Target, TranscodeError, probe, transcode_hls};
 
 /// Writes a clip into `dir` and returns its path.
 fn clip(dir: &Path, name: &str, clip: Clip) -> PathBuf {
@@ -23,7 +23,7 @@ fn transcode(src: &Path, dir: &Path, cfg: &TranscodeConfig) -> (PathBuf, Vec<Ren
     std::fs::create_dir_all(&out).unwrap();
     let mut seen = Vec::new();
     let started = Instant::now();
-    let renditions = transcode_hls(src, &out, cfg, &mut |f| {
+    let renditions = transcode_hls(src, &out, cfg, &[], &mut |f| {
         seen.push(f);
         ControlFlow::Continue(())
     })
@@ -273,7 +273,7 @@ fn audio_only_source_is_rejected_for_now() {
     );
     assert!(probe(&src).unwrap().video().is_none());
     let out = dir.path().join("hls");
-    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &mut |_| {
+    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &[], &mut |_| {
         ControlFlow::Continue(())
     })
     .unwrap_err();
@@ -314,7 +314,7 @@ fn truncated_source_does_not_panic() {
     let cut = dir.path().join("cut.mp4");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("hls");
-    match transcode_hls(&cut, &out, &TranscodeConfig::default(), &mut |_| {
+    match transcode_hls(&cut, &out, &TranscodeConfig::default(), &[], &mut |_| {
         ControlFlow::Continue(())
     }) {
         Ok(renditions) => {
@@ -332,7 +332,7 @@ fn a_stop_request_cancels_the_transcode() {
     let src = clip(dir.path(), "clip.mp4", Clip::default());
     let out = dir.path().join("hls");
     let mut calls = 0;
-    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &mut |_| {
+    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &[], &mut |_| {
         calls += 1;
         // Let a little work happen first, as a worker asked to shut down mid-job would.
         if calls < 5 {
@@ -345,4 +345,67 @@ fn a_stop_request_cancels_the_transcode() {
     assert!(matches!(err, TranscodeError::Cancelled), "{err}");
     assert!(!err.is_permanent(), "a cancelled job is retried elsewhere");
     assert_eq!(calls, 5, "no progress is reported after the stop");
+}
+
+#[test]
+fn a_given_ladder_is_encoded_with_aligned_segments_and_capped_bitrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(
+        dir.path(),
+        "hd.mp4",
+        Clip {
+            seconds: 9.0,
+            width: 1280,
+            height: 720,
+            ..Clip::default()
+        },
+    );
+    let ladder = [
+        Target {
+            name: "hd".into(),
+            width: 1280,
+            height: 720,
+            max_video_kbps: Some(1200),
+        },
+        Target {
+            name: "low".into(),
+            width: 426,
+            height: 240,
+            max_video_kbps: Some(300),
+        },
+    ];
+    let out = dir.path().join("hls");
+    let renditions = transcode_hls(
+        &src,
+        &out,
+        &TranscodeConfig::default(),
+        &ladder,
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    let sizes: Vec<_> = renditions
+        .iter()
+        .map(|r| (r.name.as_str(), r.width, r.height))
+        .collect();
+    assert_eq!(sizes, [("hd", 1280, 720), ("low", 426, 240)]);
+
+    let durations: Vec<Vec<f64>> = renditions
+        .iter()
+        .map(|r| extinf(&std::fs::read_to_string(out.join(&r.playlist)).unwrap()))
+        .collect();
+    assert_eq!(durations[0], durations[1], "segment boundaries are aligned");
+    for (r, cap) in renditions.iter().zip([1200u64, 300]) {
+        // Video capped by VBV (peak over any 2 s buffer), plus 128 kbit/s AAC and fMP4 overhead.
+        let ceiling = (cap * 3 / 2 + 128 + 64) * 1000;
+        eprintln!("{}: bandwidth {} (ceiling {ceiling})", r.name, r.bandwidth);
+        assert!(
+            r.bandwidth <= ceiling,
+            "{} peaks at {} bit/s",
+            r.name,
+            r.bandwidth
+        );
+    }
+    let master = out.join("master.m3u8");
+    let played = ffprobe_duration(master.to_str().unwrap(), None);
+    assert!((played - 9.0).abs() <= 0.5, "ffprobe reads {played} s");
 }

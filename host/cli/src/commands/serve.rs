@@ -94,6 +94,7 @@ impl Serve {
                     store.clone(),
                     queue.clone(),
                     blobs.clone(),
+                    plugins.clone(),
                     config.transcode.clone(),
                     Duration::from_millis(config.worker.poll_interval_ms.max(10)),
                     Duration::from_secs(config.worker.lease_seconds.max(1)),
