@@ -40,3 +40,75 @@ impl FromRequestParts<SharedState> for AuthTenant {
             .ok_or(ApiError::Unauthorized("unknown or revoked API key"))
     }
 }
+
+/// The operator, authenticated by the operator key from the config (`[admin] operator_key` or
+/// `MEDIAHOST_OPERATOR_KEY`): the only caller the admin API answers.
+///
+/// No operator key configured → 403 `forbidden` (saying how to set one); missing or malformed
+/// header → 401; a tenant's key → 403; any other key → 401. The key is compared in constant
+/// time (both sides hashed first, so not even its length leaks).
+pub struct Operator;
+
+impl FromRequestParts<SharedState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(expected) = state.operator_key.as_deref() else {
+            return Err(ApiError::Forbidden(
+                "the admin API is disabled: set `[admin] operator_key` in the config file or \
+                 the MEDIAHOST_OPERATOR_KEY environment variable"
+                    .into(),
+            ));
+        };
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized(
+                "missing operator key: send `Authorization: Bearer <operator key>`",
+            ))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized(
+                "malformed Authorization header: expected `Bearer <operator key>`",
+            ))?;
+        if same_secret(key, expected) {
+            return Ok(Operator);
+        }
+        if state.store.tenant_for_key(key).await?.is_some() {
+            return Err(ApiError::Forbidden(
+                "tenant keys cannot use the admin API; use the operator key".into(),
+            ));
+        }
+        Err(ApiError::Unauthorized("unknown operator key"))
+    }
+}
+
+/// Constant-time equality of two secrets: equal-length digests compared with `subtle`.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.as_slice().ct_eq(b.as_slice()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(same_secret("op-key", "op-key"));
+        assert!(!same_secret("op-key", "op-kex"));
+        assert!(!same_secret("op", "op-key"));
+    }
+}

@@ -22,6 +22,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 409 `conflict`: the resource is not in a state that allows this.
     Conflict(String),
+    /// 416 `range_not_satisfiable`: the requested byte range lies beyond the object's end.
+    RangeNotSatisfiable(String),
     /// A validator plugin rejected the upload (`rejected_by_plugin`, status from the plugin).
     Rejected {
         /// HTTP status the plugin chose (4xx).
@@ -29,6 +31,23 @@ pub enum ApiError {
         /// The plugin's reason, verbatim.
         reason: String,
     },
+    /// tus: 412 `precondition_failed`: missing or unsupported `Tus-Resumable`.
+    PreconditionFailed(String),
+    /// tus: 409 `offset_mismatch`: `Upload-Offset` differs from the stored offset.
+    OffsetMismatch(String),
+    /// tus: 409 `upload_locked`: another request is writing this upload.
+    UploadLocked(String),
+    /// tus: 460 `checksum_mismatch`: `Upload-Checksum` does not match the body (nothing kept).
+    ChecksumMismatch(String),
+    /// 413 `too_large`: beyond `Upload-Length` or the configured maximum size.
+    TooLarge(String),
+    /// 415 `unsupported_media_type`: a PATCH body that is not `application/offset+octet-stream`.
+    UnsupportedMediaType(String),
+    /// tus: 410 `upload_expired`: the upload expired before it completed.
+    Gone(String),
+    /// 403 `forbidden`: the operation is not allowed on this resource (PATCH of a final upload),
+    /// or the admin API without the operator key (disabled, or called with a tenant key).
+    Forbidden(String),
     /// 503 `unavailable`: a dependency (plugin, queue) failed; retrying later may work.
     Unavailable(String),
     /// 500 `internal`: logged with its cause, answered generically.
@@ -47,7 +66,32 @@ impl ApiError {
             ),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            Self::RangeNotSatisfiable(m) => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                m.clone(),
+            ),
             Self::Rejected { status, reason } => (*status, "rejected_by_plugin", reason.clone()),
+            Self::PreconditionFailed(m) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                m.clone(),
+            ),
+            Self::OffsetMismatch(m) => (StatusCode::CONFLICT, "offset_mismatch", m.clone()),
+            Self::UploadLocked(m) => (StatusCode::CONFLICT, "upload_locked", m.clone()),
+            Self::ChecksumMismatch(m) => (
+                StatusCode::from_u16(460).expect("valid status"),
+                "checksum_mismatch",
+                m.clone(),
+            ),
+            Self::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.clone()),
+            Self::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m.clone(),
+            ),
+            Self::Gone(m) => (StatusCode::GONE, "upload_expired", m.clone()),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,12 +7,18 @@
 //! Flow of an upload: `POST /v1/videos` creates the record → `PUT /v1/videos/{id}/source` asks
 //! the validator plugins (`check-upload`, then `check-head` on the first 64 KiB), streams the
 //! body to temp storage while hashing, promotes it to permanent storage, marks the video
-//! `queued` and enqueues a transcode job. Workers take it from there.
+//! `queued` and enqueues a transcode job. Workers take it from there. Resumable uploads take the
+//! same path in pieces through the tus protocol at `/v1/uploads` ([`tus`]).
 
+mod admin;
 mod auth;
+mod cors;
 mod error;
+mod ingest;
 mod ops;
 mod playback;
+mod range;
+pub mod tus;
 mod upload;
 mod videos;
 
@@ -46,6 +52,11 @@ pub struct AppState {
     /// Videos whose source is being received by this process, so a second concurrent upload
     /// of the same video is refused instead of racing the first.
     pub uploads_in_flight: Mutex<HashSet<String>>,
+    /// tus limits, expiry and lock lease (`[tus]`); set with [`AppState::with_tus`].
+    pub tus: mediahost_core::config::TusConfig,
+    /// The operator's Bearer key for the admin API (`/v1/plugins`); `None` turns the admin API
+    /// off (403). Set with [`AppState::with_operator_key`].
+    pub operator_key: Option<String>,
 }
 
 impl AppState {
@@ -66,7 +77,26 @@ impl AppState {
             metrics,
             public_url,
             uploads_in_flight: Mutex::new(HashSet::new()),
+            tus: Default::default(),
+            operator_key: None,
         }
+    }
+
+    /// Enables the admin API for `key` (`None` or blank keeps it off).
+    pub fn with_operator_key(mut self, key: Option<&str>) -> Self {
+        self.operator_key = key
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned);
+        self
+    }
+}
+
+impl AppState {
+    /// Uses these tus settings instead of the defaults.
+    pub fn with_tus(mut self, tus: mediahost_core::config::TusConfig) -> Self {
+        self.tus = tus;
+        self
     }
 }
 
@@ -78,12 +108,19 @@ pub fn app(state: SharedState) -> Router {
     let v1 = Router::new()
         .route("/videos", get(videos::list).post(videos::create))
         .route("/videos/{id}", get(videos::show))
+        .route("/plugins", get(admin::list_plugins))
         .route(
             "/videos/{id}/source",
             // Sources are streamed to disk, never buffered, so no body limit applies.
             put(upload::put_source).layer(DefaultBodyLimit::disable()),
         )
-        .route("/videos/{id}/hls/{*path}", get(playback::hls_file));
+        .route("/videos/{id}/hls/{*path}", get(playback::hls_file))
+        .merge(tus::routes())
+        .layer(cors::layer())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tus::discovery,
+        ));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))

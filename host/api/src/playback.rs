@@ -3,12 +3,14 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mediahost_blob::BlobError;
+use mediahost_core::VideoStatus;
 use mediahost_core::video::keys;
 
 use crate::auth::AuthTenant;
+use crate::range::{self, Ranged};
 use crate::{ApiError, SharedState};
 
 /// Content type by file extension, as HLS players expect.
@@ -33,11 +35,26 @@ fn safe_relative(path: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'))
 }
 
-/// `GET /v1/videos/{id}/hls/{*path}`.
+/// How long clients may reuse a playback file. Segments and init segments never change once
+/// written (a re-transcode writes the same names with the same content role), so they are
+/// immutable; playlists of a ready video may be reused briefly; anything else is revalidated.
+/// `private` while playback is authenticated by tenant key: a shared cache must not hand one
+/// tenant's media to a client without the key.
+fn cache_control(path: &str, status: VideoStatus) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("m4s" | "mp4" | "ts") => "private, max-age=31536000, immutable",
+        Some("m3u8") if status == VideoStatus::Ready => "private, max-age=60",
+        _ => "no-cache",
+    }
+}
+
+/// `GET` (and `HEAD`) `/v1/videos/{id}/hls/{*path}`: a playback file with range and
+/// conditional request support.
 pub async fn hls_file(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
     Path((id, path)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !safe_relative(&path) {
         return Err(ApiError::BadRequest(format!(
@@ -50,8 +67,8 @@ pub async fn hls_file(
         .await?
         .ok_or_else(|| ApiError::video_not_found(&id))?;
     let key = keys::hls(&video.tenant_id, &video.id, &path);
-    let object = match state.blobs.get(&key).await {
-        Ok(o) => o,
+    let info = match state.blobs.head(&key).await {
+        Ok(info) => info,
         Err(BlobError::NotFound(_)) => {
             return Err(ApiError::NotFound(format!(
                 "video {id} has no playback file {path} (status: {})",
@@ -60,14 +77,81 @@ pub async fn hls_file(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut response = Body::from_stream(object.body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(&path)),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.size));
-    Ok(response)
+
+    let etag = info.e_tag.as_deref().map(range::entity_tag);
+    let last_modified = httpdate::fmt_http_date(info.last_modified);
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, content_type(&path))
+        .header(header::CACHE_CONTROL, cache_control(&path, video.status))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::LAST_MODIFIED, &last_modified);
+    if let Some(etag) = &etag {
+        builder = builder.header(header::ETAG, etag);
+    }
+
+    let fresh = match (header(header::IF_NONE_MATCH), &etag) {
+        (Some(inm), Some(etag)) => range::none_match(inm, etag),
+        (Some(_), None) => false,
+        (None, _) => header(header::IF_MODIFIED_SINCE)
+            .is_some_and(|ims| range::not_modified_since(ims, info.last_modified)),
+    };
+    if fresh {
+        return Ok(builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .expect("valid response"));
+    }
+
+    let honour_range = header(header::IF_RANGE).is_none_or(|ir| {
+        etag.as_deref()
+            .is_some_and(|etag| range::if_range_holds(ir, etag, info.last_modified))
+    });
+    let requested = if honour_range {
+        range::parse_range(header(header::RANGE), info.size)
+    } else {
+        Ranged::Full
+    };
+    let (status, object) = match requested {
+        Ranged::Full => (StatusCode::OK, state.blobs.get(&key).await?),
+        Ranged::Partial(r) => (
+            StatusCode::PARTIAL_CONTENT,
+            state.blobs.get_range(&key, r).await?,
+        ),
+        Ranged::Unsatisfiable => {
+            let body = ApiError::RangeNotSatisfiable(format!(
+                "{path} is {} bytes; the requested range starts beyond its end",
+                info.size
+            ));
+            let mut response = body.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{}", info.size)).expect("ascii"),
+            );
+            return Ok(response);
+        }
+    };
+    let length = object.range.end - object.range.start;
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{}",
+                object.range.start,
+                object.range.end - 1,
+                object.info.size
+            ),
+        );
+    }
+    Ok(builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, length)
+        .body(Body::from_stream(object.body))
+        .expect("valid response"))
 }
 
 #[cfg(test)]

@@ -8,15 +8,12 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use mediahost_core::VideoStatus;
 use mediahost_core::video::keys;
-use mediahost_queue::TranscodeJob;
-use mediahost_runtime::{PluginError, UploadInfo, Verdict};
+use mediahost_runtime::UploadInfo;
 
 use crate::auth::AuthTenant;
+use crate::ingest::{HEAD_BYTES, queue_transcode, validate};
 use crate::videos::{VideoView, base_url};
 use crate::{ApiError, SharedState};
-
-/// How much of the body validators see in `check-head` (magic-byte sniffing).
-const HEAD_BYTES: usize = 64 * 1024;
 
 /// Removes a video from the in-flight set when the upload handler ends, however it ends.
 struct InFlight<'a> {
@@ -50,46 +47,6 @@ impl Drop for InFlight<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.video_id);
     }
-}
-
-/// Maps a validator chain's answer to the API's: a rejection carries the plugin's status
-/// (4xx, else 422) and reason; a plugin failure fails closed with 503.
-fn verdict_to_result(verdict: Result<Verdict, PluginError>) -> Result<(), ApiError> {
-    match verdict {
-        Ok(Verdict::Accept) => Ok(()),
-        Ok(Verdict::Reject(r)) => Err(ApiError::Rejected {
-            status: StatusCode::from_u16(r.status)
-                .ok()
-                .filter(StatusCode::is_client_error)
-                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
-            reason: r.reason,
-        }),
-        Err(e) => {
-            tracing::warn!(error = %e, "validator plugin failed; upload refused (fail-closed)");
-            Err(ApiError::Unavailable(format!(
-                "upload validation failed: {e}"
-            )))
-        }
-    }
-}
-
-/// Runs a validator call off the async executor (plugin calls are synchronous and bounded by
-/// their own time limits).
-async fn validate<F>(state: &SharedState, call: F) -> Result<(), ApiError>
-where
-    F: FnOnce(&mediahost_runtime::PluginHost) -> Result<Verdict, PluginError> + Send + 'static,
-{
-    let plugins = state.plugins.clone();
-    let verdict = tokio::task::spawn_blocking(move || call(&plugins))
-        .await
-        .map_err(|e| ApiError::Internal(format!("validator task panicked: {e}")))?;
-    verdict_to_result(verdict).inspect_err(|e| {
-        let outcome = match e {
-            ApiError::Rejected { .. } => "rejected",
-            _ => "validation_failed",
-        };
-        metrics::counter!("mediahost_uploads_total", "outcome" => outcome).increment(1);
-    })
 }
 
 /// Reads up to [`HEAD_BYTES`] from the front of the body, returning them and the rest.
@@ -169,29 +126,7 @@ pub async fn put_source(
         .promote(staged, &keys::source(&tenant.id, &video.id))
         .await?;
 
-    if !state.store.mark_uploaded(&video.id, size, &sha256).await? {
-        return Err(ApiError::Conflict(format!(
-            "video {id} received another source meanwhile"
-        )));
-    }
-    let job = TranscodeJob {
-        tenant_id: tenant.id.clone(),
-        video_id: video.id.clone(),
-    };
-    if let Err(e) = state.queue.enqueue(&job, 0).await {
-        // Put the video back so the client can simply retry the upload.
-        state
-            .store
-            .set_status(&video.id, VideoStatus::AwaitingUpload)
-            .await?;
-        tracing::error!(error = %e, video = %video.id, "could not queue transcode job");
-        return Err(ApiError::Unavailable(
-            "the job queue is unavailable; retry the upload".into(),
-        ));
-    }
-    metrics::counter!("mediahost_uploads_total", "outcome" => "stored").increment(1);
-    metrics::counter!("mediahost_upload_bytes_total").increment(size);
-    tracing::info!(tenant = %tenant.name, video = %video.id, size, %sha256, "source stored, job queued");
+    queue_transcode(&state, &tenant, &video.id, size, &sha256).await?;
 
     let video = state
         .store

@@ -47,6 +47,10 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     /// WebAssembly plugins.
     pub plugins: PluginsConfig,
+    /// The operator's admin API (`/v1/plugins`).
+    pub admin: AdminConfig,
+    /// tus resumable uploads at `/v1/uploads`.
+    pub tus: TusConfig,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             transcode: TranscodeConfig::default(),
             plugins: PluginsConfig::default(),
+            admin: AdminConfig::default(),
+            tus: TusConfig::default(),
         }
     }
 }
@@ -156,6 +162,61 @@ pub struct PluginsConfig {
     pub config: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// tus 1.0 resumable uploads (`/v1/uploads`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TusConfig {
+    /// Largest `Upload-Length` accepted, in bytes (advertised as `Tus-Max-Size`).
+    pub max_size: u64,
+    /// Seconds an incomplete upload lives after creation before it expires and is collected.
+    pub expire_seconds: u64,
+    /// Seconds between sweeps that delete expired uploads (temp file, row, unfilled video).
+    pub sweep_interval_seconds: u64,
+    /// Lease of the per-upload write lock in seconds; a PATCH renews it while it runs, so a
+    /// crashed server's lock lapses after at most this long.
+    pub lock_seconds: u64,
+}
+
+impl Default for TusConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 10 * 1024 * 1024 * 1024,
+            expire_seconds: 86_400,
+            sweep_interval_seconds: 300,
+            lock_seconds: 30,
+        }
+    }
+}
+
+/// The operator's admin API.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer key of the operator, the only key the admin API accepts (tenant keys never do).
+    /// Unset or blank, the admin API answers 403. Also `MEDIAHOST_OPERATOR_KEY`.
+    pub operator_key: Option<String>,
+}
+
+impl AdminConfig {
+    /// The operator key, if one is set and not blank.
+    pub fn operator_key(&self) -> Option<&str> {
+        self.operator_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+    }
+}
+
+/// Keeps the operator key out of logs and panic messages.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.operator_key.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AdminConfig")
+            .field("operator_key", &key)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +242,15 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.plugin_dir(), PathBuf::from("/p"));
         assert_eq!(cfg.plugins.config["validator"]["max_size"], "100");
+    }
+
+    #[test]
+    fn operator_key_parses_and_stays_out_of_debug_output() {
+        let cfg: Config = toml::from_str("[admin]\noperator_key = \"s3cret\"\n").unwrap();
+        assert_eq!(cfg.admin.operator_key(), Some("s3cret"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        let blank: Config = toml::from_str("[admin]\noperator_key = \" \"\n").unwrap();
+        assert_eq!(blank.admin.operator_key(), None);
+        assert_eq!(Config::default().admin.operator_key(), None);
     }
 }

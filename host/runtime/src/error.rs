@@ -40,6 +40,9 @@ pub enum RuntimeError {
         /// The second folder declaring it.
         second: PathBuf,
     },
+    /// The plugin folder cannot be watched for hot reload.
+    #[error("cannot watch the plugin folder {0}")]
+    Watch(String),
 }
 
 fn plugin_label(name: Option<&str>, folder: &std::path::Path) -> String {

@@ -27,12 +27,21 @@
 //!   by operator settings) and a WASI context with no files, env, network or wall clock.
 //! - **Calls are synchronous**: plugin work is CPU-bound and bounded by its limits; async callers
 //!   wrap calls in `spawn_blocking`.
+//! - **Hot reload swaps whole snapshots** ([`PluginHost::watch`], [`PluginHost::reload`]): a
+//!   call takes the current plugin set (an `Arc`) when it starts and runs on it to the end, so a
+//!   reload never stops a call halfway. A new version is compiled on the watcher's thread, never
+//!   on a request, and a version that fails to load leaves the old one serving with the error in
+//!   [`PluginHost::plugins`], the logs and `mediahost_plugin_reloads_total{outcome="error"}`.
+//! - **Every call is measured** through the `metrics` facade:
+//!   `mediahost_plugin_calls_total{plugin,world,outcome}`,
+//!   `mediahost_plugin_call_duration_seconds{plugin,world}` and
+//!   `mediahost_plugin_fuel_consumed_total{plugin,world}`.
 //! - Compiled code can be cached on disk by wasmtime's own cache ([`RuntimeOptions::cache_dir`]),
 //!   which keys entries by the component bytes, engine settings and wasmtime version; this keeps
 //!   the crate free of `unsafe` (no hand-rolled `Component::deserialize`).
 //!
 //! Module map: `engine` (engine, pool, ticker), `manifest` (`plugin.toml`), `plugin` (loading and
-//! the per-call store), `host` (imports, WASI context, limiter), one module per world's calls
+//! the per-call store), `reload` (rescans and the folder watcher), `host` (imports, WASI context, limiter), one module per world's calls
 //! (`validator`, `metadata_extractor`, `router`, `edge_transform`), `media` (conversion from
 //! `mediahost_core`'s probe result), `error`.
 
@@ -44,6 +53,7 @@ mod manifest;
 mod media;
 mod metadata_extractor;
 mod plugin;
+mod reload;
 mod router;
 mod validator;
 
@@ -57,4 +67,5 @@ pub use bindings::types::{Rejection, UploadInfo, Verdict};
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{LoadError, PluginError, PluginFailure, RuntimeError};
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestError, World};
-pub use plugin::{PluginHost, PluginSummary};
+pub use plugin::{PluginHost, PluginStatus, PluginSummary, PluginVersion};
+pub use reload::{DEBOUNCE, Watcher};

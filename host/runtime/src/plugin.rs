@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -20,22 +22,82 @@ use crate::error::{LoadError, PluginError, PluginFailure, RuntimeError};
 use crate::host::{HostState, MemoryLimitExceeded, PluginMeta, TableLimitExceeded};
 use crate::manifest::{Limits, MANIFEST_FILE, Manifest, World};
 
+/// Operator settings: plugin name → key → value, overlaid on each manifest's `[config]`.
+pub(crate) type Settings = BTreeMap<String, BTreeMap<String, String>>;
+
 /// The loaded plugins, ready to call. Cheap to clone and share between threads; calls are
 /// synchronous (CPU-bound, bounded by each plugin's limits), so async callers use
 /// `spawn_blocking`.
+///
+/// The set of plugins can be swapped while calls run ([`PluginHost::reload`], driven by
+/// [`PluginHost::watch`]): every call takes a snapshot of the set when it starts, so calls already
+/// running finish on the version they started with, and the next call sees the new one.
 #[derive(Clone)]
 pub struct PluginHost {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
-struct Inner {
-    /// Keeps the engine and its epoch ticker alive while plugins can be called; `None` when
-    /// nothing is loaded, so an empty host costs nothing.
-    runtime: Option<Runtime>,
-    /// The plugins of each world, in the order they run.
-    worlds: Worlds,
-    /// Every loaded plugin, sorted by name, for the admin API.
-    summaries: Vec<PluginSummary>,
+/// What every clone of a [`PluginHost`] shares.
+struct Shared {
+    /// The folder and operator settings the plugins were loaded from, so a reload can read them
+    /// again; `None` for [`PluginHost::empty`], which has nothing to reload.
+    source: Option<Source>,
+    /// The plugin set calls run against. A call clones the `Arc` (a brief read lock) and runs on
+    /// that snapshot; a reload builds a new snapshot off to the side and swaps it in (a brief
+    /// write lock), so neither ever waits on a plugin call or a compilation.
+    current: RwLock<Arc<Snapshot>>,
+    /// Serialises reloads, so two bursts of file events never race to swap.
+    reloading: Mutex<()>,
+}
+
+/// Where a host's plugins come from.
+pub(crate) struct Source {
+    /// The plugin folder: one subfolder per plugin.
+    pub dir: PathBuf,
+    /// Operator settings applied at every (re)load.
+    pub settings: Settings,
+}
+
+/// One immutable plugin set.
+pub(crate) struct Snapshot {
+    /// Keeps the engine and its epoch ticker alive while plugins can be called; `None` while
+    /// nothing was ever loaded, so an empty host costs nothing.
+    pub runtime: Option<Runtime>,
+    /// The serving plugins of each world, in the order they run.
+    pub worlds: Arc<Worlds>,
+    /// Every plugin folder known, sorted by folder: what serves and what failed, for reloads
+    /// (to reuse unchanged plugins) and the admin API.
+    pub entries: Vec<Entry>,
+}
+
+/// One plugin folder as the host knows it.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    /// The folder; the identity of a plugin across reloads.
+    pub folder: PathBuf,
+    /// The serving version's name, else the name of the manifest that failed, else the folder
+    /// name.
+    pub name: String,
+    /// The version answering calls; `None` if no version of this folder ever loaded.
+    pub serving: Option<Serving>,
+    /// Why the latest files on disk could not be loaded; `None` when they serve.
+    pub last_error: Option<String>,
+    /// Successful reloads after the first load.
+    pub reloads: u64,
+    /// Fingerprint of the files last read from the folder (loaded or not), so a rescan skips
+    /// folders whose files did not change.
+    pub seen: String,
+}
+
+/// A compiled, world-checked version of a plugin that answers calls.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    /// Name, version, world, limits, config and sha256.
+    pub meta: Arc<PluginMeta>,
+    /// The component, ready to instantiate; reused when a reload finds the same bytes.
+    pub pre: AnyPre,
+    /// When this version started serving.
+    pub loaded_at: DateTime<Utc>,
 }
 
 /// The loaded plugins of each world, each list sorted by name: the order they run in.
@@ -52,7 +114,8 @@ pub(crate) struct Worlds {
 }
 
 /// A compiled component checked against the world its manifest declares.
-enum AnyPre {
+#[derive(Clone)]
+pub(crate) enum AnyPre {
     Validator(ValidatorPre<HostState>),
     MetadataExtractor(MetadataExtractorPre<HostState>),
     Router(RouterPre<HostState>),
@@ -65,11 +128,26 @@ pub(crate) struct Loaded<P> {
     pub pre: P,
 }
 
-/// What the admin API shows about a loaded plugin.
+/// What the admin API shows about a plugin folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSummary {
-    /// Name from the manifest.
+    /// Name from the manifest (of the serving version, else of the one that failed, else the
+    /// folder's name).
     pub name: String,
+    /// The version answering calls; `None` when no version of this plugin ever loaded.
+    pub serving: Option<PluginVersion>,
+    /// `loaded` when the files on disk are what serves; `error` when the latest files failed
+    /// to load (the previous version, if any, still serves).
+    pub status: PluginStatus,
+    /// Why the latest files failed to load, naming the plugin; `None` when `loaded`.
+    pub last_error: Option<String>,
+    /// Successful reloads since the first load.
+    pub reloads: u64,
+}
+
+/// One loaded version of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginVersion {
     /// Version from the manifest.
     pub version: String,
     /// The world it implements.
@@ -78,12 +156,103 @@ pub struct PluginSummary {
     pub sha256: String,
     /// Per-call limits from the manifest.
     pub limits: Limits,
+    /// When this version started serving.
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// Whether a plugin's latest files serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginStatus {
+    /// The files on disk loaded and serve.
+    Loaded,
+    /// The latest files failed to load; see `last_error`.
+    Error,
+}
+
+impl PluginStatus {
+    /// `loaded` or `error`, as the admin API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginStatus::Loaded => "loaded",
+            PluginStatus::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Entry {
+    fn summary(&self) -> PluginSummary {
+        PluginSummary {
+            name: self.name.clone(),
+            serving: self.serving.as_ref().map(|s| PluginVersion {
+                version: s.meta.version.clone(),
+                world: s.meta.world,
+                sha256: s.meta.sha256.clone(),
+                limits: s.meta.limits,
+                loaded_at: s.loaded_at,
+            }),
+            status: if self.last_error.is_some() {
+                PluginStatus::Error
+            } else {
+                PluginStatus::Loaded
+            },
+            last_error: self.last_error.clone(),
+            reloads: self.reloads,
+        }
+    }
+}
+
+impl Snapshot {
+    /// A snapshot of `entries` (sorted by folder), with the world lists built from what serves.
+    pub(crate) fn new(runtime: Option<Runtime>, mut entries: Vec<Entry>) -> Self {
+        entries.sort_by(|a, b| a.folder.cmp(&b.folder));
+        let mut worlds = Worlds::default();
+        for entry in &entries {
+            let Some(serving) = &entry.serving else {
+                continue;
+            };
+            let meta = serving.meta.clone();
+            match serving.pre.clone() {
+                AnyPre::Validator(pre) => worlds.validators.push(Loaded { meta, pre }),
+                AnyPre::MetadataExtractor(pre) => worlds.extractors.push(Loaded { meta, pre }),
+                AnyPre::Router(pre) => worlds.routers.push(Loaded { meta, pre }),
+                AnyPre::EdgeTransform(pre) => worlds.edge_transforms.push(Loaded { meta, pre }),
+            }
+        }
+        // Folders are visited in path order; plugins run in name order.
+        fn by_name<P>(list: &mut [Loaded<P>]) {
+            list.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        }
+        by_name(&mut worlds.validators);
+        by_name(&mut worlds.extractors);
+        by_name(&mut worlds.routers);
+        by_name(&mut worlds.edge_transforms);
+        if let [first, rest @ ..] = worlds.routers.as_slice()
+            && !rest.is_empty()
+        {
+            tracing::warn!(
+                router = %first.meta.name,
+                ignored = ?rest.iter().map(|p| p.meta.name.as_str()).collect::<Vec<_>>(),
+                "several router plugins loaded; only the first in name order is called"
+            );
+        }
+        Self {
+            runtime,
+            worlds: Arc::new(worlds),
+            entries,
+        }
+    }
 }
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginHost")
-            .field("plugins", &self.inner.summaries)
+            .field("plugins", &self.plugins())
             .finish_non_exhaustive()
     }
 }
@@ -92,11 +261,15 @@ impl PluginHost {
     /// A host with no plugins: every check accepts, extraction yields nothing, routing falls
     /// back to the default ladder and edge requests pass unchanged.
     pub fn empty() -> Self {
+        Self::with(None, Snapshot::new(None, Vec::new()))
+    }
+
+    pub(crate) fn with(source: Option<Source>, snapshot: Snapshot) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                runtime: None,
-                worlds: Worlds::default(),
-                summaries: Vec::new(),
+            inner: Arc::new(Shared {
+                source,
+                current: RwLock::new(Arc::new(snapshot)),
+                reloading: Mutex::new(()),
             }),
         }
     }
@@ -104,53 +277,79 @@ impl PluginHost {
     /// Loads every plugin under `dir` on a new [`Runtime`] with default options.
     ///
     /// Each subfolder holding a `plugin.toml` is one plugin; `settings[name]` overrides its
-    /// manifest's `[config]`. A missing `dir` means no plugins. Any broken plugin fails the whole
-    /// load, naming its folder, so a mistake never silently drops a check.
-    pub fn load(
-        dir: &Path,
-        settings: &BTreeMap<String, BTreeMap<String, String>>,
-    ) -> Result<Self, RuntimeError> {
+    /// manifest's `[config]`. A missing `dir` means no plugins (until a reload finds some). Any
+    /// broken plugin fails the whole load, naming its folder, so a mistake never silently drops a
+    /// check at start-up; later reloads keep the old version of a broken plugin instead.
+    pub fn load(dir: &Path, settings: &Settings) -> Result<Self, RuntimeError> {
         if !dir.exists() {
             tracing::info!(dir = %dir.display(), "plugin folder does not exist; no plugins loaded");
-            return Ok(Self::empty());
+            let source = Source {
+                dir: dir.to_owned(),
+                settings: settings.clone(),
+            };
+            return Ok(Self::with(Some(source), Snapshot::new(None, Vec::new())));
         }
         Runtime::new(RuntimeOptions::default())?.load(dir, settings)
     }
 
-    /// The loaded plugins, sorted by name.
+    /// Every known plugin, sorted by name: what serves, and what failed to load.
     pub fn plugins(&self) -> Vec<PluginSummary> {
-        self.inner.summaries.clone()
+        let mut list: Vec<PluginSummary> =
+            self.snapshot().entries.iter().map(Entry::summary).collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
     }
 
-    /// The runtime and the loaded plugins; `None` for an empty host.
-    pub(crate) fn worlds(&self) -> Option<(&Runtime, &Worlds)> {
-        let runtime = self.inner.runtime.as_ref()?;
-        Some((runtime, &self.inner.worlds))
+    /// The current plugin set; calls hold it for their whole duration.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the plugin set; calls already running keep the one they took.
+    pub(crate) fn swap(&self, next: Snapshot) {
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+    }
+
+    /// The plugin folder and settings, and the lock a reload holds.
+    pub(crate) fn source(&self) -> Option<(&Source, &Mutex<()>)> {
+        Some((self.inner.source.as_ref()?, &self.inner.reloading))
+    }
+
+    /// The runtime and the serving plugins of the current snapshot; `None` when nothing was
+    /// ever loaded.
+    pub(crate) fn worlds(&self) -> Option<(Runtime, Arc<Worlds>)> {
+        let snapshot = self.snapshot();
+        let runtime = snapshot.runtime.clone()?;
+        Some((runtime, snapshot.worlds.clone()))
     }
 }
 
 impl Runtime {
     /// Loads every plugin under `dir` on this runtime's engine; see [`PluginHost::load`].
-    /// Loading again (hot reload) reuses the engine, and the old host keeps serving until the
-    /// caller swaps it out.
-    pub fn load(
-        &self,
-        dir: &Path,
-        settings: &BTreeMap<String, BTreeMap<String, String>>,
-    ) -> Result<PluginHost, RuntimeError> {
+    /// Reloads of the returned host ([`PluginHost::reload`]) reuse this engine.
+    pub fn load(&self, dir: &Path, settings: &Settings) -> Result<PluginHost, RuntimeError> {
         let folders = plugin_folders(dir)?;
         let linker = self.linker()?;
-        let mut worlds = Worlds::default();
-        let mut summaries = Vec::new();
+        let mut entries = Vec::new();
         let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         for folder in folders {
-            let (meta, pre) =
-                self.load_one(&folder, &linker, settings)
-                    .map_err(|(name, source)| RuntimeError::Plugin {
-                        folder: folder.clone(),
-                        name,
-                        source,
-                    })?;
+            let disk = read_folder(&folder);
+            let (meta, pre) = disk
+                .contents
+                .and_then(|contents| self.prepare(contents, &linker, settings, None))
+                .map_err(|(name, source)| RuntimeError::Plugin {
+                    folder: folder.clone(),
+                    name,
+                    source,
+                })?;
             if let Some(first) = seen.insert(meta.name.clone(), folder.clone()) {
                 return Err(RuntimeError::DuplicateName {
                     name: meta.name.clone(),
@@ -165,54 +364,36 @@ impl Runtime {
                 sha256 = %meta.sha256,
                 "loaded plugin"
             );
-            summaries.push(PluginSummary {
+            entries.push(Entry {
+                folder,
                 name: meta.name.clone(),
-                version: meta.version.clone(),
-                world: meta.world,
-                sha256: meta.sha256.clone(),
-                limits: meta.limits,
+                serving: Some(Serving {
+                    meta,
+                    pre,
+                    loaded_at: Utc::now(),
+                }),
+                last_error: None,
+                reloads: 0,
+                seen: disk.fingerprint,
             });
-            match pre {
-                AnyPre::Validator(pre) => worlds.validators.push(Loaded { meta, pre }),
-                AnyPre::MetadataExtractor(pre) => worlds.extractors.push(Loaded { meta, pre }),
-                AnyPre::Router(pre) => worlds.routers.push(Loaded { meta, pre }),
-                AnyPre::EdgeTransform(pre) => worlds.edge_transforms.push(Loaded { meta, pre }),
-            }
         }
         for name in settings.keys().filter(|n| !seen.contains_key(*n)) {
             tracing::warn!(plugin = %name, "settings given for a plugin that is not loaded");
         }
-        // Folders are visited in path order; plugins run in name order.
-        fn by_name<P>(list: &mut [Loaded<P>]) {
-            list.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-        }
-        by_name(&mut worlds.validators);
-        by_name(&mut worlds.extractors);
-        by_name(&mut worlds.routers);
-        by_name(&mut worlds.edge_transforms);
-        summaries.sort_by(|a, b| a.name.cmp(&b.name));
-        if let [first, rest @ ..] = worlds.routers.as_slice()
-            && !rest.is_empty()
-        {
-            tracing::warn!(
-                router = %first.meta.name,
-                ignored = ?rest.iter().map(|p| p.meta.name.as_str()).collect::<Vec<_>>(),
-                "several router plugins loaded; only the first in name order is called"
-            );
-        }
-        Ok(PluginHost {
-            inner: Arc::new(Inner {
-                runtime: Some(self.clone()),
-                worlds,
-                summaries,
-            }),
-        })
+        let source = Source {
+            dir: dir.to_owned(),
+            settings: settings.clone(),
+        };
+        Ok(PluginHost::with(
+            Some(source),
+            Snapshot::new(Some(self.clone()), entries),
+        ))
     }
 
     /// The imports any plugin may use: WASI (granting nothing, see `host.rs`) plus `log`,
     /// `config` and the type-only interfaces. Every world imports a subset of these, so one
     /// linker serves them all.
-    fn linker(&self) -> Result<Linker<HostState>, RuntimeError> {
+    pub(crate) fn linker(&self) -> Result<Linker<HostState>, RuntimeError> {
         let mut linker = Linker::new(self.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             // `log`, `config` and `types`.
@@ -223,19 +404,22 @@ impl Runtime {
         Ok(linker)
     }
 
-    /// Loads one folder. The error carries the plugin name once the manifest gave it.
-    fn load_one(
+    /// Compiles (or, when `reuse` holds the same component for the same world, reuses) what a
+    /// folder holds, checks it against its declared world and settles its config. The error
+    /// carries the plugin name once the manifest gave it.
+    pub(crate) fn prepare(
         &self,
-        folder: &Path,
+        contents: Contents,
         linker: &Linker<HostState>,
-        settings: &BTreeMap<String, BTreeMap<String, String>>,
+        settings: &Settings,
+        reuse: Option<&Serving>,
     ) -> Result<(Arc<PluginMeta>, AnyPre), (Option<String>, LoadError)> {
-        let manifest_path = folder.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| {
-            let path = manifest_path.clone();
-            (None, LoadError::Read { path, source })
-        })?;
-        let manifest = Manifest::parse(&text).map_err(|e| (None, e.into()))?;
+        let Contents {
+            manifest,
+            path,
+            bytes,
+            sha256,
+        } = contents;
         let named = |e: LoadError| (Some(manifest.name.clone()), e);
 
         let max_memory = self.options().max_memory_bytes;
@@ -246,36 +430,38 @@ impl Runtime {
             ))));
         }
 
-        let path = folder.join(&manifest.component);
-        let bytes = std::fs::read(&path).map_err(|source| {
-            let path = path.clone();
-            named(LoadError::Read { path, source })
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let started = Instant::now();
-        let component = Component::from_binary(self.engine(), &bytes).map_err(|e| {
-            let (path, message) = (path.clone(), format!("{e:#}"));
-            named(LoadError::Compile { path, message })
-        })?;
-        tracing::debug!(plugin = %manifest.name, elapsed = ?started.elapsed(), "compiled component");
+        let reusable = reuse.filter(|s| s.meta.sha256 == sha256 && s.meta.world == manifest.world);
+        let pre = match reusable {
+            Some(serving) => serving.pre.clone(),
+            None => {
+                let started = Instant::now();
+                let component = Component::from_binary(self.engine(), &bytes).map_err(|e| {
+                    let (path, message) = (path.clone(), format!("{e:#}"));
+                    named(LoadError::Compile { path, message })
+                })?;
+                tracing::debug!(plugin = %manifest.name, elapsed = ?started.elapsed(), "compiled component");
 
-        let world_error = |e: wasmtime::Error| {
-            named(LoadError::World {
-                world: manifest.world,
-                message: format!("{e:#}"),
-            })
-        };
-        // `instantiate_pre` checks every import is provided; the world's `*Pre::new` checks the
-        // exports have the world's names and types.
-        let pre = linker.instantiate_pre(&component).map_err(world_error)?;
-        let pre = match manifest.world {
-            World::Validator => AnyPre::Validator(ValidatorPre::new(pre).map_err(world_error)?),
-            World::MetadataExtractor => {
-                AnyPre::MetadataExtractor(MetadataExtractorPre::new(pre).map_err(world_error)?)
-            }
-            World::Router => AnyPre::Router(RouterPre::new(pre).map_err(world_error)?),
-            World::EdgeTransform => {
-                AnyPre::EdgeTransform(EdgeTransformPre::new(pre).map_err(world_error)?)
+                let world_error = |e: wasmtime::Error| {
+                    named(LoadError::World {
+                        world: manifest.world,
+                        message: format!("{e:#}"),
+                    })
+                };
+                // `instantiate_pre` checks every import is provided; the world's `*Pre::new`
+                // checks the exports have the world's names and types.
+                let pre = linker.instantiate_pre(&component).map_err(world_error)?;
+                match manifest.world {
+                    World::Validator => {
+                        AnyPre::Validator(ValidatorPre::new(pre).map_err(world_error)?)
+                    }
+                    World::MetadataExtractor => AnyPre::MetadataExtractor(
+                        MetadataExtractorPre::new(pre).map_err(world_error)?,
+                    ),
+                    World::Router => AnyPre::Router(RouterPre::new(pre).map_err(world_error)?),
+                    World::EdgeTransform => {
+                        AnyPre::EdgeTransform(EdgeTransformPre::new(pre).map_err(world_error)?)
+                    }
+                }
             }
         };
 
@@ -296,7 +482,7 @@ impl Runtime {
 
     /// Runs `f` against a fresh `Store` for `meta`'s plugin, under its limits, and turns a
     /// failure into a [`PluginError`] that says which limit or trap stopped it.
-    pub(crate) fn call<R>(
+    pub(crate) fn call<R: CallOutcome>(
         &self,
         meta: &Arc<PluginMeta>,
         f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
@@ -315,7 +501,7 @@ impl Runtime {
         let result = f(&mut store);
         let elapsed = started.elapsed();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
-        match result {
+        let result = match result {
             Ok(value) => {
                 tracing::debug!(plugin = %meta.name, ?elapsed, fuel_used, "plugin call finished");
                 Ok(value)
@@ -325,7 +511,9 @@ impl Runtime {
                 tracing::warn!(plugin = %meta.name, ?elapsed, fuel_used, error = %format!("{e:#}"), "plugin call failed");
                 Err(plugin_error(meta, cause))
             }
-        }
+        };
+        record_call(meta, &result, elapsed, fuel_used);
+        result
     }
 
     fn classify(&self, e: &wasmtime::Error, limits: Limits, state: &HostState) -> PluginFailure {
@@ -358,6 +546,69 @@ impl Runtime {
     }
 }
 
+/// How a call's answer counts in `mediahost_plugin_calls_total{outcome}`: `ok` unless the
+/// answer itself says otherwise.
+pub(crate) trait CallOutcome {
+    /// The `outcome` label of a call that ran to completion with this answer.
+    fn outcome(&self) -> &'static str {
+        "ok"
+    }
+}
+
+impl CallOutcome for crate::Verdict {
+    fn outcome(&self) -> &'static str {
+        match self {
+            crate::Verdict::Accept => "ok",
+            crate::Verdict::Reject(_) => "rejected",
+        }
+    }
+}
+
+/// The `err` case of a WIT `result` is the plugin refusing: counted as `error`.
+impl<T> CallOutcome for Result<T, String> {
+    fn outcome(&self) -> &'static str {
+        if self.is_ok() { "ok" } else { "error" }
+    }
+}
+
+impl CallOutcome for crate::RequestAction {}
+impl CallOutcome for crate::ResponseUpdate {}
+
+/// The `outcome` label of a failed call.
+fn failure_outcome(cause: &PluginFailure) -> &'static str {
+    match cause {
+        PluginFailure::Timeout { .. } => "timeout",
+        PluginFailure::OutOfFuel { .. } => "out_of_fuel",
+        // Both are resource caps the guest ran into.
+        PluginFailure::Memory { .. } | PluginFailure::Table { .. } => "memory",
+        PluginFailure::Trap { .. } => "trap",
+        PluginFailure::Returned(_)
+        | PluginFailure::Invalid(_)
+        | PluginFailure::Busy(_)
+        | PluginFailure::Other(_) => "error",
+    }
+}
+
+/// Feeds one call into the per-plugin metrics (see the README's `/metrics` list).
+fn record_call<R: CallOutcome>(
+    meta: &PluginMeta,
+    result: &Result<R, PluginError>,
+    elapsed: Duration,
+    fuel_used: u64,
+) {
+    let outcome = match result {
+        Ok(answer) => answer.outcome(),
+        Err(e) => failure_outcome(&e.cause),
+    };
+    let (plugin, world) = (meta.name.clone(), meta.world.as_str());
+    metrics::counter!("mediahost_plugin_calls_total", "plugin" => plugin.clone(), "world" => world, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("mediahost_plugin_call_duration_seconds", "plugin" => plugin.clone(), "world" => world)
+        .record(elapsed.as_secs_f64());
+    metrics::counter!("mediahost_plugin_fuel_consumed_total", "plugin" => plugin, "world" => world)
+        .increment(fuel_used);
+}
+
 /// The error of a call into `meta`'s plugin.
 pub(crate) fn plugin_error(meta: &PluginMeta, cause: PluginFailure) -> PluginError {
     PluginError {
@@ -369,7 +620,7 @@ pub(crate) fn plugin_error(meta: &PluginMeta, cause: PluginFailure) -> PluginErr
 }
 
 /// Subfolders of `dir` that hold a manifest, sorted so load errors are deterministic.
-fn plugin_folders(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
+pub(crate) fn plugin_folders(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
     let read_dir_error = |source| RuntimeError::ReadDir {
         path: dir.to_owned(),
         source,
@@ -390,4 +641,66 @@ fn plugin_folders(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
     }
     folders.sort();
     Ok(folders)
+}
+
+/// A plugin folder's files, read and parsed but not compiled.
+pub(crate) struct Contents {
+    /// The parsed `plugin.toml`.
+    pub manifest: Manifest,
+    /// The component file.
+    pub path: PathBuf,
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+    /// Hex SHA-256 of `bytes`.
+    pub sha256: String,
+}
+
+/// What a plugin folder holds right now.
+pub(crate) struct OnDisk {
+    /// Hash of the manifest and component bytes as read (or of why they could not be read), so
+    /// a rescan can tell a folder whose files did not change.
+    pub fingerprint: String,
+    /// The files, or why they cannot be used.
+    pub contents: Result<Contents, (Option<String>, LoadError)>,
+}
+
+/// Reads `folder`'s manifest and component.
+pub(crate) fn read_folder(folder: &Path) -> OnDisk {
+    let mut fingerprint = Sha256::new();
+    let contents = read_contents(folder, &mut fingerprint);
+    if let Err((_, e)) = &contents {
+        fingerprint.update(e.to_string().as_bytes());
+    }
+    OnDisk {
+        fingerprint: hex::encode(fingerprint.finalize()),
+        contents,
+    }
+}
+
+fn read_contents(
+    folder: &Path,
+    fingerprint: &mut Sha256,
+) -> Result<Contents, (Option<String>, LoadError)> {
+    let manifest_path = folder.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|source| {
+        let path = manifest_path.clone();
+        (None, LoadError::Read { path, source })
+    })?;
+    fingerprint.update(Sha256::digest(text.as_bytes()));
+    let manifest = Manifest::parse(&text).map_err(|e| (None, e.into()))?;
+    let path = folder.join(&manifest.component);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            return Err((Some(manifest.name), LoadError::Read { path, source }));
+        }
+    };
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    fingerprint.update(sha256.as_bytes());
+    Ok(Contents {
+        manifest,
+        path,
+        bytes,
+        sha256,
+    })
 }

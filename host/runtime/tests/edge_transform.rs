@@ -94,11 +94,12 @@ fn forbidden_json(message: &str) -> Response {
 fn loads_as_an_edge_transform() {
     let (_dir, host) = edge();
     let p = &host.plugins()[0];
+    let v = p.serving.as_ref().unwrap();
     assert_eq!(
-        (p.name.as_str(), p.world),
+        (p.name.as_str(), v.world),
         ("edge-token", World::EdgeTransform)
     );
-    assert_eq!(p.limits.timeout_ms, 25);
+    assert_eq!(v.limits.timeout_ms, 25);
 }
 
 #[test]

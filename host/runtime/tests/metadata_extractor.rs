@@ -25,8 +25,9 @@ fn loads_as_a_metadata_extractor() {
     let plugins = host.plugins();
     assert_eq!(plugins.len(), 1);
     assert_eq!(plugins[0].name, "metadata-extractor");
-    assert_eq!(plugins[0].world, World::MetadataExtractor);
-    assert_eq!(plugins[0].limits.timeout_ms, 50);
+    let v = plugins[0].serving.as_ref().unwrap();
+    assert_eq!(v.world, World::MetadataExtractor);
+    assert_eq!(v.limits.timeout_ms, 50);
 }
 
 #[test]

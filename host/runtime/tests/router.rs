@@ -45,7 +45,8 @@ const ACME_PRO: &[(&str, &str)] = &[
 fn loads_as_a_router() {
     let (_dir, host) = host_with("router", &[]);
     let p = &host.plugins()[0];
-    assert_eq!((p.name.as_str(), p.world), ("router", World::Router));
+    let world = p.serving.as_ref().unwrap().world;
+    assert_eq!((p.name.as_str(), world), ("router", World::Router));
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mediahost_runtime::{
-    PluginError, PluginFailure, PluginHost, Rejection, RuntimeError, UploadInfo, Verdict, World,
+    PluginError, PluginFailure, PluginHost, PluginStatus, Rejection, RuntimeError, UploadInfo,
+    Verdict, World,
 };
 
 type Settings = BTreeMap<String, BTreeMap<String, String>>;
@@ -80,12 +81,17 @@ fn loads_and_summarises_the_reference_plugin() {
     assert_eq!(plugins.len(), 1);
     let p = &plugins[0];
     assert_eq!(
-        (p.name.as_str(), p.version.as_str()),
+        (p.status, &p.last_error, p.reloads),
+        (PluginStatus::Loaded, &None, 0)
+    );
+    let v = p.serving.as_ref().expect("a loaded plugin serves");
+    assert_eq!(
+        (p.name.as_str(), v.version.as_str()),
         ("validator", "0.1.0")
     );
-    assert_eq!(p.world, World::Validator);
-    assert_eq!(p.sha256.len(), 64);
-    assert_eq!(p.limits.timeout_ms, 100);
+    assert_eq!(v.world, World::Validator);
+    assert_eq!(v.sha256.len(), 64);
+    assert_eq!(v.limits.timeout_ms, 100);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The metadata store: tenants, API keys and videos.
+//! The metadata store: tenants, API keys, videos and tus uploads (offsets, leases, expiry).
 //!
 //! Embedded default is one SQLite file under the data dir, opened in WAL mode so the server and
 //! CLI commands (`mediahost tenant create`) can use it at the same time. The schema lives in
@@ -9,9 +9,11 @@
 //! indistinguishable from a missing one.
 
 mod tenants;
+mod uploads;
 mod videos;
 
 pub use tenants::hash_api_key;
+pub use uploads::{Concat, NewUpload, Upload, now_ms};
 pub use videos::NewVideo;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};

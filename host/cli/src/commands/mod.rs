@@ -57,6 +57,12 @@ impl Common {
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }
+        // Environment only, never a flag: a flag would show the key in `ps`.
+        if let Ok(key) = std::env::var("MEDIAHOST_OPERATOR_KEY")
+            && !key.trim().is_empty()
+        {
+            config.admin.operator_key = Some(key);
+        }
         Ok(config)
     }
 

@@ -28,11 +28,22 @@ const JOB_SECONDS_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 ];
 
+/// Plugin calls take tens of microseconds when healthy and are cut off by their time limit
+/// (50 ms by default; manifests may allow more), so 10 µs .. 1 s.
+const PLUGIN_CALL_SECONDS_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("mediahost_job_duration_seconds".into()),
             JOB_SECONDS_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("mediahost_plugin_call_duration_seconds".into()),
+            PLUGIN_CALL_SECONDS_BUCKETS,
         )?
         .install_recorder()
         .context("install the Prometheus metrics recorder")
@@ -59,6 +70,27 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// Collects expired tus uploads every `interval` until shutdown.
+async fn sweep_uploads(
+    store: mediahost_store::Store,
+    blobs: Blobs,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match mediahost_api::tus::sweep_expired(&store, &blobs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(collected = n, "expired uploads swept"),
+            Err(e) => tracing::warn!(error = ?e, "sweeping expired uploads failed"),
+        }
+    }
+}
+
 impl Serve {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut config = self.common.load()?;
@@ -83,8 +115,15 @@ impl Serve {
             .await?
             .context("load plugins")?;
         for p in plugins.plugins() {
-            tracing::info!(plugin = %p.name, version = %p.version, world = %p.world, sha256 = %p.sha256, "plugin loaded");
+            if let Some(v) = &p.serving {
+                tracing::info!(plugin = %p.name, version = %v.version, world = %v.world, sha256 = %v.sha256, "plugin loaded");
+            }
         }
+        // Hot reload for the server's whole life; without it the loaded plugins still serve.
+        let watcher = plugins
+            .watch()
+            .inspect_err(|e| tracing::warn!(error = %e, "plugin hot reload is off"))
+            .ok();
 
         let shutdown = CancellationToken::new();
         let mut workers = Vec::new();
@@ -104,13 +143,23 @@ impl Serve {
             }
         }
 
-        let state = Arc::new(AppState::new(
-            store,
-            queue,
-            blobs,
-            plugins,
-            metrics,
-            config.public_url.clone(),
+        let state = Arc::new(
+            AppState::new(
+                store,
+                queue,
+                blobs,
+                plugins,
+                metrics,
+                config.public_url.clone(),
+            )
+            .with_operator_key(config.admin.operator_key())
+            .with_tus(config.tus.clone()),
+        );
+        let sweeper = tokio::spawn(sweep_uploads(
+            state.store.clone(),
+            state.blobs.clone(),
+            Duration::from_secs(config.tus.sweep_interval_seconds.max(1)),
+            shutdown.clone(),
         ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -122,6 +171,9 @@ impl Serve {
             .await
             .context("serve HTTP")?;
         shutdown.cancel();
+        sweeper.await?;
+        // Stopping the watcher waits for a reload in progress; keep that off the async workers.
+        tokio::task::spawn_blocking(move || drop(watcher)).await?;
         for w in workers {
             w.await?;
         }

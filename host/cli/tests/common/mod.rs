@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod tus;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_mediahost");
 
 /// A running server; killed (and its data dir removed) on drop.
@@ -129,6 +131,15 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log);
+        self.wait_healthy();
+    }
+
+    /// Kills the server with SIGKILL (no graceful shutdown, as in a crash or power loss), then
+    /// starts it again on the same address, data dir and config.
+    pub fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
         self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log);
         self.wait_healthy();
     }

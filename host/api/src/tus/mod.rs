@@ -1,0 +1,505 @@
+//! tus 1.0.0 resumable uploads at `/v1/uploads` (<https://tus.io/protocols/resumable-upload>).
+//!
+//! Extensions: creation, creation-with-upload, creation-defer-length, expiration, checksum
+//! (sha1, md5, sha256), termination, concatenation. Every request except OPTIONS is
+//! tenant-authenticated like the rest of `/v1` and must carry `Tus-Resumable: 1.0.0`.
+//!
+//! | module | concern |
+//! |---|---|
+//! | `headers` | parsing `Upload-*` headers, writing `Upload-Expires` |
+//! | `checksum` | the checksum extension's digests |
+//! | `write` | the DB lease lock, streaming a body with durable offsets, completion |
+//! | `concat` | final uploads built from partial ones |
+//!
+//! An upload is a row in `uploads` (store) plus a temp file named after its id (blob). Creating
+//! one (except a partial) creates its video; completing it promotes the file to the video's
+//! source key and queues the transcode exactly like `PUT /v1/videos/{id}/source`.
+//! Choices the spec leaves open: an expired, incomplete upload answers 410 until the sweep
+//! removes it, then 404; terminating an incomplete upload deletes its video (a completed
+//! upload's video lives on).
+
+mod checksum;
+mod concat;
+mod headers;
+mod write;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use mediahost_blob::Blobs;
+use mediahost_core::Tenant;
+use mediahost_store::{Concat, NewUpload, NewVideo, Store, Upload, now_ms};
+
+use self::headers::{ConcatRequest, TUS_VERSION, names};
+use self::write::{Lock, complete, terminate, upload_info, write_body};
+use crate::auth::AuthTenant;
+use crate::ingest::validate;
+use crate::{ApiError, SharedState};
+
+/// Extensions advertised on OPTIONS.
+const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,\
+                          checksum,termination,concatenation";
+/// The content type of PATCH bodies.
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+/// Longest title taken from metadata, in bytes (as `POST /v1/videos`).
+const MAX_TEXT: usize = 1024;
+
+/// The tus routes, to be nested under `/v1`.
+pub(crate) fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/uploads", post(create).options(options))
+        .route(
+            "/uploads/{id}",
+            axum::routing::head(head)
+                .patch(patch)
+                .delete(delete)
+                .options(options),
+        )
+        // Bodies are streamed to disk, never buffered.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(tus_resumable))
+}
+
+/// Requires `Tus-Resumable: 1.0.0` (except on OPTIONS) and stamps it on every response.
+async fn tus_resumable(request: Request, next: Next) -> Response {
+    let version = request.headers().get(&names::TUS_RESUMABLE);
+    let mut response = if request.method() != Method::OPTIONS
+        && version.and_then(|v| v.to_str().ok()) != Some(TUS_VERSION)
+    {
+        let mut r = ApiError::PreconditionFailed(format!(
+            "send `Tus-Resumable: {TUS_VERSION}`; this server speaks tus {TUS_VERSION}"
+        ))
+        .into_response();
+        r.headers_mut()
+            .insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
+        r
+    } else {
+        next.run(request).await
+    };
+    response
+        .headers_mut()
+        .insert(names::TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+    response
+}
+
+/// OPTIONS routes exist so routing reaches the CORS layer and [`discovery`], which answer.
+async fn options() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// `OPTIONS /v1/uploads[/{id}]`: what this server supports, with no authentication (CORS
+/// preflights and discovery carry no key). The CORS layer answers every OPTIONS request, so
+/// this wraps it (see `app`) and adds the tus headers to its answer: one response serves both
+/// a browser's preflight and a tus client's discovery.
+pub(crate) async fn discovery(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let uploads = request.method() == Method::OPTIONS
+        && ["/uploads", "/v1/uploads"]
+            .iter()
+            .any(|p| request.uri().path().starts_with(p));
+    let mut response = next.run(request).await;
+    if !uploads || !response.status().is_success() {
+        return response;
+    }
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let h = response.headers_mut();
+    h.insert(names::TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+    h.insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
+    h.insert(names::TUS_EXTENSION, HeaderValue::from_static(EXTENSIONS));
+    h.insert(names::TUS_MAX_SIZE, HeaderValue::from(state.tus.max_size));
+    h.insert(
+        names::TUS_CHECKSUM_ALGORITHM,
+        HeaderValue::from_static(checksum::ALGORITHMS),
+    );
+    response
+}
+
+fn location(id: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/uploads/{id}")).expect("ids are ASCII")
+}
+
+/// Headers naming a created upload (sent on success and on a failed initial write, so the
+/// client can still resume or terminate it).
+fn created_headers(upload: &Upload) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::LOCATION, location(&upload.id));
+    if let Some(v) = &upload.video_id {
+        h.insert(
+            names::VIDEO_ID,
+            HeaderValue::from_str(v).expect("ids are ASCII"),
+        );
+    }
+    h.insert(names::UPLOAD_EXPIRES, headers::expires(upload.expires_at));
+    h
+}
+
+fn is_offset_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(OFFSET_STREAM))
+        })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The upload for this tenant, 404 when unknown, 410 when expired before completing.
+async fn find(state: &SharedState, tenant: &Tenant, id: &str) -> Result<Upload, ApiError> {
+    let upload = state
+        .store
+        .upload(&tenant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no upload with id {id}")))?;
+    if upload.is_expired(now_ms()) {
+        return Err(ApiError::Gone(format!(
+            "upload {id} expired before it completed; start a new one"
+        )));
+    }
+    Ok(upload)
+}
+
+/// Writes `body` under the lock (after checking the client's offset), then completes the
+/// upload when all bytes are there. Returns the durable offset.
+async fn write_locked(
+    state: &SharedState,
+    tenant: &Tenant,
+    id: &str,
+    client_offset: u64,
+    new_length: Option<u64>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<u64, ApiError> {
+    let lock = Lock::acquire(state, id).await?;
+    // Re-read under the lock: the offset may have moved since the caller looked.
+    let mut upload = find(state, tenant, id).await?;
+    if client_offset != upload.offset {
+        return Err(ApiError::OffsetMismatch(format!(
+            "Upload-Offset is {client_offset} but the upload is at {}; resume from HEAD's offset",
+            upload.offset
+        )));
+    }
+    if let Some(length) = new_length {
+        match upload.length {
+            Some(l) if l == length => {}
+            Some(l) => {
+                return Err(ApiError::BadRequest(format!(
+                    "Upload-Length is already {l}; it cannot change"
+                )));
+            }
+            None => {
+                if length < upload.offset {
+                    return Err(ApiError::BadRequest(format!(
+                        "Upload-Length {length} is below the offset {}",
+                        upload.offset
+                    )));
+                }
+                if length > state.tus.max_size {
+                    return Err(too_large(state, length));
+                }
+                state
+                    .store
+                    .set_upload_length(id, &lock.token, length)
+                    .await?;
+                upload.length = Some(length);
+            }
+        }
+    }
+    if upload.completed_at.is_some() {
+        lock.release().await?;
+        return Ok(upload.offset);
+    }
+    if let (Some(length), Some(cl)) = (upload.length, content_length(headers))
+        && upload.offset + cl > length
+    {
+        return Err(ApiError::TooLarge(format!(
+            "{cl} more bytes at offset {} go beyond Upload-Length ({length})",
+            upload.offset
+        )));
+    }
+    let checksum = headers::checksum(headers)?;
+    let offset = write_body(state, &lock, tenant, &upload, body, checksum).await?;
+    let upload = find(state, tenant, id).await?;
+    if upload.is_full() && upload.completed_at.is_none() {
+        complete(state, tenant, &upload).await?;
+    }
+    lock.release().await?;
+    Ok(offset)
+}
+
+fn too_large(state: &SharedState, length: u64) -> ApiError {
+    ApiError::TooLarge(format!(
+        "Upload-Length {length} exceeds the maximum of {} bytes (Tus-Max-Size)",
+        state.tus.max_size
+    ))
+}
+
+/// Title and file name of the video an upload creates, from its metadata.
+fn new_video(metadata: &headers::Metadata) -> Result<NewVideo, ApiError> {
+    let filename = metadata.get("filename").map(str::to_owned);
+    let title = metadata
+        .get("title")
+        .or(filename.as_deref())
+        .unwrap_or("untitled")
+        .trim()
+        .to_owned();
+    if title.len() > MAX_TEXT || filename.as_ref().is_some_and(|f| f.len() > MAX_TEXT) {
+        return Err(ApiError::BadRequest(format!(
+            "title and filename are limited to {MAX_TEXT} bytes"
+        )));
+    }
+    Ok(NewVideo { title, filename })
+}
+
+/// Creates the row, temp file and (unless partial) video of a new upload, and runs the
+/// validators' `check-upload`; a refusal deletes all of it.
+async fn create_upload(
+    state: &SharedState,
+    tenant: &Tenant,
+    metadata: &headers::Metadata,
+    length: Option<u64>,
+    concat: Concat,
+) -> Result<Upload, ApiError> {
+    let video = match concat {
+        Concat::Partial => None,
+        Concat::None | Concat::Final => Some(
+            state
+                .store
+                .create_video(&tenant.id, &new_video(metadata)?)
+                .await?,
+        ),
+    };
+    let new = NewUpload {
+        tenant_id: tenant.id.clone(),
+        video_id: video.as_ref().map(|v| v.id.clone()),
+        length,
+        metadata: metadata.raw.clone(),
+        concat,
+        expires_at: now_ms() + (state.tus.expire_seconds as i64).saturating_mul(1000),
+    };
+    let upload = match state.store.create_upload(&new).await {
+        Ok(u) => u,
+        Err(e) => {
+            if let Some(v) = &video {
+                tracing::warn!(video = %v.id, "upload row not created; its video is left awaiting an upload");
+            }
+            return Err(e.into());
+        }
+    };
+    let created = async {
+        state.blobs.create_part(&upload.id).await?;
+        if video.is_some() {
+            let info = upload_info(state, tenant, &upload).await?;
+            validate(state, move |p| p.check_upload(&info)).await?;
+        }
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    if let Err(e) = created {
+        terminate(state, &upload).await?;
+        return Err(e);
+    }
+    Ok(upload)
+}
+
+/// `POST /v1/uploads`: creation (with or without an initial body, with or without a length)
+/// and concatenation.
+async fn create(
+    State(state): State<SharedState>,
+    AuthTenant(tenant): AuthTenant,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let metadata = headers::metadata(&headers)?;
+    let concat = headers::concat(&headers)?;
+    let length = headers::number(&headers, &names::UPLOAD_LENGTH)?;
+    let deferred = headers::defer_length(&headers)?;
+
+    if let ConcatRequest::Final(ids) = concat {
+        if length.is_some() || deferred {
+            return Err(ApiError::BadRequest(
+                "a final upload takes its length from its partials; send no Upload-Length".into(),
+            ));
+        }
+        let upload = concat::create_final(&state, &tenant, &metadata, &ids).await?;
+        let mut h = created_headers(&upload);
+        h.insert(names::UPLOAD_OFFSET, HeaderValue::from(upload.offset));
+        return Ok((StatusCode::CREATED, h).into_response());
+    }
+
+    match (length, deferred) {
+        (Some(_), true) => {
+            return Err(ApiError::BadRequest(
+                "send either Upload-Length or Upload-Defer-Length, not both".into(),
+            ));
+        }
+        (None, false) => {
+            return Err(ApiError::BadRequest(
+                "Upload-Length (or Upload-Defer-Length: 1) is required".into(),
+            ));
+        }
+        (Some(l), _) if l > state.tus.max_size => return Err(too_large(&state, l)),
+        _ => {}
+    }
+    let concat = match concat {
+        ConcatRequest::Partial => Concat::Partial,
+        _ => Concat::None,
+    };
+    if length == Some(0) && concat == Concat::None {
+        return Err(ApiError::BadRequest(
+            "Upload-Length is 0; a video source cannot be empty".into(),
+        ));
+    }
+    let upload = create_upload(&state, &tenant, &metadata, length, concat).await?;
+    let mut h = created_headers(&upload);
+    let mut offset = 0;
+    if length == Some(0) {
+        complete(&state, &tenant, &upload).await?;
+    } else if is_offset_stream(&headers) && content_length(&headers) != Some(0) {
+        // creation-with-upload: the body is the first chunk.
+        match write_locked(&state, &tenant, &upload.id, 0, None, &headers, body).await {
+            Ok(o) => offset = o,
+            Err(e) => {
+                let mut r = e.into_response();
+                if let Ok(u) = find(&state, &tenant, &upload.id).await {
+                    r.headers_mut().extend(created_headers(&u));
+                    r.headers_mut()
+                        .insert(names::UPLOAD_OFFSET, HeaderValue::from(u.offset));
+                }
+                return Ok(r);
+            }
+        }
+    }
+    h.insert(names::UPLOAD_OFFSET, HeaderValue::from(offset));
+    tracing::info!(tenant = %tenant.name, upload = %upload.id, video = ?upload.video_id, ?length, "tus upload created");
+    Ok((StatusCode::CREATED, h).into_response())
+}
+
+/// `HEAD /v1/uploads/{id}`: the durable offset and what was declared.
+async fn head(
+    State(state): State<SharedState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let upload = find(&state, &tenant, &id).await?;
+    let mut h = HeaderMap::new();
+    h.insert(names::UPLOAD_OFFSET, HeaderValue::from(upload.offset));
+    match upload.length {
+        Some(l) => h.insert(names::UPLOAD_LENGTH, HeaderValue::from(l)),
+        None => h.insert(names::UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1")),
+    };
+    if !upload.metadata.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&upload.metadata)
+    {
+        h.insert(names::UPLOAD_METADATA, v);
+    }
+    if upload.completed_at.is_none() {
+        h.insert(names::UPLOAD_EXPIRES, headers::expires(upload.expires_at));
+    }
+    match upload.concat {
+        Concat::Partial => {
+            h.insert(names::UPLOAD_CONCAT, HeaderValue::from_static("partial"));
+        }
+        Concat::Final => {
+            h.insert(names::UPLOAD_CONCAT, HeaderValue::from_static("final"));
+        }
+        Concat::None => {}
+    }
+    if let Some(v) = &upload.video_id {
+        h.insert(
+            names::VIDEO_ID,
+            HeaderValue::from_str(v).expect("ids are ASCII"),
+        );
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((StatusCode::OK, h).into_response())
+}
+
+/// `PATCH /v1/uploads/{id}`: append the body at `Upload-Offset`.
+async fn patch(
+    State(state): State<SharedState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !is_offset_stream(&headers) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "PATCH bodies must be sent as Content-Type: {OFFSET_STREAM}"
+        )));
+    }
+    let offset = headers::number(&headers, &names::UPLOAD_OFFSET)?
+        .ok_or_else(|| ApiError::BadRequest("Upload-Offset is required".into()))?;
+    let length = headers::number(&headers, &names::UPLOAD_LENGTH)?;
+    let upload = find(&state, &tenant, &id).await?;
+    if upload.concat == Concat::Final {
+        return Err(ApiError::Forbidden(
+            "a final upload is built from its partials and takes no PATCH".into(),
+        ));
+    }
+    let offset = write_locked(&state, &tenant, &id, offset, length, &headers, body).await?;
+    let mut h = HeaderMap::new();
+    h.insert(names::UPLOAD_OFFSET, HeaderValue::from(offset));
+    Ok((StatusCode::NO_CONTENT, h).into_response())
+}
+
+/// `DELETE /v1/uploads/{id}`: termination. Frees the temp file and deletes the video when it
+/// never got its source; 409 while a PATCH is writing.
+async fn delete(
+    State(state): State<SharedState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let upload = state
+        .store
+        .upload(&tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no upload with id {id}")))?;
+    let lock = Lock::acquire(&state, &id).await?;
+    terminate(&state, &upload).await?;
+    drop(lock);
+    tracing::info!(tenant = %tenant.name, upload = %id, "tus upload terminated");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes expired uploads (temp file, row, and the video of one that never completed) and the
+/// temp files of expired partials. Returns how many were collected. Locked uploads are skipped
+/// (a writer is renewing them); they are collected by a later sweep.
+pub async fn sweep_expired(store: &Store, blobs: &Blobs) -> Result<usize, ApiError> {
+    let mut collected = 0;
+    loop {
+        let expired = store.expired_uploads(now_ms(), 100).await?;
+        if expired.is_empty() {
+            return Ok(collected);
+        }
+        let mut progressed = false;
+        for upload in expired {
+            let Some(token) = store.lock_upload(&upload.id, 60_000).await? else {
+                continue;
+            };
+            blobs.remove_part(&upload.id).await?;
+            store.delete_upload(&upload).await?;
+            let _ = token;
+            tracing::info!(upload = %upload.id, tenant = %upload.tenant_id, "expired tus upload collected");
+            collected += 1;
+            progressed = true;
+        }
+        if !progressed {
+            return Ok(collected);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Writing an upload: the DB lease lock, streaming a PATCH body to the temp file with durable
+//! offsets, `check-head` on the first 64 KiB, and completion (hash → promote → queue).
+//!
+//! Durability rule: the offset in the database only ever moves after the bytes before it were
+//! fsynced, so whatever HEAD reports after a crash is on disk. Without `Upload-Checksum` the
+//! offset advances every [`SYNC_BYTES`] or [`SYNC_INTERVAL`] (and when the body ends or breaks
+//! off), so an interrupted PATCH keeps what arrived; with a checksum nothing of the request is
+//! kept until the digest matched.
+
+use axum::body::Body;
+use futures::StreamExt;
+use mediahost_blob::PartWriter;
+use mediahost_core::Tenant;
+use mediahost_core::video::keys;
+use mediahost_runtime::UploadInfo;
+use mediahost_store::{Concat, Upload};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::checksum::Expected;
+use super::headers::parse_metadata;
+use crate::ingest::{HEAD_BYTES, queue_transcode, validate};
+use crate::{ApiError, SharedState};
+
+/// Bytes written between fsyncs (and durable offset updates) of an unchecksummed body.
+const SYNC_BYTES: u64 = 4 * 1024 * 1024;
+/// Longest time written bytes stay unsynced while the body keeps arriving.
+const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The write lock of one upload, held as a lease in the database and renewed in the background
+/// until released or dropped (a handler cancelled by a client disconnect drops it).
+pub(super) struct Lock {
+    state: SharedState,
+    id: String,
+    pub(super) token: String,
+    /// Set by the renewal task when the lease was lost; writers stop at the next chunk.
+    lost: Arc<AtomicBool>,
+    renew: tokio::task::JoinHandle<()>,
+    released: bool,
+}
+
+impl Lock {
+    /// Takes the lock or answers 409 `upload_locked`.
+    pub(super) async fn acquire(state: &SharedState, id: &str) -> Result<Self, ApiError> {
+        let lease = Duration::from_secs(state.tus.lock_seconds.max(1));
+        let lease_ms = lease.as_millis() as i64;
+        let token = state
+            .store
+            .lock_upload(id, lease_ms)
+            .await?
+            .ok_or_else(|| {
+                ApiError::UploadLocked(format!(
+                    "upload {id} is being written by another request; retry when it ends"
+                ))
+            })?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let renew = tokio::spawn({
+            let (store, id, token, lost) = (
+                state.store.clone(),
+                id.to_owned(),
+                token.clone(),
+                lost.clone(),
+            );
+            async move {
+                let mut tick = tokio::time::interval(lease / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match store.renew_upload_lock(&id, &token, lease_ms).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(upload = %id, error = %e, "could not renew upload lock")
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            state: state.clone(),
+            id: id.to_owned(),
+            token,
+            lost,
+            renew,
+            released: false,
+        })
+    }
+
+    fn check(&self) -> Result<(), ApiError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(ApiError::UploadLocked(format!(
+                "upload {} lost its write lock (lease lapsed); resume from HEAD's offset",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Releases the lock now.
+    pub(super) async fn release(mut self) -> Result<(), ApiError> {
+        self.renew.abort();
+        self.released = true;
+        self.state
+            .store
+            .unlock_upload(&self.id, &self.token)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.renew.abort();
+        if !self.released {
+            let (store, id, token) = (
+                self.state.store.clone(),
+                self.id.clone(),
+                self.token.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = store.unlock_upload(&id, &token).await {
+                    tracing::warn!(upload = %id, error = %e, "could not release upload lock; it lapses with its lease");
+                }
+            });
+        }
+    }
+}
+
+/// What validators are told about an upload (`check-upload`, `check-head`).
+pub(super) async fn upload_info(
+    state: &SharedState,
+    tenant: &Tenant,
+    upload: &Upload,
+) -> Result<UploadInfo, ApiError> {
+    let video_id = upload.video_id.clone().unwrap_or_default();
+    let filename = match &upload.video_id {
+        Some(v) => state
+            .store
+            .video(&tenant.id, v)
+            .await?
+            .and_then(|v| v.filename),
+        None => None,
+    };
+    let metadata = parse_metadata(&upload.metadata)?;
+    Ok(UploadInfo {
+        tenant: tenant.id.clone(),
+        video_id,
+        filename,
+        declared_size: upload.length,
+        content_type: metadata.get("filetype").map(str::to_owned),
+        metadata: metadata.pairs,
+    })
+}
+
+/// Deletes an upload everywhere: temp file, row, and its video unless that got a source.
+pub(super) async fn terminate(state: &SharedState, upload: &Upload) -> Result<(), ApiError> {
+    state.blobs.remove_part(&upload.id).await?;
+    state.store.delete_upload(upload).await?;
+    Ok(())
+}
+
+/// Runs `check-head` on the upload's first bytes; a refusal terminates the upload.
+async fn check_head(
+    state: &SharedState,
+    tenant: &Tenant,
+    upload: &Upload,
+    available: u64,
+) -> Result<(), ApiError> {
+    let head = state
+        .blobs
+        .read_part_head(&upload.id, HEAD_BYTES.min(available as usize))
+        .await?;
+    let info = upload_info(state, tenant, upload).await?;
+    let verdict = validate(state, move |p| p.check_head(&info, &head)).await;
+    // A refusal ends the upload and frees its storage; a plugin failure (503) lets the
+    // client retry.
+    if matches!(verdict, Err(ApiError::Rejected { .. })) {
+        terminate(state, upload).await?;
+    }
+    verdict
+}
+
+/// Streams `body` into the upload at its durable offset (the caller holds `lock` and checked
+/// the client's offset). Returns the new durable offset.
+pub(super) async fn write_body(
+    state: &SharedState,
+    lock: &Lock,
+    tenant: &Tenant,
+    upload: &Upload,
+    body: Body,
+    mut checksum: Option<Expected>,
+) -> Result<u64, ApiError> {
+    let start = upload.offset;
+    let limit = upload.length.unwrap_or(state.tus.max_size);
+    let mut writer = state.blobs.open_part(&upload.id, start).await?;
+    // Partial uploads are not a file's head; the final upload's head is checked on completion.
+    let mut head_checked = upload.head_checked || upload.concat != Concat::None;
+    let head_at = upload.length.unwrap_or(u64::MAX).min(HEAD_BYTES as u64);
+    let mut durable = start;
+    let mut last_sync = Instant::now();
+    let mut stream = body.into_data_stream();
+
+    loop {
+        let chunk = match stream.next().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                // The client broke off: keep what is safely here (unless it must be verified).
+                if checksum.is_some() {
+                    writer.truncate(start).await?;
+                } else if writer.position() > durable {
+                    persist(state, lock, &mut writer, upload, head_checked).await?;
+                }
+                return Err(ApiError::BadRequest(format!("upload interrupted: {e}")));
+            }
+            None => break,
+        };
+        lock.check()?;
+        if writer.position() + chunk.len() as u64 > limit {
+            if checksum.is_some() {
+                writer.truncate(start).await?;
+            } else if writer.position() > durable {
+                persist(state, lock, &mut writer, upload, head_checked).await?;
+            }
+            return Err(ApiError::TooLarge(match upload.length {
+                Some(l) => format!("the body goes beyond Upload-Length ({l} bytes)"),
+                None => format!("uploads are limited to {limit} bytes (Tus-Max-Size)"),
+            }));
+        }
+        writer.write(&chunk).await?;
+        if let Some(c) = checksum.as_mut() {
+            c.update(&chunk);
+        }
+        if !head_checked && writer.position() >= head_at {
+            writer.sync().await?;
+            check_head(state, tenant, upload, writer.position()).await?;
+            head_checked = true;
+        }
+        if checksum.is_none()
+            && (writer.position() - durable >= SYNC_BYTES || last_sync.elapsed() >= SYNC_INTERVAL)
+        {
+            durable = persist(state, lock, &mut writer, upload, head_checked).await?;
+            last_sync = Instant::now();
+        }
+    }
+
+    if let Some(c) = checksum {
+        let algorithm = c.algorithm.clone();
+        if !c.matches() {
+            writer.truncate(start).await?;
+            return Err(ApiError::ChecksumMismatch(format!(
+                "the body's {algorithm} digest differs from Upload-Checksum; nothing was kept, \
+                 resume from offset {start}"
+            )));
+        }
+    }
+    if writer.position() > durable || head_checked != upload.head_checked {
+        durable = persist(state, lock, &mut writer, upload, head_checked).await?;
+    }
+    Ok(durable)
+}
+
+/// Fsyncs what is written and moves the durable offset to it; fails when the lock was lost.
+async fn persist(
+    state: &SharedState,
+    lock: &Lock,
+    writer: &mut PartWriter,
+    upload: &Upload,
+    head_checked: bool,
+) -> Result<u64, ApiError> {
+    let durable = writer.sync().await?;
+    if !state
+        .store
+        .advance_upload(&upload.id, &lock.token, durable, head_checked)
+        .await?
+    {
+        lock.check()?;
+        return Err(ApiError::UploadLocked(format!(
+            "upload {} lost its write lock",
+            upload.id
+        )));
+    }
+    Ok(durable)
+}
+
+/// Finishes an upload whose bytes are all durable: partials are just marked complete (their
+/// temp file waits for a final upload); others get `check-head` if still due, are hashed from
+/// disk, promoted to the video's source key and queued for transcoding, then the temp file goes.
+pub(super) async fn complete(
+    state: &SharedState,
+    tenant: &Tenant,
+    upload: &Upload,
+) -> Result<(), ApiError> {
+    let length = upload.length.unwrap_or(upload.offset);
+    let Some(video_id) = &upload.video_id else {
+        state.store.complete_upload(&upload.id).await?;
+        return Ok(());
+    };
+    if !upload.head_checked {
+        check_head(state, tenant, upload, length).await?;
+    }
+    let (size, sha256) = state.blobs.hash_part(&upload.id, length).await?;
+    let path = state.blobs.part_path(&upload.id)?;
+    state
+        .blobs
+        .put_file(&keys::source(&tenant.id, video_id), &path)
+        .await?;
+    queue_transcode(state, tenant, video_id, size, &sha256).await?;
+    state.store.complete_upload(&upload.id).await?;
+    state.blobs.remove_part(&upload.id).await?;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! A small tus 1.0 client over reqwest for the `tus_*` tests.
+
+use super::Client;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::{Method, RequestBuilder, Response};
+use sha2::Digest;
+use std::time::Duration;
+
+pub const OFFSET_STREAM: &str = "application/offset+octet-stream";
+
+/// `Upload-Metadata` for these pairs.
+pub fn metadata(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k} {}", STANDARD.encode(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn header(res: &Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header in {res:?}"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A body that sends `bytes` in `chunk`-sized pieces, sleeping `pause` before each.
+pub fn slow_body(bytes: Vec<u8>, chunk: usize, pause: Duration) -> reqwest::Body {
+    let pieces: Vec<Vec<u8>> = bytes.chunks(chunk).map(<[u8]>::to_vec).collect();
+    let stream = futures::stream::iter(pieces).then(move |piece| async move {
+        tokio::time::sleep(pause).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+use futures::StreamExt;
+
+impl Client {
+    /// A tus request to `path` with the key and `Tus-Resumable: 1.0.0`.
+    pub fn tus(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("Tus-Resumable", "1.0.0")
+    }
+
+    /// `POST /v1/uploads` with `Upload-Length`, asserting 201; returns (location, video id).
+    pub async fn tus_create(&self, length: u64, meta: &[(&str, &str)]) -> (String, String) {
+        let res = self
+            .tus(Method::POST, "/v1/uploads")
+            .header("Upload-Length", length)
+            .header("Upload-Metadata", metadata(meta))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        assert_eq!(header(&res, "tus-resumable"), "1.0.0");
+        (header(&res, "location"), header(&res, "mediahost-video-id"))
+    }
+
+    /// `PATCH` of `bytes` at `offset`.
+    pub async fn tus_patch(&self, location: &str, offset: u64, bytes: Vec<u8>) -> Response {
+        self.tus(Method::PATCH, location)
+            .header("Content-Type", OFFSET_STREAM)
+            .header("Upload-Offset", offset)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `HEAD`'s `Upload-Offset`, asserting 200.
+    pub async fn tus_offset(&self, location: &str) -> u64 {
+        let res = self.tus(Method::HEAD, location).send().await.unwrap();
+        assert_eq!(res.status(), 200, "HEAD {location}");
+        header(&res, "upload-offset").parse().unwrap()
+    }
+}

@@ -1,0 +1,197 @@
+//! tus PATCH: several chunks to completion and a transcoded video, offsets, checksums, limits.
+
+mod common;
+
+use common::tus::{OFFSET_STREAM, b64, header, sha256_hex};
+use common::{Client, Options, Server};
+use mediahost_testkit::{Clip, generate_clip};
+use reqwest::Method;
+use sha2::Digest;
+
+fn two_second_clip(server: &Server) -> Vec<u8> {
+    let path = server.data_path().join("clip.mp4");
+    generate_clip(
+        &path,
+        &Clip {
+            seconds: 2.0,
+            ..Clip::default()
+        },
+    );
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_patches_complete_and_the_video_transcodes() {
+    let server = Server::start(Options::default());
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let clip = two_second_clip(&server);
+    let len = clip.len() as u64;
+    let (location, video_id) = client
+        .tus_create(
+            len,
+            &[
+                ("filename", "clip.mp4"),
+                ("title", "tus clip"),
+                ("camera", "x"),
+            ],
+        )
+        .await;
+    assert!(location.starts_with("/v1/uploads/"), "{location}");
+    assert_eq!(client.tus_offset(&location).await, 0);
+
+    let cuts = [0, clip.len() / 3, 2 * clip.len() / 3, clip.len()];
+    for pair in cuts.windows(2) {
+        let piece = clip[pair[0]..pair[1]].to_vec();
+        let res = client
+            .tus(Method::PATCH, &location)
+            .header("Content-Type", OFFSET_STREAM)
+            .header("Upload-Offset", pair[0])
+            .header(
+                "Upload-Checksum",
+                format!("sha256 {}", b64(&sha2::Sha256::digest(&piece))),
+            )
+            .body(piece)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+        assert_eq!(header(&res, "upload-offset"), pair[1].to_string());
+        assert_eq!(header(&res, "tus-resumable"), "1.0.0");
+        assert_eq!(client.tus_offset(&location).await, pair[1] as u64);
+    }
+
+    let video = client.wait_settled(&video_id).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    assert_eq!(video["sha256"], sha256_hex(&clip));
+    assert_eq!(video["size"], len);
+    assert_eq!(video["title"], "tus clip");
+    assert_eq!(video["filename"], "clip.mp4");
+    // The temp file is gone once promoted.
+    let id = location.rsplit('/').next().unwrap();
+    assert!(!server.data_path().join("tmp/tus").join(id).exists());
+    // A repeated PATCH at the end is harmless.
+    let res = client.tus_patch(&location, len, Vec::new()).await;
+    assert_eq!(res.status(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_checksums_and_limits_are_enforced() {
+    let server = Server::start(Options::default());
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let other = Client::new(&server, &server.create_tenant("other"));
+    let (location, _) = client.tus_create(100, &[("filename", "x.bin")]).await;
+
+    // Wrong offset → 409 offset_mismatch.
+    let res = client.tus_patch(&location, 5, vec![1; 10]).await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(header(&res, "tus-resumable"), "1.0.0");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "offset_mismatch");
+
+    // Wrong content type → 415.
+    let res = client
+        .tus(Method::PATCH, &location)
+        .header("Content-Type", "application/octet-stream")
+        .header("Upload-Offset", 0)
+        .body(vec![1; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+
+    let patch = |offset: u64, bytes: Vec<u8>, checksum: String| {
+        client
+            .tus(Method::PATCH, &location)
+            .header("Content-Type", OFFSET_STREAM)
+            .header("Upload-Offset", offset)
+            .header("Upload-Checksum", checksum)
+            .body(bytes)
+            .send()
+    };
+    // Good sha1.
+    let a = vec![7u8; 20];
+    let res = patch(
+        0,
+        a.clone(),
+        format!("sha1 {}", b64(&sha1::Sha1::digest(&a))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(client.tus_offset(&location).await, 20);
+    // Bad md5 → 460, nothing kept.
+    let b = vec![8u8; 20];
+    let res = patch(
+        20,
+        b.clone(),
+        format!("md5 {}", b64(&md5::Md5::digest(b"not it"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 460);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "checksum_mismatch");
+    assert_eq!(client.tus_offset(&location).await, 20);
+    // Good md5 and sha256.
+    let res = patch(20, b.clone(), format!("md5 {}", b64(&md5::Md5::digest(&b))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let c = vec![9u8; 20];
+    let res = patch(
+        40,
+        c.clone(),
+        format!("sha256 {}", b64(&sha2::Sha256::digest(&c))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(client.tus_offset(&location).await, 60);
+    // Unknown algorithm or malformed digest → 400.
+    let res = patch(60, c.clone(), "crc32 AAAA".into()).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let res = patch(60, c.clone(), "sha1 %%%".into()).await.unwrap();
+    assert_eq!(res.status(), 400);
+
+    // Beyond Upload-Length → 413, offset unchanged.
+    let res = client.tus_patch(&location, 60, vec![0; 41]).await;
+    assert_eq!(res.status(), 413);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_large");
+    assert_eq!(client.tus_offset(&location).await, 60);
+
+    // Malformed Upload-Offset → 400; unknown upload and another tenant's → 404.
+    let res = client
+        .tus(Method::PATCH, &location)
+        .header("Content-Type", OFFSET_STREAM)
+        .header("Upload-Offset", "-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = client
+        .tus(Method::HEAD, "/v1/uploads/nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = other.tus(Method::HEAD, &location).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let res = other.tus_patch(&location, 60, vec![0; 5]).await;
+    assert_eq!(res.status(), 404);
+    let res = other.tus(Method::DELETE, &location).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    // No key → 401.
+    let res = reqwest::Client::new()
+        .head(server.url(&location))
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // The rest completes the upload; the random bytes then fail transcoding with a reason.
+    let res = client.tus_patch(&location, 60, vec![1; 40]).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(header(&res, "upload-offset"), "100");
+}

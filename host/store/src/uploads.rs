@@ -1,0 +1,380 @@
+//! tus upload resources: declared length, durable offset, expiry and the write lock.
+//!
+//! The lock is a lease in the row (`lock_token`, `locked_until`), taken with one conditional
+//! `UPDATE`, so it holds across every api process sharing the database, and a process that dies
+//! mid-write stops renewing it and the lease lapses by itself. Every write that moves the offset
+//! names the token, so a writer that lost its lease cannot move the offset any more.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Store, StoreError, new_id};
+
+/// Milliseconds since the Unix epoch: the clock of expiry and lock leases.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// How an upload takes part in the tus concatenation extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concat {
+    /// An ordinary upload: it becomes a video's source.
+    None,
+    /// `Upload-Concat: partial`: a piece of a later final upload; no video of its own.
+    Partial,
+    /// `Upload-Concat: final;…`: the concatenation of completed partials.
+    Final,
+}
+
+impl Concat {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Partial => "partial",
+            Self::Final => "final",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "none" => Ok(Self::None),
+            "partial" => Ok(Self::Partial),
+            "final" => Ok(Self::Final),
+            other => Err(StoreError::Corrupt {
+                column: "uploads.concat",
+                message: format!("unknown value {other:?}"),
+            }),
+        }
+    }
+}
+
+/// One tus upload resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The id in `/v1/uploads/{id}`; also names the temp file.
+    pub id: String,
+    /// Owner; other tenants see "not found".
+    pub tenant_id: String,
+    /// The video this upload fills; `None` for partial uploads.
+    pub video_id: Option<String>,
+    /// Declared length; `None` while deferred.
+    pub length: Option<u64>,
+    /// Durable offset (bytes fsynced in the temp file).
+    pub offset: u64,
+    /// The raw `Upload-Metadata` header.
+    pub metadata: String,
+    /// Concatenation role.
+    pub concat: Concat,
+    /// Validators accepted the first bytes.
+    pub head_checked: bool,
+    /// When it completed (ms since the epoch).
+    pub completed_at: Option<i64>,
+    /// When an incomplete upload expires (ms since the epoch).
+    pub expires_at: i64,
+}
+
+impl Upload {
+    /// All declared bytes are durable.
+    pub fn is_full(&self) -> bool {
+        self.length == Some(self.offset)
+    }
+
+    /// Expired at `now` (only incomplete uploads expire).
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.completed_at.is_none() && self.expires_at <= now
+    }
+}
+
+/// What creating an upload records.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// Owner.
+    pub tenant_id: String,
+    /// The video it fills (none for partials).
+    pub video_id: Option<String>,
+    /// Declared length, `None` when deferred.
+    pub length: Option<u64>,
+    /// The raw `Upload-Metadata` header.
+    pub metadata: String,
+    /// Concatenation role.
+    pub concat: Concat,
+    /// Expiry (ms since the epoch).
+    pub expires_at: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, video_id, upload_length, upload_offset, metadata, concat, \
+                       head_checked, completed_at, expires_at";
+
+fn upload_from_row(row: &SqliteRow) -> Result<Upload, StoreError> {
+    let length: Option<i64> = row.get("upload_length");
+    let offset: i64 = row.get("upload_offset");
+    let concat: String = row.get("concat");
+    Ok(Upload {
+        id: row.get("id"),
+        tenant_id: row.get("tenant_id"),
+        video_id: row.get("video_id"),
+        length: length.map(|l| l as u64),
+        offset: offset as u64,
+        metadata: row.get("metadata"),
+        concat: Concat::parse(&concat)?,
+        head_checked: row.get::<i64, _>("head_checked") != 0,
+        completed_at: row.get("completed_at"),
+        expires_at: row.get("expires_at"),
+    })
+}
+
+impl Store {
+    /// Records a new upload at offset 0.
+    pub async fn create_upload(&self, new: &NewUpload) -> Result<Upload, StoreError> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO uploads (id, tenant_id, video_id, upload_length, metadata, concat, \
+             expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&new.tenant_id)
+        .bind(&new.video_id)
+        .bind(new.length.map(|l| l as i64))
+        .bind(&new.metadata)
+        .bind(new.concat.as_str())
+        .bind(new.expires_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(Upload {
+            id,
+            tenant_id: new.tenant_id.clone(),
+            video_id: new.video_id.clone(),
+            length: new.length,
+            offset: 0,
+            metadata: new.metadata.clone(),
+            concat: new.concat,
+            head_checked: false,
+            completed_at: None,
+            expires_at: new.expires_at,
+        })
+    }
+
+    /// A tenant's upload; `None` when missing or another tenant's.
+    pub async fn upload(&self, tenant_id: &str, id: &str) -> Result<Option<Upload>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM uploads WHERE id = ? AND tenant_id = ?"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(upload_from_row).transpose()
+    }
+
+    /// Takes the write lock for `lease_ms` unless another live lease holds it. Returns the
+    /// lock token, or `None` when the upload is locked (or gone).
+    pub async fn lock_upload(&self, id: &str, lease_ms: i64) -> Result<Option<String>, StoreError> {
+        let token = new_id();
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE uploads SET lock_token = ?, locked_until = ? \
+             WHERE id = ? AND (locked_until IS NULL OR locked_until <= ?)",
+        )
+        .bind(&token)
+        .bind(now + lease_ms)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then_some(token))
+    }
+
+    /// Extends the lease; false when the lock was lost (lapsed and taken by another writer).
+    pub async fn renew_upload_lock(
+        &self,
+        id: &str,
+        token: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE uploads SET locked_until = ? WHERE id = ? AND lock_token = ?")
+                .bind(now_ms() + lease_ms)
+                .bind(id)
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases the lock if `token` still holds it.
+    pub async fn unlock_upload(&self, id: &str, token: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE uploads SET lock_token = NULL, locked_until = NULL WHERE id = ? AND lock_token = ?",
+        )
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves the durable offset (call only after the bytes are fsynced) and records whether the
+    /// head was checked. False when `token` no longer holds the lock.
+    pub async fn advance_upload(
+        &self,
+        id: &str,
+        token: &str,
+        offset: u64,
+        head_checked: bool,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET upload_offset = ?, head_checked = MAX(head_checked, ?) \
+             WHERE id = ? AND lock_token = ?",
+        )
+        .bind(offset as i64)
+        .bind(head_checked as i64)
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Fixes a deferred length (once). False when the length was already set or the lock lost.
+    pub async fn set_upload_length(
+        &self,
+        id: &str,
+        token: &str,
+        length: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET upload_length = ? \
+             WHERE id = ? AND lock_token = ? AND upload_length IS NULL",
+        )
+        .bind(length as i64)
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks the upload complete (its bytes are in permanent storage or were concatenated).
+    pub async fn complete_upload(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE uploads SET completed_at = ? WHERE id = ? AND completed_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the upload row, and its video when that never received a source (a video still
+    /// `awaiting_upload`); a completed upload's video lives on. Returns whether the video was
+    /// deleted.
+    pub async fn delete_upload(&self, upload: &Upload) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(&upload.id)
+            .execute(&mut *tx)
+            .await?;
+        let mut video_deleted = false;
+        if let Some(video_id) = &upload.video_id {
+            let done =
+                sqlx::query("DELETE FROM videos WHERE id = ? AND status = 'awaiting_upload'")
+                    .bind(video_id)
+                    .execute(&mut *tx)
+                    .await?;
+            video_deleted = done.rows_affected() == 1;
+        }
+        tx.commit().await?;
+        Ok(video_deleted)
+    }
+
+    /// Uploads whose temp data may be collected at `now`: expired incomplete uploads, and
+    /// expired completed partials (their bytes were copied into a final upload). Unlocked only.
+    pub async fn expired_uploads(&self, now: i64, limit: u32) -> Result<Vec<Upload>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM uploads WHERE expires_at <= ? \
+             AND (completed_at IS NULL OR concat = 'partial') \
+             AND (locked_until IS NULL OR locked_until <= ?) ORDER BY expires_at LIMIT ?"
+        ))
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(upload_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NewVideo;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn lock_offset_expiry_and_delete() {
+        let (_dir, store) = store().await;
+        let (t, _) = store.create_tenant("a").await.unwrap();
+        let (other, _) = store.create_tenant("b").await.unwrap();
+        let v = store
+            .create_video(&t.id, &NewVideo::default())
+            .await
+            .unwrap();
+        let u = store
+            .create_upload(&NewUpload {
+                tenant_id: t.id.clone(),
+                video_id: Some(v.id.clone()),
+                length: None,
+                metadata: "filename YS5tcDQ=".into(),
+                concat: Concat::None,
+                expires_at: now_ms() - 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), Some(u.clone()));
+        assert_eq!(store.upload(&other.id, &u.id).await.unwrap(), None);
+
+        let token = store.lock_upload(&u.id, 60_000).await.unwrap().unwrap();
+        assert_eq!(store.lock_upload(&u.id, 60_000).await.unwrap(), None);
+        assert!(store.advance_upload(&u.id, &token, 10, true).await.unwrap());
+        assert!(
+            !store
+                .advance_upload(&u.id, "stale", 20, false)
+                .await
+                .unwrap()
+        );
+        assert!(store.set_upload_length(&u.id, &token, 30).await.unwrap());
+        assert!(!store.set_upload_length(&u.id, &token, 40).await.unwrap());
+        let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.offset, got.length, got.head_checked),
+            (10, Some(30), true)
+        );
+        // Locked uploads are not swept; a lapsed lease frees them.
+        assert!(
+            store
+                .expired_uploads(now_ms(), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.unlock_upload(&u.id, &token).await.unwrap();
+        let expired = store.expired_uploads(now_ms(), 10).await.unwrap();
+        assert_eq!(expired.len(), 1);
+        let short = store.lock_upload(&u.id, 0).await.unwrap().unwrap();
+        assert!(
+            store.lock_upload(&u.id, 1000).await.unwrap().is_some(),
+            "{short} lapsed"
+        );
+
+        assert!(store.delete_upload(&got).await.unwrap());
+        assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), None);
+        assert_eq!(store.video(&t.id, &v.id).await.unwrap(), None);
+    }
+}
