@@ -72,37 +72,21 @@ pub async fn list_plugins(_: Operator, State(state): State<SharedState>) -> Json
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode, header};
-    use mediahost_blob::Blobs;
-    use mediahost_queue::EmbeddedQueue;
-    use mediahost_runtime::PluginHost;
-    use mediahost_store::Store;
-    use metrics_exporter_prometheus::PrometheusBuilder;
     use tower::ServiceExt;
 
-    use crate::{AppState, app};
+    use crate::{app, test_support};
 
     const OPERATOR: &str = "operator-secret";
 
     /// An app over a fresh data dir; returns it with a tenant's key.
     async fn setup(operator_key: Option<&str>) -> (tempfile::TempDir, axum::Router, String) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
-        let (_, tenant_key) = store.create_tenant("acme").await.unwrap();
-        let queue = Arc::new(EmbeddedQueue::new(
-            store.pool().clone(),
-            3,
-            Duration::from_secs(60),
-        ));
-        let blobs = Blobs::local(dir.path()).unwrap();
-        let metrics = PrometheusBuilder::new().build_recorder().handle();
-        let state = AppState::new(store, queue, blobs, PluginHost::empty(), metrics, None)
-            .with_operator_key(operator_key);
+        let state = test_support::state(&dir).await;
+        let (_, tenant_key) = state.store.create_tenant("acme").await.unwrap();
+        let state = state.with_operator_key(operator_key);
         (dir, app(Arc::new(state)), tenant_key)
     }
 

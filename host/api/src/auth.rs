@@ -17,21 +17,11 @@ impl FromRequestParts<SharedState> for AuthTenant {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing API key: send `Authorization: Bearer <key>`",
-            ))?;
-        let key = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(ApiError::Unauthorized(
-                "malformed Authorization header: expected `Bearer <key>`",
-            ))?;
+        let key = bearer_key(
+            parts,
+            "missing API key: send `Authorization: Bearer <key>`",
+            "malformed Authorization header: expected `Bearer <key>`",
+        )?;
         state
             .store
             .tenant_for_key(key)
@@ -63,21 +53,11 @@ impl FromRequestParts<SharedState> for Operator {
                     .into(),
             ));
         };
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing operator key: send `Authorization: Bearer <operator key>`",
-            ))?;
-        let key = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(ApiError::Unauthorized(
-                "malformed Authorization header: expected `Bearer <operator key>`",
-            ))?;
+        let key = bearer_key(
+            parts,
+            "missing operator key: send `Authorization: Bearer <operator key>`",
+            "malformed Authorization header: expected `Bearer <operator key>`",
+        )?;
         if same_secret(key, expected) {
             return Ok(Operator);
         }
@@ -88,6 +68,25 @@ impl FromRequestParts<SharedState> for Operator {
         }
         Err(ApiError::Unauthorized("unknown operator key"))
     }
+}
+
+/// The key in `Authorization: Bearer <key>`; 401 with `missing` when there is no such header,
+/// with `malformed` when it is not a non-empty Bearer credential.
+fn bearer_key<'a>(
+    parts: &'a Parts,
+    missing: &'static str,
+    malformed: &'static str,
+) -> Result<&'a str, ApiError> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(missing))?
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(ApiError::Unauthorized(malformed))
 }
 
 /// Constant-time equality of two secrets: equal-length digests compared with `subtle`.

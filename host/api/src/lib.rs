@@ -18,6 +18,8 @@ mod ingest;
 mod ops;
 mod playback;
 mod range;
+#[cfg(test)]
+mod test_support;
 pub mod tus;
 mod upload;
 mod videos;
@@ -116,15 +118,23 @@ pub fn app(state: SharedState) -> Router {
         )
         .route("/videos/{id}/hls/{*path}", get(playback::hls_file))
         .merge(tus::routes())
-        .layer(cors::layer())
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state.clone());
+    // CORS and tus discovery wrap `/v1` as one service rather than each route, so a browser's
+    // preflight is answered on every path, including those without an OPTIONS route.
+    let v1 = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             tus::discovery,
-        ));
+        ))
+        .layer(cors::layer())
+        .service(v1);
     Router::new()
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .nest("/v1", v1)
+        .nest_service("/v1", v1)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)

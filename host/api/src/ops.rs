@@ -1,4 +1,4 @@
-//! Operational endpoints: liveness, metrics, and JSON answers for unknown routes.
+//! Operational endpoints: liveness, readiness, metrics, and JSON answers for unknown routes.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,15 +8,42 @@ use serde_json::json;
 
 use crate::{ApiError, SharedState};
 
-/// `GET /healthz`: the process is up and its database answers.
-pub async fn healthz(State(state): State<SharedState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": e.to_string()})),
-        ),
-    }
+/// `GET /healthz`: liveness. The process is up and serving; backends are not consulted, so a
+/// database outage makes the process unready, not a restart candidate.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: readiness. 200 when every backend answers, else 503; either way each
+/// backend's result is reported, so an operator sees which one is down.
+pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
+    let outcome = |result: Result<(), String>| match result {
+        Ok(()) => json!("ok"),
+        Err(e) => json!({"error": e}),
+    };
+    let database = state.store.ping().await.map_err(|e| e.to_string());
+    let queue = state
+        .queue
+        .depth()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let storage = state.blobs.ping().await.map_err(|e| e.to_string());
+    let ready = database.is_ok() && queue.is_ok() && storage.is_ok();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": {
+            "database": outcome(database),
+            "queue": outcome(queue),
+            "object_storage": outcome(storage),
+        },
+    });
+    (status, Json(body))
 }
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -41,4 +68,49 @@ pub async fn not_found() -> ApiError {
 /// A known path with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use crate::{app, test_support};
+
+    async fn readyz(app: axum::Router) -> (StatusCode, serde_json::Value) {
+        let res = app
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_names_the_backend_that_is_down_while_liveness_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(test_support::state(&dir).await);
+        let (status, body) = readyz(app(state.clone())).await;
+        assert_eq!((status, &body["status"]), (StatusCode::OK, &"ready".into()));
+
+        // The database goes away: not ready, and the report says which backend failed.
+        state.store.pool().close().await;
+        let (status, body) = readyz(app(state.clone())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["status"], "unavailable");
+        assert!(body["checks"]["database"]["error"].is_string(), "{body}");
+        assert_eq!(body["checks"]["object_storage"], "ok");
+
+        let live = app(state)
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(live.status(), StatusCode::OK);
+    }
 }

@@ -35,14 +35,14 @@ fn safe_relative(path: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'))
 }
 
-/// How long clients may reuse a playback file. Segments and init segments never change once
-/// written (a re-transcode writes the same names with the same content role), so they are
-/// immutable; playlists of a ready video may be reused briefly; anything else is revalidated.
+/// How long clients may reuse a playback file. Segments, init segments and thumbnails never
+/// change once written (a re-transcode writes the same names with the same content role), so
+/// they are immutable; playlists of a ready video may be reused briefly; anything else is revalidated.
 /// `private` while playback is authenticated by tenant key: a shared cache must not hand one
 /// tenant's media to a client without the key.
 fn cache_control(path: &str, status: VideoStatus) -> &'static str {
     match path.rsplit('.').next() {
-        Some("m4s" | "mp4" | "ts") => "private, max-age=31536000, immutable",
+        Some("m4s" | "mp4" | "ts" | "jpg" | "vtt") => "private, max-age=31536000, immutable",
         Some("m3u8") if status == VideoStatus::Ready => "private, max-age=60",
         _ => "no-cache",
     }

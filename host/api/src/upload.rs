@@ -128,11 +128,12 @@ pub async fn put_source(
 
     queue_transcode(&state, &tenant, &video.id, size, &sha256).await?;
 
-    let video = state
-        .store
-        .video(&tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::video_not_found(&id))?;
+    // The answer describes the video as this request left it; re-reading it could already
+    // show an in-process worker's `processing`.
+    let mut video = video;
+    video.status = VideoStatus::Queued;
+    video.size = Some(size);
+    video.sha256 = Some(sha256);
     Ok((
         StatusCode::ACCEPTED,
         Json(VideoView::new(video, &base_url(&state, &headers, &uri))),

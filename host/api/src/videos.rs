@@ -48,6 +48,10 @@ pub struct VideoView {
 pub struct Playback {
     /// HLS master playlist URL, once ready.
     hls: Option<String>,
+    /// Poster image URL (JPEG at the best rendition's size), once ready.
+    poster: Option<String>,
+    /// Seek-preview storyboard: a WebVTT index whose cues point into one JPEG sprite.
+    storyboard: Option<String>,
 }
 
 /// The scheme and authority clients used to reach us, for absolute playback URLs.
@@ -71,8 +75,15 @@ pub(crate) fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> S
 
 impl VideoView {
     pub(crate) fn new(video: Video, base: &str) -> Self {
-        let hls = (video.status == VideoStatus::Ready)
-            .then(|| format!("{base}/v1/videos/{}/hls/master.m3u8", video.id));
+        let file = |name: &str| {
+            (video.status == VideoStatus::Ready)
+                .then(|| format!("{base}/v1/videos/{}/hls/{name}", video.id))
+        };
+        let playback = Playback {
+            hls: file("master.m3u8"),
+            poster: file("poster.jpg"),
+            storyboard: file("storyboard.vtt"),
+        };
         Self {
             duration_s: video.duration_s(),
             id: video.id,
@@ -85,7 +96,7 @@ impl VideoView {
             source: video.source,
             renditions: video.renditions,
             metadata: video.metadata,
-            playback: Playback { hls },
+            playback,
             created_at: video.created_at,
             updated_at: video.updated_at,
         }

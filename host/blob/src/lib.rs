@@ -268,6 +268,15 @@ impl Blobs {
         Ok(Object { info, range, body })
     }
 
+    /// Whether the object store answers: a lookup of a key that need not exist, where "not
+    /// found" is a healthy answer.
+    pub async fn ping(&self) -> Result<(), BlobError> {
+        match self.head("readyz-probe").await {
+            Ok(_) | Err(BlobError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Size and validators of the object at `key`, without its bytes.
     pub async fn head(&self, key: &str) -> Result<ObjectInfo, BlobError> {
         let meta = self

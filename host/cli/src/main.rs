@@ -5,7 +5,7 @@ mod commands;
 use clap::Parser;
 use std::io::IsTerminal;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = commands::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -16,10 +16,14 @@ fn main() -> anyhow::Result<()> {
         // Colour codes only for people at a terminal, never in log files.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
     let result = runtime.block_on(cli.run());
     // A blocking task still running (a transcode noticing its stop request between frames)
     // gets a moment to end; the process does not wait on it beyond that.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    result
+    if let Err(e) = result {
+        // One line, with the causes: `error: <what>: <why>`.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

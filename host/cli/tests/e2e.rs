@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, Options, Server, file_body};
+use common::{Client, Options, Server, clip, file_body};
 use mediahost_testkit::{Clip, build_plugin, ffprobe_duration, generate_clip, repo_root};
 use std::path::Path;
 
@@ -115,12 +115,7 @@ async fn upload_transcode_and_play_over_http1() {
     let clip = ten_second_clip(server.data_path());
     upload_and_play(&client, &clip, true).await;
 
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("mediahost_uploads_total{outcome=\"stored\"} 1"),
         "{metrics}"
@@ -195,6 +190,16 @@ async fn non_video_bytes_end_failed_with_a_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_and_tenants_are_enforced() {
     let server = Server::start(Options::default());
+    let ready: serde_json::Value = reqwest::get(server.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for check in ["database", "queue", "object_storage"] {
+        assert_eq!(ready["checks"][check], "ok", "{ready}");
+    }
     let acme = Client::new(&server, &server.create_tenant("acme"));
     let globex = Client::new(&server, &server.create_tenant("globex"));
     let video = acme.create_video("private", None).await;
@@ -308,14 +313,7 @@ async fn validator_plugin_rejections_answer_422_with_the_reason() {
     );
 
     // Rejected uploads store nothing and leave the video awaiting a proper upload.
-    let video: serde_json::Value = client
-        .get(&format!("/v1/videos/{}", big["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let video = client.video(big["id"].as_str().unwrap()).await;
     assert_eq!(video["status"], "awaiting_upload");
     let temp_files = std::fs::read_dir(server.data_path().join("tmp"))
         .unwrap()
@@ -323,26 +321,10 @@ async fn validator_plugin_rejections_answer_422_with_the_reason() {
     assert_eq!(temp_files, 0);
 
     // An allowed upload still goes through the same plugin.
-    let clip = server.data_path().join("ok.mp4");
-    generate_clip(
-        &clip,
-        &Clip {
-            seconds: 2.0,
-            ..Clip::default()
-        },
-    );
-    let ok = client.create_video("fine", Some("ok.mp4")).await;
-    let res = client
-        .put_source(ok["id"].as_str().unwrap(), file_body(&clip, true).await)
-        .await;
-    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let ok = clip(server.data_path(), "ok.mp4", 2.0);
+    client.upload("fine", "ok.mp4", &ok).await;
 
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("mediahost_uploads_total{outcome=\"rejected\"} 2"),
         "{metrics}"
@@ -372,16 +354,8 @@ async fn metadata_extractor_and_router_plugins_shape_the_output() {
         ..Clip::default()
     };
     generate_clip(&clip, &hd);
-    let video = client.create_video("hd", Some("hd.mp4")).await;
-    let id = video["id"].as_str().unwrap();
-    assert_eq!(
-        client
-            .put_source(id, file_body(&clip, true).await)
-            .await
-            .status(),
-        202
-    );
-    let video = client.wait_settled(id).await;
+    let id = client.upload("hd", "hd.mp4", &clip).await;
+    let video = client.wait_settled(&id).await;
     assert_eq!(video["status"], "ready", "{video}");
 
     let metadata = &video["metadata"];

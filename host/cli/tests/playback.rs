@@ -2,30 +2,19 @@
 
 mod common;
 
-use common::{Client, Options, Server, file_body};
-use mediahost_testkit::{Clip, generate_clip};
+use common::{Client, Options, Server, clip};
 
-/// A ready 2 s video; returns the client and the URL of its first media segment and master.
-async fn ready_video(server: &Server) -> (Client, String, String) {
+/// A ready 2 s video; returns the client, the URL of its first media segment, and the video.
+async fn ready_video(server: &Server) -> (Client, String, serde_json::Value) {
     let client = Client::new(server, &server.create_tenant("acme"));
-    let clip = server.data_path().join("clip.mp4");
-    generate_clip(
-        &clip,
-        &Clip {
-            seconds: 2.0,
-            ..Clip::default()
-        },
-    );
-    let video = client.create_video("clip", Some("clip.mp4")).await;
-    let id = video["id"].as_str().unwrap();
-    assert_eq!(
-        client
-            .put_source(id, file_body(&clip, true).await)
-            .await
-            .status(),
-        202
-    );
-    let video = client.wait_settled(id).await;
+    let id = client
+        .upload(
+            "clip",
+            "clip.mp4",
+            &clip(server.data_path(), "clip.mp4", 2.0),
+        )
+        .await;
+    let video = client.wait_settled(&id).await;
     assert_eq!(video["status"], "ready", "{video}");
     let master = video["playback"]["hls"].as_str().unwrap().to_owned();
     let playlist = video["renditions"][0]["playlist"].as_str().unwrap();
@@ -45,13 +34,14 @@ async fn ready_video(server: &Server) -> (Client, String, String) {
         .find(|l| l.ends_with(".m4s"))
         .expect("a segment line");
     let dir = playlist.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    (client, format!("{base}{dir}/{segment}"), master)
+    (client, format!("{base}{dir}/{segment}"), video)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ranges_validators_and_cache_headers() {
     let server = Server::start(Options::default());
-    let (client, segment, master) = ready_video(&server).await;
+    let (client, segment, video) = ready_video(&server).await;
+    let master = video["playback"]["hls"].as_str().unwrap().to_owned();
     let get = |range: Option<&str>| {
         let mut req = client.http.get(&segment).bearer_auth(&client.key);
         if let Some(r) = range {
@@ -191,6 +181,42 @@ async fn ranges_validators_and_cache_headers() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-length"], n.to_string().as_str());
+
+    // Thumbnails: a JPEG poster and a WebVTT storyboard pointing into its sprite.
+    let poster = client
+        .http
+        .get(video["playback"]["poster"].as_str().unwrap())
+        .bearer_auth(&client.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poster.headers()["content-type"], "image/jpeg");
+    assert!(
+        poster.bytes().await.unwrap().starts_with(&[0xFF, 0xD8]),
+        "JPEG magic"
+    );
+    let storyboard_url = video["playback"]["storyboard"].as_str().unwrap().to_owned();
+    let vtt = client
+        .http
+        .get(&storyboard_url)
+        .bearer_auth(&client.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vtt.headers()["content-type"], "text/vtt");
+    let vtt = vtt.text().await.unwrap();
+    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    let sprite = vtt.lines().find(|l| l.contains("#xywh=")).unwrap();
+    let sprite_url = storyboard_url.replace("storyboard.vtt", sprite.split('#').next().unwrap());
+    let res = client
+        .http
+        .get(&sprite_url)
+        .bearer_auth(&client.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
 
     // Playlists of a ready video: short-lived, right type.
     let res = client

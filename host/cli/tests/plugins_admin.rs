@@ -100,12 +100,7 @@ async fn the_operator_sees_plugins_and_a_broken_reload_while_the_old_version_ser
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rejected_by_plugin", "{body}");
 
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for needle in [
         r#"mediahost_plugin_reloads_total{plugin="validator",outcome="error"}"#,
         r#"mediahost_plugin_calls_total{plugin="validator",world="validator",outcome="rejected"}"#,

@@ -3,49 +3,26 @@
 
 mod common;
 
-use common::{Client, Options, Server, file_body};
-use mediahost_testkit::{Clip, generate_clip};
+use common::{Client, Options, Server, clip};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_transcode_releases_the_job_and_a_restart_finishes_it() {
     let mut server = Server::start(Options::default());
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let clip = server.data_path().join("long.mp4");
     // Long enough that the transcode is surely still running when SIGTERM arrives.
-    generate_clip(
-        &clip,
-        &Clip {
-            seconds: 90.0,
-            ..Clip::default()
-        },
-    );
-    let video = client.create_video("long", Some("long.mp4")).await;
-    let id = video["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        client
-            .put_source(&id, file_body(&clip, true).await)
-            .await
-            .status(),
-        202
-    );
+    let long = clip(server.data_path(), "long.mp4", 90.0);
+    let id = client.upload("long", "long.mp4", &long).await;
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v: serde_json::Value = client
-            .get(&format!("/v1/videos/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["status"] == "processing" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never started processing: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    client
+        .wait_for(
+            &id,
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            "never started processing",
+            |v| v["status"] == "processing",
+        )
+        .await;
     // Let it get properly into the encode.
     tokio::time::sleep(Duration::from_millis(800)).await;
 

@@ -2,9 +2,8 @@
 
 mod common;
 
-use common::tus::{header, metadata, sha256_hex};
+use common::tus::{created, header, metadata, sha256_hex};
 use common::{Client, Options, Server};
-use mediahost_testkit::{Clip, generate_clip};
 use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -12,15 +11,7 @@ async fn two_partials_make_a_final_upload_that_transcodes() {
     let server = Server::start(Options::default());
     let client = Client::new(&server, &server.create_tenant("acme"));
     let other = Client::new(&server, &server.create_tenant("other"));
-    let path = server.data_path().join("clip.mp4");
-    generate_clip(
-        &path,
-        &Clip {
-            seconds: 2.0,
-            ..Clip::default()
-        },
-    );
-    let clip = std::fs::read(&path).unwrap();
+    let clip = std::fs::read(common::clip(server.data_path(), "clip.mp4", 2.0)).unwrap();
     let half = clip.len() / 2;
 
     let mut partials = Vec::new();
@@ -73,9 +64,7 @@ async fn two_partials_make_a_final_upload_that_transcodes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
-    let location = header(&res, "location");
-    let video_id = header(&res, "mediahost-video-id");
+    let (location, video_id) = created(&res);
     let head = client.tus(Method::HEAD, &location).send().await.unwrap();
     assert_eq!(header(&head, "upload-offset"), clip.len().to_string());
     assert_eq!(header(&head, "upload-length"), clip.len().to_string());

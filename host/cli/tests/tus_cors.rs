@@ -73,3 +73,38 @@ async fn browser_preflight_and_exposed_headers() {
         assert!(exposed.contains(h), "{h} not in {exposed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preflights_are_answered_on_every_v1_path() {
+    let server = Server::start(Options::default());
+    // A browser uploading with PUT, and a player fetching playlists with a bearer key.
+    for (path, method) in [
+        ("/v1/videos/some-id/source", "PUT"),
+        ("/v1/videos/some-id/hls/master.m3u8", "GET"),
+        ("/v1/videos", "POST"),
+    ] {
+        let res = reqwest::Client::new()
+            .request(Method::OPTIONS, server.url(path))
+            .header("Origin", "https://player.example.com")
+            .header("Access-Control-Request-Method", method)
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        assert_eq!(header(&res, "access-control-allow-origin"), "*", "{path}");
+        let methods = header(&res, "access-control-allow-methods").to_lowercase();
+        assert!(
+            methods.contains(&method.to_lowercase()),
+            "{path}: {methods}"
+        );
+    }
+    // Unknown paths under /v1 still answer the JSON 404.
+    let res = reqwest::get(server.url("/v1/nope")).await.unwrap();
+    assert_eq!(res.status(), 404);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}

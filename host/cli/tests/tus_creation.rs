@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::tus::{OFFSET_STREAM, header, metadata, sha256_hex};
+use common::tus::{OFFSET_STREAM, created, header, metadata, sha256_hex};
 use common::{Client, Options, Server};
 use reqwest::Method;
 
@@ -69,9 +69,7 @@ async fn options_tus_resumable_and_creation() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
-    let location = header(&res, "location");
-    let video_id = header(&res, "mediahost-video-id");
+    let (location, video_id) = created(&res);
     assert!(httpdate_parses(&header(&res, "upload-expires")));
     let res = client.tus(Method::HEAD, &location).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -81,28 +79,14 @@ async fn options_tus_resumable_and_creation() {
     assert_eq!(header(&res, "cache-control"), "no-store");
     assert!(httpdate_parses(&header(&res, "upload-expires")));
     // The video exists, titled after the file name.
-    let video: serde_json::Value = client
-        .get(&format!("/v1/videos/{video_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let video = client.video(&video_id).await;
     assert_eq!(video["title"], "clip.mp4");
     assert_eq!(video["filename"], "clip.mp4");
     assert_eq!(video["status"], "awaiting_upload");
 
     // No metadata at all → "untitled".
     let (_, untitled) = client.tus_create(10, &[]).await;
-    let video: serde_json::Value = client
-        .get(&format!("/v1/videos/{untitled}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let video = client.video(&untitled).await;
     assert_eq!(video["title"], "untitled");
 
     // Malformed requests → 400; beyond Tus-Max-Size → 413.
@@ -154,10 +138,8 @@ async fn creation_with_upload_and_deferred_length() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
+    let (location, video_id) = created(&res);
     assert_eq!(header(&res, "upload-offset"), "100000");
-    let location = header(&res, "location");
-    let video_id = header(&res, "mediahost-video-id");
     assert_eq!(client.tus_offset(&location).await, 100_000);
     let res = client
         .tus_patch(&location, 100_000, data[100_000..].to_vec())
@@ -173,9 +155,7 @@ async fn creation_with_upload_and_deferred_length() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
-    let location = header(&res, "location");
-    let video_id = header(&res, "mediahost-video-id");
+    let (location, video_id) = created(&res);
     let res = client.tus(Method::HEAD, &location).send().await.unwrap();
     assert_eq!(header(&res, "upload-defer-length"), "1");
     assert!(res.headers().get("upload-length").is_none());
@@ -184,9 +164,7 @@ async fn creation_with_upload_and_deferred_length() {
         .await;
     assert_eq!(res.status(), 204);
     let res = client
-        .tus(Method::PATCH, &location)
-        .header("Content-Type", OFFSET_STREAM)
-        .header("Upload-Offset", 200_000)
+        .tus_patch_request(&location, 200_000)
         .header("Upload-Length", data.len())
         .body(data[200_000..].to_vec())
         .send()

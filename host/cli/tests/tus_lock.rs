@@ -2,9 +2,8 @@
 
 mod common;
 
-use common::tus::{OFFSET_STREAM, header, sha256_hex, slow_body};
+use common::tus::{header, sha256_hex, slow_body};
 use common::{Client, Options, Server};
-use mediahost_testkit::{Clip, generate_clip};
 use reqwest::Method;
 use std::time::{Duration, Instant};
 
@@ -16,15 +15,11 @@ async fn a_second_patch_while_one_writes_gets_409() {
 
     // A slow first PATCH: 10 × 16 KiB over ~2 s.
     let first = {
-        let req = client
-            .tus(Method::PATCH, &location)
-            .header("Content-Type", OFFSET_STREAM)
-            .header("Upload-Offset", 0)
-            .body(slow_body(
-                vec![3u8; 160 * 1024],
-                16 * 1024,
-                Duration::from_millis(200),
-            ));
+        let req = client.tus_patch_request(&location, 0).body(slow_body(
+            vec![3u8; 160 * 1024],
+            16 * 1024,
+            Duration::from_millis(200),
+        ));
         tokio::spawn(async move { req.send().await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -54,27 +49,18 @@ async fn kill_9_mid_patch_keeps_a_durable_offset_and_the_upload_resumes() {
         ..Options::default()
     });
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let path = server.data_path().join("clip.mp4");
-    generate_clip(
-        &path,
-        &Clip {
-            seconds: 2.0,
-            ..Clip::default()
-        },
-    );
-    let clip = std::fs::read(&path).unwrap();
+    let clip = std::fs::read(common::clip(server.data_path(), "clip.mp4", 2.0)).unwrap();
     let (location, video_id) = client
         .tus_create(clip.len() as u64, &[("filename", "clip.mp4")])
         .await;
-    let id = location.rsplit('/').next().unwrap().to_owned();
 
     // Stream slowly (8 KiB every 50 ms) and kill the server while bytes are still arriving.
     let sending = {
-        let req = client
-            .tus(Method::PATCH, &location)
-            .header("Content-Type", OFFSET_STREAM)
-            .header("Upload-Offset", 0)
-            .body(slow_body(clip.clone(), 8 * 1024, Duration::from_millis(50)));
+        let req = client.tus_patch_request(&location, 0).body(slow_body(
+            clip.clone(),
+            8 * 1024,
+            Duration::from_millis(50),
+        ));
         tokio::spawn(async move { req.send().await })
     };
     tokio::time::sleep(Duration::from_millis(1800)).await;
@@ -85,7 +71,7 @@ async fn kill_9_mid_patch_keeps_a_durable_offset_and_the_upload_resumes() {
     let offset = client.tus_offset(&location).await;
     assert!(offset > 0, "some bytes were durable before the kill");
     assert!(offset < clip.len() as u64);
-    let on_disk = std::fs::read(server.data_path().join("tmp/tus").join(&id)).unwrap();
+    let on_disk = std::fs::read(server.tus_temp(&location)).unwrap();
     assert!(on_disk.len() as u64 >= offset);
     assert_eq!(&on_disk[..offset as usize], &clip[..offset as usize]);
 

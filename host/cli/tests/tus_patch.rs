@@ -4,27 +4,14 @@ mod common;
 
 use common::tus::{OFFSET_STREAM, b64, header, sha256_hex};
 use common::{Client, Options, Server};
-use mediahost_testkit::{Clip, generate_clip};
 use reqwest::Method;
 use sha2::Digest;
-
-fn two_second_clip(server: &Server) -> Vec<u8> {
-    let path = server.data_path().join("clip.mp4");
-    generate_clip(
-        &path,
-        &Clip {
-            seconds: 2.0,
-            ..Clip::default()
-        },
-    );
-    std::fs::read(path).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn several_patches_complete_and_the_video_transcodes() {
     let server = Server::start(Options::default());
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let clip = two_second_clip(&server);
+    let clip = std::fs::read(common::clip(server.data_path(), "clip.mp4", 2.0)).unwrap();
     let len = clip.len() as u64;
     let (location, video_id) = client
         .tus_create(
@@ -43,9 +30,7 @@ async fn several_patches_complete_and_the_video_transcodes() {
     for pair in cuts.windows(2) {
         let piece = clip[pair[0]..pair[1]].to_vec();
         let res = client
-            .tus(Method::PATCH, &location)
-            .header("Content-Type", OFFSET_STREAM)
-            .header("Upload-Offset", pair[0])
+            .tus_patch_request(&location, pair[0] as u64)
             .header(
                 "Upload-Checksum",
                 format!("sha256 {}", b64(&sha2::Sha256::digest(&piece))),
@@ -67,8 +52,7 @@ async fn several_patches_complete_and_the_video_transcodes() {
     assert_eq!(video["title"], "tus clip");
     assert_eq!(video["filename"], "clip.mp4");
     // The temp file is gone once promoted.
-    let id = location.rsplit('/').next().unwrap();
-    assert!(!server.data_path().join("tmp/tus").join(id).exists());
+    assert!(!server.tus_temp(&location).exists());
     // A repeated PATCH at the end is harmless.
     let res = client.tus_patch(&location, len, Vec::new()).await;
     assert_eq!(res.status(), 204);
@@ -101,9 +85,7 @@ async fn offsets_checksums_and_limits_are_enforced() {
 
     let patch = |offset: u64, bytes: Vec<u8>, checksum: String| {
         client
-            .tus(Method::PATCH, &location)
-            .header("Content-Type", OFFSET_STREAM)
-            .header("Upload-Offset", offset)
+            .tus_patch_request(&location, offset)
             .header("Upload-Checksum", checksum)
             .body(bytes)
             .send()

@@ -3,24 +3,28 @@
 
 mod common;
 
-use common::tus::header;
+use common::tus::{header, upload_id};
 use common::{Client, Options, Server};
 use mediahost_blob::Blobs;
 use mediahost_store::Store;
 use reqwest::Method;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// A 1000-byte upload holding its first 100 bytes: (location, video id, its temp file).
+async fn started_upload(server: &Server, client: &Client) -> (String, String, PathBuf) {
+    let (location, video_id) = client.tus_create(1000, &[]).await;
+    let res = client.tus_patch(&location, 0, vec![1; 100]).await;
+    assert_eq!(res.status(), 204);
+    let part = server.tus_temp(&location);
+    (location, video_id, part)
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn termination_frees_the_upload_and_its_video() {
     let server = Server::start(Options::default());
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let (location, video_id) = client.tus_create(1000, &[]).await;
-    let res = client.tus_patch(&location, 0, vec![1; 100]).await;
-    assert_eq!(res.status(), 204);
-    let part = server
-        .data_path()
-        .join("tmp/tus")
-        .join(location.rsplit('/').next().unwrap());
+    let (location, video_id, part) = started_upload(&server, &client).await;
     assert!(part.exists());
 
     let res = client.tus(Method::DELETE, &location).send().await.unwrap();
@@ -48,11 +52,8 @@ async fn expired_uploads_answer_410_and_are_swept() {
         ..Options::default()
     });
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let (location, video_id) = client.tus_create(1000, &[]).await;
-    let id = location.rsplit('/').next().unwrap().to_owned();
-    let res = client.tus_patch(&location, 0, vec![1; 100]).await;
-    assert_eq!(res.status(), 204);
-    let part = server.data_path().join("tmp/tus").join(&id);
+    let (location, video_id, part) = started_upload(&server, &client).await;
+    let id = upload_id(&location).to_owned();
     assert!(part.exists());
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -96,13 +97,7 @@ async fn the_periodic_sweep_collects_expired_uploads() {
         ..Options::default()
     });
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let (location, _) = client.tus_create(1000, &[]).await;
-    let res = client.tus_patch(&location, 0, vec![1; 100]).await;
-    assert_eq!(res.status(), 204);
-    let part = server
-        .data_path()
-        .join("tmp/tus")
-        .join(location.rsplit('/').next().unwrap());
+    let (location, _, part) = started_upload(&server, &client).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while part.exists() {
         assert!(Instant::now() < deadline, "expired upload never swept");

@@ -186,6 +186,28 @@ impl std::fmt::Display for PluginStatus {
 }
 
 impl Entry {
+    /// A folder whose files just loaded: `meta`/`pre` serve from now on, with no error.
+    pub(crate) fn loaded(
+        folder: PathBuf,
+        meta: Arc<PluginMeta>,
+        pre: AnyPre,
+        reloads: u64,
+        seen: String,
+    ) -> Self {
+        Self {
+            folder,
+            name: meta.name.clone(),
+            serving: Some(Serving {
+                meta,
+                pre,
+                loaded_at: Utc::now(),
+            }),
+            last_error: None,
+            reloads,
+            seen,
+        }
+    }
+
     fn summary(&self) -> PluginSummary {
         PluginSummary {
             name: self.name.clone(),
@@ -364,18 +386,7 @@ impl Runtime {
                 sha256 = %meta.sha256,
                 "loaded plugin"
             );
-            entries.push(Entry {
-                folder,
-                name: meta.name.clone(),
-                serving: Some(Serving {
-                    meta,
-                    pre,
-                    loaded_at: Utc::now(),
-                }),
-                last_error: None,
-                reloads: 0,
-                seen: disk.fingerprint,
-            });
+            entries.push(Entry::loaded(folder, meta, pre, 0, disk.fingerprint));
         }
         for name in settings.keys().filter(|n| !seen.contains_key(*n)) {
             tracing::warn!(plugin = %name, "settings given for a plugin that is not loaded");

@@ -23,14 +23,13 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::engine::{Runtime, RuntimeOptions};
 use crate::error::RuntimeError;
 use crate::manifest::MANIFEST_FILE;
-use crate::plugin::{Entry, PluginHost, Serving, Snapshot, read_folder};
+use crate::plugin::{Entry, PluginHost, Snapshot, read_folder};
 
 /// Quiet time after the last file event before a rescan: copying a component and its manifest
 /// produces a burst of events, and one rescan should see the finished files.
@@ -91,18 +90,13 @@ impl PluginHost {
                         );
                         metrics::counter!("mediahost_plugin_reloads_total", "plugin" => meta.name.clone(), "outcome" => "ok")
                             .increment(1);
-                        Entry {
-                            folder: folder.clone(),
-                            name: meta.name.clone(),
-                            serving: Some(Serving {
-                                meta,
-                                pre,
-                                loaded_at: Utc::now(),
-                            }),
-                            last_error: None,
-                            reloads: prev.map_or(0, |p| p.reloads + u64::from(p.serving.is_some())),
-                            seen: disk.fingerprint,
-                        }
+                        Entry::loaded(
+                            folder.clone(),
+                            meta,
+                            pre,
+                            prev.map_or(0, |p| p.reloads + u64::from(p.serving.is_some())),
+                            disk.fingerprint,
+                        )
                     }
                     Err((name, source)) => {
                         let name = serving

@@ -9,6 +9,8 @@
 //! (the same shape as `tests/fixtures.wat`). `wasi-probe.wat` is a whole component because it
 //! imports WASI interfaces.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -51,7 +53,7 @@ fn good_host() -> &'static PluginHost {
         )
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        install(dir.path(), "validator", &manifest, "validator.wasm", &wasm);
+        support::install_files(dir.path(), "validator", &manifest, "validator.wasm", &wasm);
         // The component is compiled at load; the folder is not needed afterwards.
         runtime().load(dir.path(), &BTreeMap::new()).unwrap()
     })
@@ -81,6 +83,17 @@ fn upload(filename: Option<&str>, declared_size: Option<u64>) -> UploadInfo {
     }
 }
 
+/// Calls `call` (`check-upload`, else `check-head` with one byte) with a plain upload; the
+/// result and how long the call took.
+fn timed_call(host: &PluginHost, call: &str) -> (Result<Verdict, PluginError>, Duration) {
+    let started = Instant::now();
+    let result = match call {
+        "check-upload" => host.check_upload(&upload(None, None)),
+        _ => host.check_head(&upload(None, None), b"x"),
+    };
+    (result, started.elapsed())
+}
+
 /// Limits of a hostile plugin's manifest.
 #[derive(Clone, Copy)]
 struct Limits {
@@ -96,14 +109,6 @@ const LOOSE: Limits = Limits {
     memory_bytes: 16 << 20,
 };
 
-/// Writes `<dir>/<folder>/plugin.toml` and the component as `<dir>/<folder>/<file>`.
-fn install(dir: &Path, folder: &str, manifest: &str, file: &str, component: &[u8]) {
-    let folder = dir.join(folder);
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("plugin.toml"), manifest).unwrap();
-    std::fs::write(folder.join(file), component).unwrap();
-}
-
 fn fixture_text(fixture: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/hostile")
@@ -118,33 +123,7 @@ fn component(fixture: &str) -> Vec<u8> {
     let component = if text.contains("(component") {
         text
     } else {
-        let core = text.replacen("(module", "(core module $m", 1);
-        format!(
-            r#"(component
-  {core}
-  (core instance $i (instantiate $m))
-  (type $rejection' (record (field "status" u16) (field "reason" string)))
-  (export $rejection "rejection" (type $rejection'))
-  (type $verdict' (variant (case "accept") (case "reject" $rejection)))
-  (export $verdict "verdict" (type $verdict'))
-  (type $info' (record
-    (field "tenant" string)
-    (field "video-id" string)
-    (field "filename" (option string))
-    (field "declared-size" (option u64))
-    (field "content-type" (option string))
-    (field "metadata" (list (tuple string string)))))
-  (export $info "upload-info" (type $info'))
-  (func $check-upload (param "info" $info) (result $verdict)
-    (canon lift (core func $i "check-upload") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-upload" (func $check-upload))
-  (func $check-head (param "info" $info) (param "head" (list u8)) (result $verdict)
-    (canon lift (core func $i "check-head") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-head" (func $check-head))
-)"#
-        )
+        support::validator_component(&text.replacen("(module", "(core module $m", 1))
     };
     wat::parse_str(&component).unwrap_or_else(|e| panic!("fixture {fixture}: {e}"))
 }
@@ -167,7 +146,7 @@ fn hostile_on(runtime: &Runtime, fixture: &str, limits: Limits) -> PluginHost {
         name(fixture)
     );
     let dir = tempfile::tempdir().unwrap();
-    install(
+    support::install_files(
         dir.path(),
         fixture,
         &manifest,
@@ -236,12 +215,7 @@ fn an_infinite_loop_stops_at_the_time_limit() {
     let bound = Duration::from_millis(3 * timeout_ms + 50);
     // check-upload: `loop { br }`; check-head: a 2^32-iteration counted loop.
     for call in ["check-upload", "check-head"] {
-        let started = Instant::now();
-        let result = match call {
-            "check-upload" => host.check_upload(&upload(None, None)),
-            _ => host.check_head(&upload(None, None), b"x"),
-        };
-        let elapsed = started.elapsed();
+        let (result, elapsed) = timed_call(&host, call);
         eprintln!("{call} returned after {elapsed:?}");
         let err = failure("infinite-loop", result);
         assert_eq!(err.cause, PluginFailure::Timeout { timeout_ms }, "{call}");
@@ -269,12 +243,7 @@ fn a_tight_loop_runs_out_of_fuel_long_before_its_time_limit() {
         },
     );
     for call in ["check-upload", "check-head"] {
-        let started = Instant::now();
-        let result = match call {
-            "check-upload" => host.check_upload(&upload(None, None)),
-            _ => host.check_head(&upload(None, None), b"x"),
-        };
-        let elapsed = started.elapsed();
+        let (result, elapsed) = timed_call(&host, call);
         let err = failure("infinite-loop", result);
         assert_eq!(err.cause, PluginFailure::OutOfFuel { fuel }, "{call}");
         assert_eq!(

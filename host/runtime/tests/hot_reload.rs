@@ -6,6 +6,8 @@
 //! and `reject`, wrapped like `tests/hostile.rs`'s fixtures), so which version answered is
 //! visible in every verdict.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,9 +27,8 @@ fn component(reject: Option<(u16, &str)>) -> Vec<u8> {
         Some((status, reason)) => (1, status, reason),
     };
     let len = reason.len();
-    let text = format!(
-        r#"(component
-  (core module $m
+    let core = format!(
+        r#"(core module $m
     (memory (export "memory") 1)
     (data (i32.const 100) "{reason}")
     (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
@@ -42,30 +43,9 @@ fn component(reject: Option<(u16, &str)>) -> Vec<u8> {
     (func (export "check-head")
       (param i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32 i32 i32 i32 i32) (result i32)
       (i32.store8 (i32.const 0) (i32.const 0))
-      (i32.const 0)))
-  (core instance $i (instantiate $m))
-  (type $rejection' (record (field "status" u16) (field "reason" string)))
-  (export $rejection "rejection" (type $rejection'))
-  (type $verdict' (variant (case "accept") (case "reject" $rejection)))
-  (export $verdict "verdict" (type $verdict'))
-  (type $info' (record
-    (field "tenant" string)
-    (field "video-id" string)
-    (field "filename" (option string))
-    (field "declared-size" (option u64))
-    (field "content-type" (option string))
-    (field "metadata" (list (tuple string string)))))
-  (export $info "upload-info" (type $info'))
-  (func $check-upload (param "info" $info) (result $verdict)
-    (canon lift (core func $i "check-upload") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-upload" (func $check-upload))
-  (func $check-head (param "info" $info) (param "head" (list u8)) (result $verdict)
-    (canon lift (core func $i "check-head") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-head" (func $check-head))
-)"#
+      (i32.const 0)))"#
     );
+    let text = support::validator_component(&core);
     wat::parse_str(&text).unwrap()
 }
 
@@ -77,10 +57,7 @@ fn manifest(name: &str, version: &str, world: &str) -> String {
 
 /// Writes `<dir>/<folder>/plugin.toml` and `plugin.wasm`.
 fn install(dir: &Path, folder: &str, manifest: &str, component: &[u8]) {
-    let folder = dir.join(folder);
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("plugin.toml"), manifest).unwrap();
-    std::fs::write(folder.join("plugin.wasm"), component).unwrap();
+    support::install_files(dir, folder, manifest, "plugin.wasm", component);
 }
 
 fn upload() -> UploadInfo {

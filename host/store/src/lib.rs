@@ -95,3 +95,21 @@ pub(crate) fn now_rfc3339() -> String {
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// A stored value in `column` that could not be decoded.
+pub(crate) fn corrupt(column: &'static str, message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        column,
+        message: message.to_string(),
+    }
+}
+
+/// A fresh database in a temp dir, for the modules' unit tests.
+#[cfg(test)]
+pub(crate) async fn test_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
+    (dir, store)
+}

@@ -78,13 +78,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_store;
 
     #[tokio::test]
     async fn key_authenticates_its_tenant_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, store) = test_store().await;
         let (acme, acme_key) = store.create_tenant("acme").await.unwrap();
         let (_, globex_key) = store.create_tenant("globex").await.unwrap();
         assert!(acme_key.starts_with("mh_") && acme_key.len() == 67);
@@ -101,10 +99,7 @@ mod tests {
 
     #[tokio::test]
     async fn duplicate_name_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, store) = test_store().await;
         store.create_tenant("acme").await.unwrap();
         let err = store.create_tenant("acme").await.unwrap_err();
         assert!(matches!(err, StoreError::TenantExists(_)), "{err}");

@@ -8,7 +8,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::{Store, StoreError, new_id};
+use crate::{Store, StoreError, corrupt, new_id};
 
 /// Milliseconds since the Unix epoch: the clock of expiry and lock leases.
 pub fn now_ms() -> i64 {
@@ -40,10 +40,10 @@ impl Concat {
             "none" => Ok(Self::None),
             "partial" => Ok(Self::Partial),
             "final" => Ok(Self::Final),
-            other => Err(StoreError::Corrupt {
-                column: "uploads.concat",
-                message: format!("unknown value {other:?}"),
-            }),
+            other => Err(corrupt(
+                "uploads.concat",
+                format!("unknown value {other:?}"),
+            )),
         }
     }
 }
@@ -308,14 +308,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::NewVideo;
-
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
-        (dir, store)
-    }
+    use crate::test_store as store;
 
     #[tokio::test]
     async fn lock_offset_expiry_and_delete() {

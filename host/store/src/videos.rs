@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use std::collections::BTreeMap;
 
-use crate::{Store, StoreError, new_id, now_rfc3339};
+use crate::{Store, StoreError, corrupt, new_id, now_rfc3339};
 
 /// What a client gives when creating a video.
 #[derive(Debug, Clone, Default)]
@@ -18,13 +18,6 @@ pub struct NewVideo {
 
 const COLUMNS: &str = "id, tenant_id, title, filename, status, error, size, sha256, source_info, \
                        renditions, metadata, created_at, updated_at";
-
-fn corrupt(column: &'static str, message: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        column,
-        message: message.to_string(),
-    }
-}
 
 fn video_from_row(row: &SqliteRow) -> Result<Video, StoreError> {
     let status: String = row.get("status");
@@ -156,14 +149,8 @@ impl Store {
 
     /// Stores what the prober found out about the source.
     pub async fn set_source_info(&self, id: &str, info: &MediaInfo) -> Result<(), StoreError> {
-        let json = serde_json::to_string(info).map_err(|e| corrupt("source_info", e))?;
-        sqlx::query("UPDATE videos SET source_info = ?, updated_at = ? WHERE id = ?")
-            .bind(json)
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.set_json(id, "source_info", serde_json::to_string(info))
+            .await
     }
 
     /// Stores the metadata extracted by plugins (replacing any earlier extraction).
@@ -172,13 +159,27 @@ impl Store {
         id: &str,
         metadata: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(metadata).map_err(|e| corrupt("metadata", e))?;
-        sqlx::query("UPDATE videos SET metadata = ?, updated_at = ? WHERE id = ?")
-            .bind(json)
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        self.set_json(id, "metadata", serde_json::to_string(metadata))
+            .await
+    }
+
+    /// Replaces the JSON column `column` (a fixed name, never client input) with `json`, the
+    /// value as serialized by the caller.
+    async fn set_json(
+        &self,
+        id: &str,
+        column: &'static str,
+        json: serde_json::Result<String>,
+    ) -> Result<(), StoreError> {
+        let json = json.map_err(|e| corrupt(column, e))?;
+        sqlx::query(&format!(
+            "UPDATE videos SET {column} = ?, updated_at = ? WHERE id = ?"
+        ))
+        .bind(json)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -211,14 +212,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
-        (dir, store)
-    }
+    use crate::test_store as store;
 
     #[tokio::test]
     async fn videos_are_scoped_by_tenant() {

@@ -14,6 +14,7 @@ use crate::encode::{AudioEncoder, VideoEncoder};
 use crate::ladder::{self, Target};
 use crate::package::{self, HlsMuxer, Variant};
 use crate::probe::{duration_s, open_input, positive_f64};
+use crate::thumbs::Thumbnailer;
 
 /// Consecutive unreadable packets after which the demuxer is assumed lost in garbage.
 const MAX_BAD_PACKETS: u32 = 1000;
@@ -73,6 +74,8 @@ pub fn transcode_hls(
         .map(|t| Output::create(out_dir, t, &video, audio_encoder.as_ref(), cfg))
         .collect::<Result<Vec<_>, _>>()?;
 
+    // Thumbnails at the best rendition's size, from the same decoded frames.
+    let mut thumbs = Thumbnailer::new(targets[0].width, targets[0].height, duration);
     let mut progress = Progress {
         report: progress,
         duration,
@@ -83,6 +86,7 @@ pub fn transcode_hls(
         audio_encoder: audio_encoder.as_mut(),
         packets: Vec::new(),
         progress: &mut progress,
+        thumbs: &mut thumbs,
     };
 
     let mut bad_packets = 0;
@@ -156,6 +160,7 @@ pub fn transcode_hls(
         });
     }
     package::write_master(out_dir, &variants)?;
+    thumbs.finish(out_dir)?;
     progress.done();
     Ok(variants.into_iter().map(|v| v.rendition).collect())
 }
@@ -202,11 +207,14 @@ struct Sink<'a, 'p> {
     /// Reused buffer of encoded packets between an encoder and a muxer.
     packets: Vec<Packet>,
     progress: &'a mut Progress<'p>,
+    /// Takes the poster and storyboard tiles before the encoders consume the frame.
+    thumbs: &'a mut Thumbnailer,
 }
 
 impl Sink<'_, '_> {
     fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
         self.progress.at(seconds)?;
+        self.thumbs.offer(frame, seconds)?;
         let last = self.outputs.len().saturating_sub(1);
         for (i, output) in self.outputs.iter_mut().enumerate() {
             // The scaler's buffer source takes over the frame's data references and leaves the

@@ -15,27 +15,50 @@ pub struct Target {
     pub max_video_kbps: Option<u32>,
 }
 
-/// The renditions for a source of `width`x`height` storage pixels whose pixels are
-/// `sar_num`:`sar_den` wide (anamorphic sources have a sample aspect ratio other than 1:1).
+/// Standard rungs below the top rendition, by height.
+const RUNGS: [u32; 4] = [1080, 720, 480, 360];
+
+/// Bitrate cap (kbit/s) for a rendition of `height` lines: enough for clean H.264 at common
+/// frame rates, low enough that the ladder's bandwidths stay predictable for players.
+fn cap_kbps(height: u32) -> u32 {
+    match height {
+        1080.. => 5000,
+        720.. => 2800,
+        480.. => 1400,
+        360.. => 800,
+        _ => 400,
+    }
+}
+
+/// The default ladder for a source of `width`x`height` storage pixels whose pixels are
+/// `sar_num`:`sar_den` wide (anamorphic sources have a sample aspect ratio other than 1:1),
+/// best first.
 ///
-/// For now this is one rendition: the source's display size, capped to `max_height` with the
-/// aspect ratio kept and never upscaled. The full ladder (1080p/720p/480p/360p below the cap)
-/// will return more targets from here; everything downstream already loops over them.
+/// The top rendition is the source's display size capped to `max_height` (never upscaled),
+/// so odd sources such as 576p keep their full resolution; below it come the standard
+/// 1080/720/480/360 rungs that are smaller than the top. Aspect ratio is kept, sizes are even,
+/// and every rendition is capped-CRF at [`cap_kbps`] of its height.
 pub(crate) fn plan(width: u32, height: u32, sar: (i32, i32), cfg: &TranscodeConfig) -> Vec<Target> {
     let (sar_num, sar_den) = match sar {
         (n, d) if n > 0 && d > 0 => (f64::from(n), f64::from(d)),
         _ => (1.0, 1.0),
     };
     let display_width = f64::from(width) * sar_num / sar_den;
-    let out_height = even(height.min(cfg.max_height.max(2)));
-    let out_width =
-        even((display_width * f64::from(out_height) / f64::from(height)).round() as u32);
-    vec![Target {
-        name: format!("{out_height}p"),
-        width: out_width,
-        height: out_height,
-        max_video_kbps: None,
-    }]
+    let top = even(height.min(cfg.max_height.max(2)));
+    std::iter::once(top)
+        .chain(RUNGS.into_iter().filter(|&h| h < top))
+        .map(|out_height| {
+            // Nearest even width (854 for 16:9 at 480 lines, as players expect).
+            let exact = display_width * f64::from(out_height) / f64::from(height);
+            let out_width = even(((exact / 2.0).round() * 2.0) as u32);
+            Target {
+                name: format!("{out_height}p"),
+                width: out_width,
+                height: out_height,
+                max_video_kbps: Some(cap_kbps(out_height)),
+            }
+        })
+        .collect()
 }
 
 /// Rounds down to an even number, at least 2.
@@ -66,6 +89,44 @@ mod tests {
     fn never_upscales_and_stays_even() {
         assert_eq!(one(320, 240, (1, 1), 720), ("240p".into(), 320, 240));
         assert_eq!(one(321, 241, (1, 1), 720), ("240p".into(), 320, 240));
+    }
+
+    #[test]
+    fn the_ladder_steps_down_from_the_top_rendition() {
+        let ladder = |w, h, max_height| {
+            let cfg = TranscodeConfig {
+                max_height,
+                ..TranscodeConfig::default()
+            };
+            plan(w, h, (1, 1), &cfg)
+                .into_iter()
+                .map(|t| (t.width, t.height, t.max_video_kbps.unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ladder(1920, 1080, 1080),
+            [
+                (1920, 1080, 5000),
+                (1280, 720, 2800),
+                (854, 480, 1400),
+                (640, 360, 800)
+            ]
+        );
+        assert_eq!(
+            ladder(1920, 1080, 720),
+            [(1280, 720, 2800), (854, 480, 1400), (640, 360, 800)]
+        );
+        assert_eq!(
+            ladder(1024, 576, 720),
+            [(1024, 576, 1400), (854, 480, 1400), (640, 360, 800)]
+        );
+        assert_eq!(ladder(640, 360, 720), [(640, 360, 800)]);
+        assert_eq!(ladder(320, 240, 720), [(320, 240, 400)]);
+        // Portrait: the height is capped, the width follows.
+        assert_eq!(
+            ladder(1080, 1920, 720),
+            [(406, 720, 2800), (270, 480, 1400), (202, 360, 800)]
+        );
     }
 
     #[test]

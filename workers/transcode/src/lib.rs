@@ -8,9 +8,10 @@
 //!
 //! [`transcode_hls`] then runs the pipeline, one module per stage:
 //!
-//! 1. `ladder` picks the renditions (unless the caller passes its own [`Target`]s) from the source size and
-//!    [`TranscodeConfig`](mediahost_core::config::TranscodeConfig) (today one: the source
-//!    capped to `max_height`, never upscaled).
+//! 1. `ladder` picks the renditions (unless the caller, i.e. a router plugin, passes its own
+//!    [`Target`]s) from the source size and
+//!    [`TranscodeConfig`](mediahost_core::config::TranscodeConfig): the source capped to
+//!    `max_height` (never upscaled), then the 1080/720/480/360 rungs below it, each capped-CRF.
 //! 2. `hls` demuxes and decodes the source **once** and hands every decoded frame to each
 //!    rendition, so a ladder costs one decode plus one scale+encode per rendition.
 //! 3. `encode` scales (libavfilter) and encodes H.264 with libx264, keyframes every
@@ -20,6 +21,8 @@
 //! 4. `package` muxes each rendition with libavformat's `hls` muxer as CMAF (fMP4) segments
 //!    plus a VOD media playlist, then writes `master.m3u8` itself, with `BANDWIDTH` measured
 //!    from the segments actually written and `CODECS` read from the encoder's `avcC` box.
+//! 5. `thumbs` takes a poster and storyboard tiles from the same decoded frames (no second
+//!    decode) and writes `poster.jpg`, `storyboard.jpg` and `storyboard.vtt`.
 //!
 //! Output layout under the caller's `out_dir`:
 //!
@@ -28,6 +31,9 @@
 //! 360p/index.m3u8      media playlist (EXT-X-MAP → init.mp4)
 //! 360p/init.mp4        fMP4 initialization segment
 //! 360p/seg_00000.m4s   ~segment_seconds each
+//! poster.jpg           still from ~10% into the video (at most 5 s), best rendition size
+//! storyboard.jpg       sprite of 160-px-wide tiles, 10 per row
+//! storyboard.vtt       WebVTT cues pointing into the sprite (`#xywh=`)
 //! ```
 //!
 //! # Why these choices
@@ -50,12 +56,14 @@ mod hls;
 mod ladder;
 mod package;
 mod probe;
+mod thumbs;
 pub mod worker;
 
 pub use error::TranscodeError;
 pub use hls::transcode_hls;
 pub use ladder::Target;
 pub use probe::probe;
+pub use thumbs::{POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT};
 
 /// Initialises libav* once per process and turns its logging down to errors, so workers do not
 /// spam stderr with per-file notices. [`probe`] and [`transcode_hls`] call it themselves;

@@ -409,3 +409,38 @@ fn a_given_ladder_is_encoded_with_aligned_segments_and_capped_bitrates() {
     let played = ffprobe_duration(master.to_str().unwrap(), None);
     assert!((played - 9.0).abs() <= 0.5, "ffprobe reads {played} s");
 }
+
+/// `width,height` of the first stream ffprobe finds in `image`.
+fn ffprobe_size(image: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(image)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn poster_and_storyboard_come_from_the_same_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let nine_seconds = Clip {
+        seconds: 9.0,
+        ..Clip::default()
+    };
+    let src = clip(dir.path(), "clip.mp4", nine_seconds);
+    let (out, _) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    let poster = out.join(mediahost_transcode::POSTER);
+    assert_eq!(ffprobe_streams(&poster), ["video:mjpeg"]);
+    assert_eq!(ffprobe_size(&poster), "640,360");
+
+    // 9 s at one tile per 2 s: tiles at 0, 2, 4, 6, 8 s, 160x90 each, in one row.
+    let vtt = std::fs::read_to_string(out.join(mediahost_transcode::STORYBOARD_VTT)).unwrap();
+    assert!(vtt.starts_with("WEBVTT\n"), "{vtt}");
+    assert_eq!(vtt.matches("storyboard.jpg#xywh=").count(), 5, "{vtt}");
+    let first = "00:00:00.000 --> 00:00:02.000\nstoryboard.jpg#xywh=0,0,160,90";
+    let last = "00:00:08.000 --> 00:00:09.000\nstoryboard.jpg#xywh=640,0,160,90";
+    assert!(vtt.contains(first) && vtt.contains(last), "{vtt}");
+    let sprite = out.join(mediahost_transcode::STORYBOARD_IMAGE);
+    assert_eq!(ffprobe_size(&sprite), "800,90");
+}

@@ -3,6 +3,7 @@
 mod migrate;
 mod serve;
 mod tenant;
+mod upload;
 
 use clap::{Args, Parser, Subcommand};
 use mediahost_core::Config;
@@ -26,6 +27,8 @@ enum Command {
     Tenant(tenant::Tenant),
     /// Apply database migrations and exit.
     Migrate(migrate::Migrate),
+    /// Upload a video file to a running server and print its id.
+    Upload(upload::Upload),
 }
 
 impl Cli {
@@ -35,6 +38,7 @@ impl Cli {
             Command::Serve(cmd) => cmd.run().await,
             Command::Tenant(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
+            Command::Upload(cmd) => cmd.run().await,
         }
     }
 }

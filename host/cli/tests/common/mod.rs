@@ -187,6 +187,16 @@ impl Server {
     pub fn data_path(&self) -> &Path {
         self.data_dir.path()
     }
+
+    /// The Prometheus text served at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for Server {
@@ -252,25 +262,72 @@ impl Client {
             .unwrap()
     }
 
-    /// Polls `GET /v1/videos/{id}` until the status is `ready` or `failed`.
-    pub async fn wait_settled(&self, id: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(180);
+    /// Creates a video and uploads the file at `clip` as its source (sized), asserting 202;
+    /// returns the video id.
+    pub async fn upload(&self, title: &str, filename: &str, clip: &Path) -> String {
+        let video = self.create_video(title, Some(filename)).await;
+        let id = video["id"].as_str().unwrap().to_owned();
+        let res = self.put_source(&id, file_body(clip, true).await).await;
+        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+        id
+    }
+
+    /// `GET /v1/videos/{id}` as JSON.
+    pub async fn video(&self, id: &str) -> serde_json::Value {
+        self.get(&format!("/v1/videos/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `GET /v1/videos/{id}` every `poll` until `done` holds for the video, failing with
+    /// `what` after `limit`.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        limit: Duration,
+        poll: Duration,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
         loop {
-            let video: serde_json::Value = self
-                .get(&format!("/v1/videos/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if video["status"] == "ready" || video["status"] == "failed" {
+            let video = self.video(id).await;
+            if done(&video) {
                 return video;
             }
-            assert!(Instant::now() < deadline, "video never settled: {video}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert!(Instant::now() < deadline, "{what}: {video}");
+            tokio::time::sleep(poll).await;
         }
     }
+
+    /// Polls `GET /v1/videos/{id}` until the status is `ready` or `failed`.
+    pub async fn wait_settled(&self, id: &str) -> serde_json::Value {
+        self.wait_for(
+            id,
+            Duration::from_secs(180),
+            Duration::from_millis(250),
+            "video never settled",
+            |video| video["status"] == "ready" || video["status"] == "failed",
+        )
+        .await
+    }
+}
+
+/// Generates a `seconds`-long test clip (the testkit's defaults otherwise) at `dir/name`.
+pub fn clip(dir: &Path, name: &str, seconds: f64) -> PathBuf {
+    let path = dir.join(name);
+    mediahost_testkit::generate_clip(
+        &path,
+        &mediahost_testkit::Clip {
+            seconds,
+            ..mediahost_testkit::Clip::default()
+        },
+    );
+    path
 }
 
 /// A file as a streaming request body (sent with Content-Length over HTTP/1.1 when `sized`,

@@ -1,10 +1,11 @@
 //! A small tus 1.0 client over reqwest for the `tus_*` tests.
 
-use super::Client;
+use super::{Client, Server};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::{Method, RequestBuilder, Response};
 use sha2::Digest;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const OFFSET_STREAM: &str = "application/offset+octet-stream";
@@ -36,6 +37,24 @@ pub fn header(res: &Response, name: &str) -> String {
         .to_str()
         .unwrap()
         .to_owned()
+}
+
+/// The (location, video id) of a `POST /v1/uploads` answer, asserting 201 Created.
+pub fn created(res: &Response) -> (String, String) {
+    assert_eq!(res.status(), 201);
+    (header(res, "location"), header(res, "mediahost-video-id"))
+}
+
+/// The upload id: the last segment of its location.
+pub fn upload_id(location: &str) -> &str {
+    location.rsplit('/').next().unwrap()
+}
+
+impl Server {
+    /// Where the server keeps the bytes of the upload at `location` until it completes.
+    pub fn tus_temp(&self, location: &str) -> PathBuf {
+        self.data_path().join("tmp/tus").join(upload_id(location))
+    }
 }
 
 /// A body that sends `bytes` in `chunk`-sized pieces, sleeping `pause` before each.
@@ -73,11 +92,16 @@ impl Client {
         (header(&res, "location"), header(&res, "mediahost-video-id"))
     }
 
-    /// `PATCH` of `bytes` at `offset`.
-    pub async fn tus_patch(&self, location: &str, offset: u64, bytes: Vec<u8>) -> Response {
+    /// A `PATCH` at `offset` with the tus content type, to add a body (and headers) to.
+    pub fn tus_patch_request(&self, location: &str, offset: u64) -> RequestBuilder {
         self.tus(Method::PATCH, location)
             .header("Content-Type", OFFSET_STREAM)
             .header("Upload-Offset", offset)
+    }
+
+    /// `PATCH` of `bytes` at `offset`.
+    pub async fn tus_patch(&self, location: &str, offset: u64, bytes: Vec<u8>) -> Response {
+        self.tus_patch_request(location, offset)
             .body(bytes)
             .send()
             .await
