@@ -12,7 +12,7 @@ mod tenants;
 mod uploads;
 mod videos;
 
-pub use tenants::hash_api_key;
+pub use tenants::{ApiKeyInfo, hash_api_key};
 pub use uploads::{Concat, NewUpload, Upload, now_ms};
 pub use videos::NewVideo;
 
@@ -33,6 +33,20 @@ pub enum StoreError {
     /// A tenant with this name already exists.
     #[error("a tenant named {0:?} already exists")]
     TenantExists(String),
+    /// No tenant has this name.
+    #[error("no tenant named {0:?}")]
+    NoSuchTenant(String),
+    /// No key of the tenant matches this id or prefix (or it is already revoked).
+    #[error("tenant {tenant:?} has no active API key {key:?}")]
+    NoSuchKey {
+        /// The tenant's name.
+        tenant: String,
+        /// The id or prefix asked for.
+        key: String,
+    },
+    /// Several active keys share this prefix; a longer prefix or the key id is needed.
+    #[error("{0:?} matches several keys; give the key id instead")]
+    AmbiguousKey(String),
     /// A stored JSON column could not be decoded (written by an incompatible version).
     #[error("corrupt stored value in {column}: {message}")]
     Corrupt {
