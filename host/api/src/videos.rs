@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use mediahost_core::{MediaInfo, Rendition, Video, VideoStatus};
+use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
 use mediahost_store::NewVideo;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,6 +38,7 @@ pub struct VideoView {
     source: Option<MediaInfo>,
     renditions: Vec<Rendition>,
     metadata: BTreeMap<String, String>,
+    progress: Option<Progress>,
     playback: Playback,
     created_at: String,
     updated_at: String,
@@ -96,6 +97,7 @@ impl VideoView {
             source: video.source,
             renditions: video.renditions,
             metadata: video.metadata,
+            progress: video.progress,
             playback,
             created_at: video.created_at,
             updated_at: video.updated_at,

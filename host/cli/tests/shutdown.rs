@@ -14,17 +14,22 @@ async fn sigterm_mid_transcode_releases_the_job_and_a_restart_finishes_it() {
     let long = clip(server.data_path(), "long.mp4", 90.0);
     let id = client.upload("long", "long.mp4", &long).await;
 
-    client
+    // Properly into the encode: progress is reported while the worker runs.
+    let video = client
         .wait_for(
             &id,
             Duration::from_secs(60),
             Duration::from_millis(100),
-            "never started processing",
-            |v| v["status"] == "processing",
+            "never reported transcoding progress",
+            |v| v["status"] == "processing" && v["progress"]["percent"].as_f64() > Some(0.0),
         )
         .await;
-    // Let it get properly into the encode.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let percent = video["progress"]["percent"].as_f64().unwrap();
+    assert!(percent < 100.0, "{video}");
+    assert!(
+        video["progress"]["speed"].as_f64().unwrap() > 0.0,
+        "{video}"
+    );
 
     let stopping = Instant::now();
     server.restart(Duration::from_secs(10));
@@ -38,4 +43,5 @@ async fn sigterm_mid_transcode_releases_the_job_and_a_restart_finishes_it() {
     let video = client.wait_settled(&id).await;
     assert_eq!(video["status"], "ready", "{video}");
     assert!((video["duration_s"].as_f64().unwrap() - 90.0).abs() < 0.5);
+    assert_eq!(video["progress"]["percent"], 100.0, "{video}");
 }

@@ -10,4 +10,4 @@ pub mod video;
 
 pub use config::Config;
 pub use media::{MediaInfo, StreamInfo};
-pub use video::{Rendition, Tenant, Video, VideoStatus};
+pub use video::{Progress, Rendition, Tenant, Video, VideoStatus};

@@ -87,6 +87,15 @@ pub struct Rendition {
     pub playlist: String,
 }
 
+/// How far a video's transcode has come.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Share of the source transcoded, 0–100.
+    pub percent: f64,
+    /// Seconds of source transcoded per second of wall time (realtime factor).
+    pub speed: f64,
+}
+
 /// A video as stored in the metadata DB.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Video {
@@ -112,6 +121,8 @@ pub struct Video {
     pub renditions: Vec<Rendition>,
     /// Key/value metadata from metadata-extractor plugins.
     pub metadata: BTreeMap<String, String>,
+    /// Transcoding progress, once a worker has started on it.
+    pub progress: Option<Progress>,
     /// Creation time, RFC 3339.
     pub created_at: String,
     /// Last change, RFC 3339.

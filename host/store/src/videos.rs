@@ -1,6 +1,6 @@
 //! Videos and their life cycle: awaiting_upload → queued → processing → ready | failed.
 
-use mediahost_core::{MediaInfo, Rendition, Video, VideoStatus};
+use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use std::collections::BTreeMap;
@@ -17,13 +17,14 @@ pub struct NewVideo {
 }
 
 const COLUMNS: &str = "id, tenant_id, title, filename, status, error, size, sha256, source_info, \
-                       renditions, metadata, created_at, updated_at";
+                       renditions, metadata, progress, created_at, updated_at";
 
 fn video_from_row(row: &SqliteRow) -> Result<Video, StoreError> {
     let status: String = row.get("status");
     let source: Option<String> = row.get("source_info");
     let renditions: String = row.get("renditions");
     let metadata: String = row.get("metadata");
+    let progress: Option<String> = row.get("progress");
     let size: Option<i64> = row.get("size");
     Ok(Video {
         id: row.get("id"),
@@ -41,6 +42,10 @@ fn video_from_row(row: &SqliteRow) -> Result<Video, StoreError> {
         renditions: serde_json::from_str::<Vec<Rendition>>(&renditions)
             .map_err(|e| corrupt("renditions", e))?,
         metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", e))?,
+        progress: progress
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| corrupt("progress", e))?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -76,6 +81,7 @@ impl Store {
             source: None,
             renditions: Vec::new(),
             metadata: BTreeMap::new(),
+            progress: None,
             created_at: now.clone(),
             updated_at: now,
         })
@@ -145,6 +151,12 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Records how far the transcode has come.
+    pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError> {
+        self.set_json(id, "progress", serde_json::to_string(progress))
+            .await
     }
 
     /// Stores what the prober found out about the source.

@@ -11,7 +11,7 @@
 use mediahost_blob::Blobs;
 use mediahost_core::config::TranscodeConfig;
 use mediahost_core::video::keys;
-use mediahost_core::{MediaInfo, Rendition, Video, VideoStatus};
+use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
 use mediahost_queue::{JobQueue, LeasedJob, RetryOutcome};
 use mediahost_runtime::{ExtractInput, PluginHost, RouteInput};
 use mediahost_store::Store;
@@ -270,7 +270,7 @@ impl Worker {
         let out = work.path().join("hls");
         std::fs::create_dir_all(&out).map_err(|e| JobError::Transient(e.to_string()))?;
         let renditions = self
-            .transcode(video_id, &source, &out, &ladder, shutdown)
+            .transcode(video_id, &source, &out, &ladder, info.duration_s, shutdown)
             .await?;
 
         let prefix = keys::hls(tenant_id, video_id, "");
@@ -369,15 +369,39 @@ impl Worker {
         source: &Path,
         out: &Path,
         ladder: &[Target],
+        duration_s: Option<f64>,
         shutdown: &CancellationToken,
     ) -> Result<Vec<Rendition>, JobError> {
         let (source, out, config) = (source.to_owned(), out.to_owned(), self.config.clone());
         let ladder = ladder.to_vec();
         let video = video_id.to_owned();
         let shutdown = shutdown.clone();
+        let started = Instant::now();
+        // The encoder thread only publishes the latest fraction; this task writes it to the DB
+        // at most once a second, so progress costs the encode nothing.
+        let (report, mut latest) = tokio::sync::watch::channel(0.0f64);
+        let recorder = {
+            let (store, video) = (self.store.clone(), video_id.to_owned());
+            tokio::spawn(async move {
+                while latest.changed().await.is_ok() {
+                    let fraction = *latest.borrow_and_update();
+                    let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+                    let progress = Progress {
+                        percent: (fraction * 1000.0).round() / 10.0,
+                        speed: duration_s
+                            .map_or(0.0, |d| (fraction * d / elapsed * 100.0).round() / 100.0),
+                    };
+                    if let Err(e) = store.set_progress(&video, &progress).await {
+                        tracing::warn!(%video, error = %e, "could not record progress");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        };
         let renditions = tokio::task::spawn_blocking(move || {
             let mut last_logged = 0.0;
             let mut progress = |fraction: f64| {
+                report.send_replace(fraction);
                 if fraction - last_logged >= 0.25 {
                     last_logged = fraction;
                     tracing::info!(video = %video, percent = (fraction * 100.0).round(), "transcoding");
@@ -390,7 +414,14 @@ impl Worker {
             };
             crate::transcode_hls(&source, &out, &config, &ladder, &mut progress)
         })
-        .await??;
+        .await;
+        // The sender went away with the encoder thread; let the recorder write the final value.
+        let _ = recorder.await;
+        let renditions = renditions??;
+        if let Some(d) = duration_s {
+            metrics::histogram!("mediahost_transcode_realtime_factor")
+                .record(d / started.elapsed().as_secs_f64().max(1e-3));
+        }
         Ok(renditions)
     }
 }
