@@ -1,0 +1,109 @@
+//! The official tus client (tus-js-client from npm, driven by `tests/tus-js/upload.mjs` under
+//! Node) against the real server: an upload interrupted mid-request, a server crash while it is
+//! paused, and the client resuming from the URL it remembered, to a byte-exact source.
+//!
+//! `scripts/setup` installs Node and the client (`npm ci` in `tests/tus-js`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::tus::sha256_hex;
+use common::{Client, Options, Server};
+
+fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tus-js")
+}
+
+/// Runs the Node client once with `options` and returns its JSON events.
+fn run_client(options: serde_json::Value) -> Vec<serde_json::Value> {
+    let dir = client_dir();
+    assert!(
+        dir.join("node_modules/tus-js-client").is_dir(),
+        "tus-js-client is not installed in {}: run scripts/setup",
+        dir.display()
+    );
+    let out = Command::new("node")
+        .arg(dir.join("upload.mjs"))
+        .arg(options.to_string())
+        .output()
+        .expect("cannot run node: run scripts/setup, which installs it");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tus-js-client failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+fn event<'a>(events: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["event"] == name)
+        .unwrap_or_else(|| panic!("no {name} event in {events:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tus_js_client_resumes_after_an_interruption_and_a_server_crash() {
+    let mut server = Server::start(Options::default());
+    let key = server.create_tenant("acme");
+    let client = Client::new(&server, &key);
+    let clip_path = common::clip(server.data_path(), "clip.mp4", 4.0);
+    let clip = std::fs::read(&clip_path).unwrap();
+    let len = clip.len() as u64;
+    let chunk = len / 8 + 1;
+    let endpoint = server.url("/v1/uploads");
+    let storage = server.data_path().join("tus-js-urls.json");
+    let options = |extra: serde_json::Value| {
+        let mut o = serde_json::json!({
+            "endpoint": endpoint,
+            "file": clip_path,
+            "key": key,
+            "chunkSize": chunk,
+            "storage": storage,
+        });
+        o.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        o
+    };
+
+    // Stop in the middle of the fifth PATCH, as a closed laptop lid would.
+    let first = run_client(options(
+        serde_json::json!({"abortAt": chunk * 4 + chunk / 3}),
+    ));
+    let created = event(&first, "created");
+    let video_id = created["videoId"].as_str().unwrap().to_owned();
+    let location = created["url"].as_str().unwrap().to_owned();
+    event(&first, "aborted");
+    let durable = client.tus_offset(&location).await;
+    assert!(
+        (chunk * 4..len).contains(&durable),
+        "offset {durable} of {len} after the interruption"
+    );
+
+    // The server crashes while the client is away; the offset it reported survives.
+    server.kill9_and_restart();
+    assert_eq!(client.tus_offset(&location).await, durable);
+
+    let second = run_client(options(serde_json::json!({"resume": true})));
+    assert_eq!(event(&second, "resumed")["offset"], durable);
+    assert!(
+        !second.iter().any(|e| e["event"] == "created"),
+        "resumed, not restarted: {second:?}"
+    );
+    event(&second, "done");
+
+    let video = client.wait_settled(&video_id).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    assert_eq!(video["sha256"], sha256_hex(&clip));
+    assert_eq!(video["size"], len);
+    assert_eq!(video["title"], "tus-js-client upload");
+    assert_eq!(video["filename"], "clip.mp4");
+}
