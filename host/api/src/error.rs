@@ -48,6 +48,10 @@ pub enum ApiError {
     /// 403 `forbidden`: the operation is not allowed on this resource (PATCH of a final upload),
     /// or the admin API without the operator key (disabled, or called with a tenant key).
     Forbidden(String),
+    /// 429 `too_many_uploads`: the tenant has as many uploads open as its quota allows.
+    TooManyUploads(String),
+    /// 403 `quota_exceeded`: the upload would take the tenant past its storage quota.
+    QuotaExceeded(String),
     /// 503 `unavailable`: a dependency (plugin, queue) failed; retrying later may work.
     Unavailable(String),
     /// 500 `internal`: logged with its cause, answered generically.
@@ -92,6 +96,10 @@ impl ApiError {
             ),
             Self::Gone(m) => (StatusCode::GONE, "upload_expired", m.clone()),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            Self::TooManyUploads(m) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads", m.clone())
+            }
+            Self::QuotaExceeded(m) => (StatusCode::FORBIDDEN, "quota_exceeded", m.clone()),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -17,6 +17,7 @@ mod error;
 mod ingest;
 mod ops;
 mod playback;
+mod quota;
 mod range;
 #[cfg(test)]
 mod test_support;
@@ -34,7 +35,7 @@ use mediahost_queue::JobQueue;
 use mediahost_runtime::PluginHost;
 use mediahost_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Everything a request handler needs; shared by all requests.
@@ -51,14 +52,17 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Base URL for playback links; from the request's Host when unset.
     pub public_url: Option<String>,
-    /// Videos whose source is being received by this process, so a second concurrent upload
-    /// of the same video is refused instead of racing the first.
-    pub uploads_in_flight: Mutex<HashSet<String>>,
+    /// Videos whose source is being received by this process (video id → tenant id), so a
+    /// second concurrent upload of the same video is refused instead of racing the first, and
+    /// streaming uploads count towards their tenant's concurrency quota.
+    pub uploads_in_flight: Mutex<HashMap<String, String>>,
     /// tus limits, expiry and lock lease (`[tus]`); set with [`AppState::with_tus`].
     pub tus: mediahost_core::config::TusConfig,
     /// The operator's Bearer key for the admin API (`/v1/plugins`); `None` turns the admin API
     /// off (403). Set with [`AppState::with_operator_key`].
     pub operator_key: Option<String>,
+    /// Default tenant quotas (`[quotas]`); set with [`AppState::with_quotas`].
+    pub quotas: mediahost_core::Quota,
 }
 
 impl AppState {
@@ -78,8 +82,9 @@ impl AppState {
             plugins,
             metrics,
             public_url,
-            uploads_in_flight: Mutex::new(HashSet::new()),
+            uploads_in_flight: Mutex::new(HashMap::new()),
             tus: Default::default(),
+            quotas: Default::default(),
             operator_key: None,
         }
     }
@@ -95,6 +100,12 @@ impl AppState {
 }
 
 impl AppState {
+    /// Uses these default tenant quotas (no limits otherwise).
+    pub fn with_quotas(mut self, quotas: mediahost_core::Quota) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
     /// Uses these tus settings instead of the defaults.
     pub fn with_tus(mut self, tus: mediahost_core::config::TusConfig) -> Self {
         self.tus = tus;
@@ -111,6 +122,8 @@ pub fn app(state: SharedState) -> Router {
         .route("/videos", get(videos::list).post(videos::create))
         .route("/videos/{id}", get(videos::show))
         .route("/plugins", get(admin::list_plugins))
+        .route("/usage", get(quota::own_usage))
+        .route("/tenants/{tenant}/quota", get(quota::show).put(quota::set))
         .route(
             "/videos/{id}/source",
             // Sources are streamed to disk, never buffered, so no body limit applies.

@@ -12,8 +12,11 @@ use mediahost_runtime::UploadInfo;
 
 use crate::auth::AuthTenant;
 use crate::ingest::{HEAD_BYTES, queue_transcode, validate};
+use crate::quota;
 use crate::videos::{VideoView, base_url};
 use crate::{ApiError, SharedState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Removes a video from the in-flight set when the upload handler ends, however it ends.
 struct InFlight<'a> {
@@ -22,16 +25,17 @@ struct InFlight<'a> {
 }
 
 impl<'a> InFlight<'a> {
-    fn claim(state: &'a SharedState, video_id: &str) -> Result<Self, ApiError> {
+    fn claim(state: &'a SharedState, tenant_id: &str, video_id: &str) -> Result<Self, ApiError> {
         let mut set = state
             .uploads_in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if !set.insert(video_id.to_owned()) {
+        if set.contains_key(video_id) {
             return Err(ApiError::Conflict(format!(
                 "an upload of video {video_id} is already in progress"
             )));
         }
+        set.insert(video_id.to_owned(), tenant_id.to_owned());
         Ok(Self {
             state,
             video_id: video_id.to_owned(),
@@ -80,7 +84,6 @@ pub async fn put_source(
     uri: Uri,
     body: Body,
 ) -> Result<(StatusCode, Json<VideoView>), ApiError> {
-    let _in_flight = InFlight::claim(&state, &id)?;
     let video = state
         .store
         .video(&tenant.id, &id)
@@ -92,12 +95,18 @@ pub async fn put_source(
             video.status
         )));
     }
+    let declared_size = header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    // Admitted before this upload counts as one in flight, so it does not count against itself.
+    let limit = quota::admit_upload(&state, &tenant, declared_size).await?;
+    // A concurrent upload of the same video is refused here; one that finished in between
+    // makes the final `mark_uploaded` (conditional on `awaiting_upload`) refuse this one.
+    let _in_flight = InFlight::claim(&state, &tenant.id, &id)?;
 
     let info = UploadInfo {
         tenant: tenant.id.clone(),
         video_id: video.id.clone(),
         filename: video.filename.clone(),
-        declared_size: header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+        declared_size,
         content_type: header_str(&headers, header::CONTENT_TYPE),
         metadata: vec![("title".into(), video.title.clone())],
     };
@@ -114,7 +123,15 @@ pub async fn put_source(
     validate(&state, move |p| p.check_head(&info, &sniffed)).await?;
 
     let body = futures::stream::once(async move { Ok::<_, axum::Error>(head) }).chain(rest);
+    let over_limit = Arc::new(AtomicBool::new(false));
+    let body = quota::capped(body, limit, over_limit.clone());
     let staged = state.blobs.stage(body).await.map_err(|e| match e {
+        mediahost_blob::BlobError::Interrupted(_) if over_limit.load(Ordering::Relaxed) => {
+            ApiError::TooLarge(format!(
+                "the source is larger than {limit} bytes, the most tenant {} may upload at once",
+                tenant.name
+            ))
+        }
         mediahost_blob::BlobError::Interrupted(m) => {
             ApiError::BadRequest(format!("upload interrupted: {m}"))
         }

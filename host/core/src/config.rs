@@ -51,6 +51,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// tus resumable uploads at `/v1/uploads`.
     pub tus: TusConfig,
+    /// Default quotas of every tenant; a tenant's own quota (`mediahost tenant quota`)
+    /// overrides them limit by limit. Unset limits are unlimited.
+    pub quotas: crate::Quota,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             admin: AdminConfig::default(),
             tus: TusConfig::default(),
+            quotas: crate::Quota::default(),
         }
     }
 }

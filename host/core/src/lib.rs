@@ -6,8 +6,10 @@
 
 pub mod config;
 pub mod media;
+pub mod quota;
 pub mod video;
 
 pub use config::Config;
 pub use media::{MediaInfo, StreamInfo};
+pub use quota::{Quota, Usage};
 pub use video::{Progress, Rendition, Tenant, Video, VideoStatus};

@@ -8,6 +8,7 @@
 //! Every video query that serves a client is scoped by tenant, so another tenant's video is
 //! indistinguishable from a missing one.
 
+mod quotas;
 mod tenants;
 mod uploads;
 mod videos;

@@ -5,9 +5,10 @@
 use mediahost_core::Tenant;
 use mediahost_store::{Concat, Upload};
 
+use super::create_upload;
 use super::headers::Metadata;
 use super::write::{Lock, complete, terminate};
-use super::{create_upload, too_large};
+use crate::quota;
 use crate::{ApiError, SharedState};
 
 /// Creates and completes the final upload made of the partials `ids`.
@@ -39,14 +40,12 @@ pub(super) async fn create_final(
         parts.push((part.id, part.offset));
     }
     let total: u64 = parts.iter().map(|(_, len)| len).sum();
-    if total > state.tus.max_size {
-        return Err(too_large(state, total));
-    }
     if total == 0 {
         return Err(ApiError::BadRequest(
             "the partial uploads are empty; a video source cannot be".into(),
         ));
     }
+    quota::admit_upload(state, tenant, Some(total)).await?;
 
     let upload = create_upload(state, tenant, metadata, Some(total), Concat::Final).await?;
     let built = async {

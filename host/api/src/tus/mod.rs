@@ -38,6 +38,7 @@ use self::headers::{ConcatRequest, TUS_VERSION, names};
 use self::write::{Lock, complete, terminate, upload_info, write_body};
 use crate::auth::AuthTenant;
 use crate::ingest::validate;
+use crate::quota;
 use crate::{ApiError, SharedState};
 
 /// Extensions advertised on OPTIONS.
@@ -208,9 +209,7 @@ async fn write_locked(
                         upload.offset
                     )));
                 }
-                if length > state.tus.max_size {
-                    return Err(too_large(state, length));
-                }
+                quota::check_length(state, tenant, length).await?;
                 state
                     .store
                     .set_upload_length(id, &lock.token, length)
@@ -239,13 +238,6 @@ async fn write_locked(
     }
     lock.release().await?;
     Ok(offset)
-}
-
-fn too_large(state: &SharedState, length: u64) -> ApiError {
-    ApiError::TooLarge(format!(
-        "Upload-Length {length} exceeds the maximum of {} bytes (Tus-Max-Size)",
-        state.tus.max_size
-    ))
 }
 
 /// Title and file name of the video an upload creates, from its metadata.
@@ -352,7 +344,6 @@ async fn create(
                 "Upload-Length (or Upload-Defer-Length: 1) is required".into(),
             ));
         }
-        (Some(l), _) if l > state.tus.max_size => return Err(too_large(&state, l)),
         _ => {}
     }
     let concat = match concat {
@@ -364,6 +355,7 @@ async fn create(
             "Upload-Length is 0; a video source cannot be empty".into(),
         ));
     }
+    quota::admit_upload(&state, &tenant, length).await?;
     let upload = create_upload(&state, &tenant, &metadata, length, concat).await?;
     let mut h = created_headers(&upload);
     let mut offset = 0;

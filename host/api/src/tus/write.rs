@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::checksum::Expected;
 use super::headers::parse_metadata;
 use crate::ingest::{HEAD_BYTES, queue_transcode, validate};
+use crate::quota;
 use crate::{ApiError, SharedState};
 
 /// Bytes written between fsyncs (and durable offset updates) of an unchecksummed body.
@@ -195,7 +196,10 @@ pub(super) async fn write_body(
     mut checksum: Option<Expected>,
 ) -> Result<u64, ApiError> {
     let start = upload.offset;
-    let limit = upload.length.unwrap_or(state.tus.max_size);
+    let limit = match upload.length {
+        Some(length) => length,
+        None => quota::upload_limit(state, tenant).await?,
+    };
     let mut writer = state.blobs.open_part(&upload.id, start).await?;
     // Partial uploads are not a file's head; the final upload's head is checked on completion.
     let mut head_checked = upload.head_checked || upload.concat != Concat::None;
@@ -227,7 +231,10 @@ pub(super) async fn write_body(
             }
             return Err(ApiError::TooLarge(match upload.length {
                 Some(l) => format!("the body goes beyond Upload-Length ({l} bytes)"),
-                None => format!("uploads are limited to {limit} bytes (Tus-Max-Size)"),
+                None => format!(
+                    "uploads of tenant {} are limited to {limit} bytes (Tus-Max-Size or its quota)",
+                    tenant.name
+                ),
             }));
         }
         writer.write(&chunk).await?;

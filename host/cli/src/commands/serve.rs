@@ -153,7 +153,8 @@ impl Serve {
                 config.public_url.clone(),
             )
             .with_operator_key(config.admin.operator_key())
-            .with_tus(config.tus.clone()),
+            .with_tus(config.tus.clone())
+            .with_quotas(config.quotas),
         );
         let sweeper = tokio::spawn(sweep_uploads(
             state.store.clone(),

@@ -12,6 +12,104 @@ pub enum Tenant {
     /// Manage a tenant's API keys (several may be active, so keys rotate without downtime).
     #[command(subcommand)]
     Key(Key),
+    /// Show a tenant's quota and usage, or change its limits (the others stay as they are).
+    Quota(QuotaArgs),
+}
+
+/// Arguments of `tenant quota`. Sizes take binary units: `500MiB`, `2GiB`, `1TiB`.
+#[derive(Debug, Args)]
+pub struct QuotaArgs {
+    /// Tenant name.
+    name: String,
+    /// Largest single upload (e.g. `2GiB`); `default` returns to the deployment's `[quotas]`.
+    #[arg(long, value_name = "SIZE|default")]
+    max_upload_size: Option<Limit>,
+    /// Source bytes the tenant may store (e.g. `100GiB`); `default` as above.
+    #[arg(long, value_name = "SIZE|default")]
+    max_storage: Option<Limit>,
+    /// Uploads the tenant may have open at once; `default` as above.
+    #[arg(long, value_name = "N|default")]
+    max_concurrent_uploads: Option<Limit>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// A limit given on the command line: a value, or `default` to unset the tenant's own.
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<u64>);
+
+impl std::str::FromStr for Limit {
+    type Err = mediahost_core::quota::InvalidSize;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("default") {
+            return Ok(Limit(None));
+        }
+        mediahost_core::quota::parse_size(s).map(|v| Limit(Some(v)))
+    }
+}
+
+fn show_limit(own: Option<u64>, effective: Option<u64>) -> String {
+    let value = effective.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+    if own.is_some() {
+        value
+    } else {
+        format!("{value} (default)")
+    }
+}
+
+impl QuotaArgs {
+    async fn run(self) -> anyhow::Result<()> {
+        let config = self.common.load()?;
+        let store = Common::open_store(&config).await?;
+        let tenant = store.tenant_by_name(self.name.trim()).await?;
+        let mut own = store.tenant_quota(&tenant.id).await?;
+        let changes = [
+            self.max_upload_size,
+            self.max_storage,
+            self.max_concurrent_uploads,
+        ];
+        if changes.iter().any(Option::is_some) {
+            if let Some(Limit(v)) = self.max_upload_size {
+                own.max_upload_bytes = v;
+            }
+            if let Some(Limit(v)) = self.max_storage {
+                own.max_storage_bytes = v;
+            }
+            if let Some(Limit(v)) = self.max_concurrent_uploads {
+                own.max_concurrent_uploads = v
+                    .map(u32::try_from)
+                    .transpose()
+                    .map_err(|_| anyhow::anyhow!("--max-concurrent-uploads is too large"))?;
+            }
+            store.set_tenant_quota(&tenant.id, &own).await?;
+            println!("updated the quota of tenant {}", tenant.name);
+        }
+        let quota = own.or(&config.quotas);
+        let usage = store
+            .tenant_usage(&tenant.id, mediahost_store::now_ms())
+            .await?;
+        println!(
+            "max upload size (bytes):  {}",
+            show_limit(own.max_upload_bytes, quota.max_upload_bytes)
+        );
+        println!(
+            "max storage (bytes):      {}",
+            show_limit(own.max_storage_bytes, quota.max_storage_bytes)
+        );
+        println!(
+            "max concurrent uploads:   {}",
+            show_limit(
+                own.max_concurrent_uploads.map(u64::from),
+                quota.max_concurrent_uploads.map(u64::from)
+            )
+        );
+        println!(
+            "usage: {} bytes stored, {} bytes in open uploads, {} uploads open",
+            usage.stored_bytes, usage.reserved_bytes, usage.open_uploads
+        );
+        Ok(())
+    }
 }
 
 /// `tenant key ...`.
@@ -85,6 +183,7 @@ impl Tenant {
                     );
                 }
             }
+            Self::Quota(cmd) => cmd.run().await?,
             Self::Key(Key::Revoke(cmd)) => {
                 let named = Named {
                     name: cmd.name,
