@@ -1,6 +1,7 @@
 //! The `mediahost` binary: a thin clap dispatch into the crates that do the work.
 
 mod commands;
+mod https;
 
 use clap::Parser;
 use std::io::IsTerminal;

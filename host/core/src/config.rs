@@ -54,6 +54,8 @@ pub struct Config {
     /// Default quotas of every tenant; a tenant's own quota (`mediahost tenant quota`)
     /// overrides them limit by limit. Unset limits are unlimited.
     pub quotas: crate::Quota,
+    /// HTTPS: a second listener serving the same API over TLS, HTTP/2 negotiated by ALPN.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             tus: TusConfig::default(),
             quotas: crate::Quota::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -190,6 +193,20 @@ impl Default for TusConfig {
             lock_seconds: 30,
         }
     }
+}
+
+/// HTTPS with HTTP/2 (ALPN `h2`, falling back to `http/1.1`). Off unless `listen` is set; the
+/// plain listener (`listen` at the top level) keeps serving, e.g. for health checks on
+/// localhost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the HTTPS listener, e.g. `0.0.0.0:8443`.
+    pub listen: Option<SocketAddr>,
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 /// The operator's admin API.

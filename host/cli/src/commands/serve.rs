@@ -70,6 +70,31 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// Starts the HTTPS listener when `[tls] listen` is set (certificate and key required).
+async fn start_https(
+    tls: &mediahost_core::config::TlsConfig,
+    app: &axum::Router,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = tls.listen else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+        anyhow::bail!("tls.listen is set, so tls.cert_file and tls.key_file are required");
+    };
+    let acceptor = crate::https::acceptor(cert, key)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen on tls.listen {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "mediahost listening for HTTPS (h2, http/1.1)");
+    Ok(Some(tokio::spawn(crate::https::serve(
+        listener,
+        acceptor,
+        app.clone(),
+        shutdown.clone(),
+    ))))
+}
+
 /// Collects expired tus uploads every `interval` until shutdown.
 async fn sweep_uploads(
     store: mediahost_store::Store,
@@ -162,16 +187,28 @@ impl Serve {
             Duration::from_secs(config.tus.sweep_interval_seconds.max(1)),
             shutdown.clone(),
         ));
+        let app = mediahost_api::app(state);
+        let https = match start_https(&config.tls, &app, &shutdown).await {
+            Ok(https) => https,
+            Err(e) => {
+                // Workers and the sweeper stop with the token; nothing else started yet.
+                shutdown.cancel();
+                return Err(e);
+            }
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "mediahost listening");
         let signal = shutdown_signal(shutdown.clone());
-        axum::serve(listener, mediahost_api::app(state))
+        axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .await
             .context("serve HTTP")?;
         shutdown.cancel();
+        if let Some(https) = https {
+            https.await?;
+        }
         sweeper.await?;
         // Stopping the watcher waits for a reload in progress; keep that off the async workers.
         tokio::task::spawn_blocking(move || drop(watcher)).await?;

@@ -30,7 +30,8 @@ pub struct Options {
     pub config: String,
 }
 
-fn free_port() -> u16 {
+/// A local TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
