@@ -10,7 +10,7 @@ use crate::SharedState;
 use crate::auth::Operator;
 
 /// `GET /v1/plugins` answers `{"plugins": [...]}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PluginList {
     /// Every known plugin, sorted by name.
     pub plugins: Vec<PluginView>,
@@ -18,7 +18,7 @@ pub struct PluginList {
 
 /// One plugin as the admin API shows it. The version fields describe the version serving
 /// calls and are `null` when none ever loaded.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PluginView {
     /// Name from the manifest.
     pub name: String,
@@ -59,6 +59,18 @@ impl From<PluginSummary> for PluginView {
 }
 
 /// `GET /v1/plugins`: every plugin with its serving version and reload status.
+#[utoipa::path(
+    get,
+    path = "/plugins",
+    operation_id = "list_plugins",
+    tag = crate::openapi::ADMIN,
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "Every plugin, sorted by name", body = PluginList),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 403, description = "No operator key configured, or a tenant key was sent", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn list_plugins(_: Operator, State(state): State<SharedState>) -> Json<PluginList> {
     let plugins = state
         .plugins

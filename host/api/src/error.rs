@@ -7,7 +7,24 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+
+/// Every error's body: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The code and message of an [`ErrorBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code for programs to match on, e.g. `not_found`, `too_large`, `quota_exceeded`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// For people: what happened and what to do about it.
+    pub message: String,
+}
 
 /// An API failure with its HTTP status and stable code.
 #[derive(Debug)]
@@ -121,11 +138,10 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "internal error answering a request");
         }
         let (status, code, message) = self.parts();
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

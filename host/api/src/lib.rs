@@ -15,6 +15,7 @@ mod auth;
 mod cors;
 mod error;
 mod ingest;
+mod openapi;
 mod ops;
 mod playback;
 mod quota;
@@ -27,9 +28,10 @@ mod videos;
 
 pub use error::ApiError;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::get;
 use mediahost_blob::Blobs;
 use mediahost_queue::JobQueue;
 use mediahost_runtime::PluginHost;
@@ -37,6 +39,9 @@ use mediahost_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Everything a request handler needs; shared by all requests.
 pub struct AppState {
@@ -116,21 +121,31 @@ impl AppState {
 /// Shared state as handlers receive it.
 pub type SharedState = Arc<AppState>;
 
+/// The `/v1` routes, each registered with its OpenAPI entry (see [`openapi`]).
+fn v1_routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(videos::list, videos::create))
+        .routes(routes!(videos::show))
+        .merge(
+            // Sources are streamed to disk, never buffered, so no body limit applies.
+            OpenApiRouter::new()
+                .routes(routes!(upload::put_source))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        // Documented in `openapi::ApiDoc`: OpenAPI cannot spell the wildcard.
+        .route("/videos/{id}/hls/{*path}", get(playback::hls_file))
+        .routes(routes!(quota::own_usage))
+        .routes(routes!(admin::list_plugins))
+        .routes(routes!(quota::show, quota::set))
+        .routes(routes!(openapi::serve))
+        .merge(tus::routes())
+}
+
 /// The complete HTTP API.
 pub fn app(state: SharedState) -> Router {
-    let v1 = Router::new()
-        .route("/videos", get(videos::list).post(videos::create))
-        .route("/videos/{id}", get(videos::show))
-        .route("/plugins", get(admin::list_plugins))
-        .route("/usage", get(quota::own_usage))
-        .route("/tenants/{tenant}/quota", get(quota::show).put(quota::set))
-        .route(
-            "/videos/{id}/source",
-            // Sources are streamed to disk, never buffered, so no body limit applies.
-            put(upload::put_source).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/videos/{id}/hls/{*path}", get(playback::hls_file))
-        .merge(tus::routes())
+    let (v1, doc) = v1_routes().split_for_parts();
+    let v1 = v1
+        .layer(Extension(Arc::new(openapi::document(doc))))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state.clone());

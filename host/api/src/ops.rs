@@ -62,7 +62,9 @@ pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
 
 /// Any path no route matches.
 pub async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint; see the API section of the README".into())
+    ApiError::NotFound(
+        "no such endpoint; see GET /v1/openapi.json or the API section of the README".into(),
+    )
 }
 
 /// A known path with the wrong method.

@@ -50,6 +50,33 @@ fn cache_control(path: &str, status: VideoStatus) -> &'static str {
 
 /// `GET` (and `HEAD`) `/v1/videos/{id}/hls/{*path}`: a playback file with range and
 /// conditional request support.
+///
+/// Routed as `/videos/{id}/hls/{*path}` (the path may hold slashes), which OpenAPI cannot
+/// spell; the document names the parameter `path`.
+#[utoipa::path(
+    get,
+    path = "/videos/{id}/hls/{path}",
+    operation_id = "get_playback_file",
+    tag = crate::openapi::PLAYBACK,
+    security(("tenant_key" = [])),
+    params(
+        ("id" = String, Path, description = "Video id"),
+        ("path" = String, Path, description = "`master.m3u8` or a file it names, e.g. `720p/index.m3u8`, `720p/seg_00001.m4s`; may contain slashes"),
+        ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `a-` or `-n`"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy"),
+        ("If-Modified-Since" = Option<String>, Header, description = "HTTP date of a cached copy"),
+        ("If-Range" = Option<String>, Header, description = "ETag or date the Range depends on"),
+    ),
+    responses(
+        (status = 200, description = "The file: playlists `application/vnd.apple.mpegurl`, init segments `video/mp4`, segments `video/iso.segment`, posters `image/jpeg`, storyboards `text/vtt`; with ETag, Last-Modified, Cache-Control. HEAD answers the same without a body"),
+        (status = 206, description = "The requested range, with Content-Range"),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "Invalid path", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such video or file", body = crate::error::ErrorBody),
+        (status = 416, description = "The range starts beyond the end (Content-Range: bytes */size)", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn hls_file(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,

@@ -148,7 +148,7 @@ where
 }
 
 /// A tenant's quota and usage as the API shows them.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct QuotaView {
     /// Tenant name.
     pub tenant: String,
@@ -172,6 +172,17 @@ async fn view(state: &SharedState, tenant: Tenant) -> Result<QuotaView, ApiError
 }
 
 /// `GET /v1/usage`: the calling tenant's quota and usage.
+#[utoipa::path(
+    get,
+    path = "/usage",
+    operation_id = "get_usage",
+    tag = crate::openapi::VIDEOS,
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The tenant's limits and usage", body = QuotaView),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn own_usage(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
@@ -190,6 +201,20 @@ async fn tenant_named(state: &SharedState, name: &str) -> Result<Tenant, ApiErro
 }
 
 /// `GET /v1/tenants/{tenant}/quota` (operator).
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/quota",
+    operation_id = "get_tenant_quota",
+    tag = crate::openapi::ADMIN,
+    security(("operator_key" = [])),
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 200, description = "The tenant's limits and usage", body = QuotaView),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 403, description = "No operator key configured, or a tenant key was sent", body = crate::error::ErrorBody),
+        (status = 404, description = "No tenant of that name", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn show(
     _: Operator,
     State(state): State<SharedState>,
@@ -201,6 +226,22 @@ pub async fn show(
 
 /// `PUT /v1/tenants/{tenant}/quota` (operator): replaces the tenant's own limits; a limit left
 /// out or `null` falls back to the deployment default.
+#[utoipa::path(
+    put,
+    path = "/tenants/{tenant}/quota",
+    operation_id = "set_tenant_quota",
+    tag = crate::openapi::ADMIN,
+    security(("operator_key" = [])),
+    params(("tenant" = String, Path, description = "Tenant name")),
+    request_body = Quota,
+    responses(
+        (status = 200, description = "The tenant's new limits and usage", body = QuotaView),
+        (status = 400, description = "Malformed body", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 403, description = "No operator key configured, or a tenant key was sent", body = crate::error::ErrorBody),
+        (status = 404, description = "No tenant of that name", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn set(
     _: Operator,
     State(state): State<SharedState>,

@@ -76,6 +76,31 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
 }
 
 /// `PUT /v1/videos/{id}/source`: stream the source, store it, queue the transcode.
+#[utoipa::path(
+    put,
+    path = "/videos/{id}/source",
+    operation_id = "upload_source",
+    tag = crate::openapi::VIDEOS,
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "Video id, awaiting its source")),
+    request_body(
+        content = Vec<u8>,
+        content_type = "application/octet-stream",
+        description = "The video file, with Content-Length or chunked; streamed to storage, never buffered"
+    ),
+    responses(
+        (status = 202, description = "Stored and queued for transcoding", body = VideoView),
+        (status = 400, description = "Empty or interrupted body", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 403, description = "`quota_exceeded`: past the tenant's storage quota", body = crate::error::ErrorBody),
+        (status = 404, description = "No such video for this tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "The video already has a source, or one is being uploaded", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than the tenant's max upload size", body = crate::error::ErrorBody),
+        (status = 422, description = "`rejected_by_plugin`: a validator refused it (the plugin may choose another 4xx)", body = crate::error::ErrorBody),
+        (status = 429, description = "`too_many_uploads`: the tenant has as many uploads open as it may", body = crate::error::ErrorBody),
+        (status = 503, description = "A validator plugin failed (fail-closed) or the queue is down", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn put_source(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,

@@ -16,36 +16,60 @@ use crate::{ApiError, SharedState};
 const MAX_TEXT: usize = 1024;
 
 /// Body of `POST /v1/videos`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVideo {
+    /// Shown to people; not empty, at most 1024 bytes.
     title: String,
+    /// The source's file name, if known (validator plugins check it).
     #[serde(default)]
     filename: Option<String>,
 }
 
 /// A video as clients see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VideoView {
+    /// Stable id (UUID v7).
     id: String,
+    /// Title.
     title: String,
+    /// The source's file name, if declared.
     filename: Option<String>,
+    /// Where the video is in its life cycle.
     status: VideoStatus,
+    /// Why processing failed, when `status` is `failed`.
     error: Option<String>,
+    /// Source size in bytes, once stored.
     size: Option<u64>,
+    /// Hex sha256 of the source, once stored.
     sha256: Option<String>,
+    /// Duration in seconds, once probed.
     duration_s: Option<f64>,
+    /// What probing the source found.
     source: Option<MediaInfo>,
+    /// The renditions made, once ready.
     renditions: Vec<Rendition>,
+    /// What metadata-extractor plugins returned.
     metadata: BTreeMap<String, String>,
+    /// Transcoding progress while a worker runs.
     progress: Option<Progress>,
+    /// Playback URLs, once ready.
     playback: Playback,
+    /// RFC 3339.
     created_at: String,
+    /// RFC 3339.
     updated_at: String,
 }
 
+/// `GET /v1/videos` answers `{"videos": [...]}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoList {
+    /// Newest first.
+    videos: Vec<VideoView>,
+}
+
 /// Where to play a ready video.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Playback {
     /// HLS master playlist URL, once ready.
     hls: Option<String>,
@@ -121,6 +145,19 @@ fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/videos`: create a video awaiting its upload.
+#[utoipa::path(
+    post,
+    path = "/videos",
+    operation_id = "create_video",
+    tag = crate::openapi::VIDEOS,
+    security(("tenant_key" = [])),
+    request_body = CreateVideo,
+    responses(
+        (status = 201, description = "Created, awaiting its source", body = VideoView),
+        (status = 400, description = "Malformed JSON, empty or too long title", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
@@ -148,6 +185,19 @@ pub async fn create(
 }
 
 /// `GET /v1/videos/{id}`.
+#[utoipa::path(
+    get,
+    path = "/videos/{id}",
+    operation_id = "get_video",
+    tag = crate::openapi::VIDEOS,
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "Video id")),
+    responses(
+        (status = 200, description = "The video", body = VideoView),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such video for this tenant", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
@@ -167,19 +217,34 @@ pub async fn show(
 }
 
 /// Query of `GET /v1/videos`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many videos (1..=500, default 50).
     limit: Option<u32>,
 }
 
 /// `GET /v1/videos`: the tenant's videos, newest first.
+#[utoipa::path(
+    get,
+    path = "/videos",
+    operation_id = "list_videos",
+    tag = crate::openapi::VIDEOS,
+    security(("tenant_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The tenant's videos, newest first", body = VideoList),
+        (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
     uri: Uri,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<VideoList>, ApiError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let base = base_url(&state, &headers, &uri);
     let videos: Vec<VideoView> = state
@@ -189,5 +254,5 @@ pub async fn list(
         .into_iter()
         .map(|v| VideoView::new(v, &base))
         .collect();
-    Ok(Json(serde_json::json!({ "videos": videos })))
+    Ok(Json(VideoList { videos }))
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The probed description of a media file: container plus one entry per stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaInfo {
     /// Container format name as libavformat reports it (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
     pub container: String,
@@ -16,7 +16,7 @@ pub struct MediaInfo {
 }
 
 /// One stream of a probed file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StreamInfo {
     /// Position of the stream in the container.
     pub index: usize,

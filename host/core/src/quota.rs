@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Upload and storage limits. `None` = unlimited (or, for a tenant, the deployment default).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quota {
     /// Largest single upload in bytes (tus `Upload-Length`, or the body of
@@ -35,7 +35,7 @@ impl Quota {
 }
 
 /// What a tenant uses of its quota right now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// Bytes of stored video sources.
     pub stored_bytes: u64,

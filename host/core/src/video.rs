@@ -17,7 +17,7 @@ pub struct Tenant {
 }
 
 /// Where a video is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VideoStatus {
     /// Created; no source has been uploaded yet.
@@ -71,7 +71,7 @@ impl FromStr for VideoStatus {
 }
 
 /// One encoded variant of a video, as listed in the HLS master playlist.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rendition {
     /// Short name, also the folder of its playlist and segments (e.g. `720p`).
     pub name: String,
@@ -88,7 +88,7 @@ pub struct Rendition {
 }
 
 /// How far a video's transcode has come.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// Share of the source transcoded, 0–100.
     pub percent: f64,

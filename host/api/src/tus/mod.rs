@@ -23,13 +23,11 @@ mod concat;
 mod headers;
 mod write;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use mediahost_blob::Blobs;
 use mediahost_core::Tenant;
 use mediahost_store::{Concat, NewUpload, NewVideo, Store, Upload, now_ms};
@@ -40,6 +38,8 @@ use crate::auth::AuthTenant;
 use crate::ingest::validate;
 use crate::quota;
 use crate::{ApiError, SharedState};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Extensions advertised on OPTIONS.
 const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,\
@@ -50,16 +50,10 @@ const OFFSET_STREAM: &str = "application/offset+octet-stream";
 const MAX_TEXT: usize = 1024;
 
 /// The tus routes, to be nested under `/v1`.
-pub(crate) fn routes() -> Router<SharedState> {
-    Router::new()
-        .route("/uploads", post(create).options(options))
-        .route(
-            "/uploads/{id}",
-            axum::routing::head(head)
-                .patch(patch)
-                .delete(delete)
-                .options(options),
-        )
+pub(crate) fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, discover_uploads))
+        .routes(routes!(head, patch, delete, discover_upload))
         // Bodies are streamed to disk, never buffered.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(tus_resumable))
@@ -87,8 +81,35 @@ async fn tus_resumable(request: Request, next: Next) -> Response {
     response
 }
 
-/// OPTIONS routes exist so routing reaches the CORS layer and [`discovery`], which answer.
-async fn options() -> StatusCode {
+/// OPTIONS routes exist so routing reaches the CORS layer and [`discovery`], which answer
+/// (this status is what a request that is neither a preflight nor for `/uploads` would get).
+#[utoipa::path(
+    options,
+    path = "/uploads",
+    operation_id = "tus_discover",
+    tag = crate::openapi::UPLOADS,
+    responses((status = 204, description = "tus discovery, no key needed",
+        headers(
+            ("Tus-Version" = String, description = "`1.0.0`"),
+            ("Tus-Extension" = String, description = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation"),
+            ("Tus-Max-Size" = u64, description = "Largest Upload-Length (a tenant's quota may be lower)"),
+            ("Tus-Checksum-Algorithm" = String, description = "sha1,md5,sha256"),
+        )))
+)]
+async fn discover_uploads() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// As [`discover_uploads`], on an upload's URL.
+#[utoipa::path(
+    options,
+    path = "/uploads/{id}",
+    operation_id = "tus_discover_upload",
+    tag = crate::openapi::UPLOADS,
+    params(("id" = String, Path, description = "Upload id")),
+    responses((status = 204, description = "tus discovery, no key needed (same headers as on /uploads)"))
+)]
+async fn discover_upload() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
@@ -310,6 +331,38 @@ async fn create_upload(
 
 /// `POST /v1/uploads`: creation (with or without an initial body, with or without a length)
 /// and concatenation.
+#[utoipa::path(
+    post,
+    path = "/uploads",
+    operation_id = "tus_create",
+    tag = crate::openapi::UPLOADS,
+    security(("tenant_key" = [])),
+    params(
+        ("Tus-Resumable" = String, Header, description = "`1.0.0`; anything else is answered 412"),
+        ("Upload-Length" = Option<u64>, Header, description = "Size of the whole file in bytes"),
+        ("Upload-Defer-Length" = Option<u8>, Header, description = "`1`: the length comes with a later PATCH"),
+        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs; `filename`, `filetype`, `title` and free keys"),
+        ("Upload-Concat" = Option<String>, Header, description = "`partial`, or `final;/v1/uploads/a /v1/uploads/b` to join completed partials"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "Optional first chunk (creation-with-upload)"),
+    responses(
+        (status = 201, description = "Created",
+            headers(
+                ("Location" = String, description = "`/v1/uploads/{id}`"),
+                ("Mediahost-Video-Id" = String, description = "The video this upload becomes the source of"),
+                ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                ("Upload-Expires" = String, description = "When an unfinished upload is collected (HTTP date)"),
+            )),
+        (status = 400, description = "Malformed headers or metadata", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 403, description = "`quota_exceeded`: past the tenant's storage quota", body = crate::error::ErrorBody),
+        (status = 404, description = "A partial named in Upload-Concat does not exist", body = crate::error::ErrorBody),
+        (status = 412, description = "Missing or unsupported Tus-Resumable (the answer carries Tus-Version)", body = crate::error::ErrorBody),
+        (status = 413, description = "Upload-Length beyond Tus-Max-Size or the tenant's max upload size", body = crate::error::ErrorBody),
+        (status = 422, description = "`rejected_by_plugin`: a validator refused it", body = crate::error::ErrorBody),
+        (status = 429, description = "`too_many_uploads`: the tenant has as many uploads open as it may", body = crate::error::ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
@@ -382,6 +435,30 @@ async fn create(
 }
 
 /// `HEAD /v1/uploads/{id}`: the durable offset and what was declared.
+#[utoipa::path(
+    head,
+    path = "/uploads/{id}",
+    operation_id = "tus_head",
+    tag = crate::openapi::UPLOADS,
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "Upload id"), ("Tus-Resumable" = String, Header, description = "`1.0.0`; anything else is answered 412")),
+    responses(
+        (status = 200, description = "The upload's state",
+            headers(
+                ("Upload-Offset" = u64, description = "Durable offset: resume from here"),
+                ("Upload-Length" = u64, description = "Declared size (absent while deferred)"),
+                ("Upload-Defer-Length" = u8, description = "`1` while the length is deferred"),
+                ("Upload-Metadata" = String, description = "As sent at creation"),
+                ("Upload-Expires" = String, description = "While incomplete"),
+                ("Upload-Concat" = String, description = "`partial` or `final`"),
+                ("Mediahost-Video-Id" = String, description = "The video it fills"),
+            )),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown upload (or another tenant's)"),
+        (status = 410, description = "Expired before it completed"),
+        (status = 412, description = "Missing or unsupported Tus-Resumable (the answer carries Tus-Version)", body = crate::error::ErrorBody),
+    )
+)]
 async fn head(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
@@ -422,6 +499,34 @@ async fn head(
 }
 
 /// `PATCH /v1/uploads/{id}`: append the body at `Upload-Offset`.
+#[utoipa::path(
+    patch,
+    path = "/uploads/{id}",
+    operation_id = "tus_patch",
+    tag = crate::openapi::UPLOADS,
+    security(("tenant_key" = [])),
+    params(
+        ("id" = String, Path, description = "Upload id"),
+        ("Tus-Resumable" = String, Header, description = "`1.0.0`; anything else is answered 412"),
+        ("Upload-Offset" = u64, Header, description = "Must equal the upload's offset"),
+        ("Upload-Length" = Option<u64>, Header, description = "Once, when the length was deferred"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1|md5|sha256 <base64 digest>` of this request's body"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "The next bytes"),
+    responses(
+        (status = 204, description = "Stored", headers(("Upload-Offset" = u64, description = "The new durable offset"))),
+        (status = 400, description = "Malformed headers or an interrupted body", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 403, description = "PATCH of a final (concatenated) upload", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown upload", body = crate::error::ErrorBody),
+        (status = 409, description = "`offset_mismatch` (HEAD tells where to resume) or `upload_locked` (another request writes it)", body = crate::error::ErrorBody),
+        (status = 410, description = "Expired", body = crate::error::ErrorBody),
+        (status = 412, description = "Missing or unsupported Tus-Resumable (the answer carries Tus-Version)", body = crate::error::ErrorBody),
+        (status = 413, description = "Beyond Upload-Length or the size limits", body = crate::error::ErrorBody),
+        (status = 415, description = "Body not application/offset+octet-stream", body = crate::error::ErrorBody),
+        (status = 460, description = "`checksum_mismatch`: nothing of this request is kept", body = crate::error::ErrorBody),
+    )
+)]
 async fn patch(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
@@ -451,6 +556,21 @@ async fn patch(
 
 /// `DELETE /v1/uploads/{id}`: termination. Frees the temp file and deletes the video when it
 /// never got its source; 409 while a PATCH is writing.
+#[utoipa::path(
+    delete,
+    path = "/uploads/{id}",
+    operation_id = "tus_terminate",
+    tag = crate::openapi::UPLOADS,
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "Upload id"), ("Tus-Resumable" = String, Header, description = "`1.0.0`; anything else is answered 412")),
+    responses(
+        (status = 204, description = "Terminated: temp bytes, row, and the video unless it already has its source, are gone"),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown upload", body = crate::error::ErrorBody),
+        (status = 409, description = "`upload_locked`: a PATCH is writing", body = crate::error::ErrorBody),
+        (status = 412, description = "Missing or unsupported Tus-Resumable (the answer carries Tus-Version)", body = crate::error::ErrorBody),
+    )
+)]
 async fn delete(
     State(state): State<SharedState>,
     AuthTenant(tenant): AuthTenant,
