@@ -83,7 +83,7 @@ pub(crate) fn build(config: &S3Config) -> Result<(Arc<dyn ObjectStore>, S3Probe)
                 .with_access_key_id(id)
                 .with_secret_access_key(secret);
         }
-        // The instance's or task's role.
+        // The EC2 instance's role, from instance metadata.
         (None, None) => {}
         (Some(_), None) => {
             return Err(BlobError::Config {

@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::tus::sha256_hex;
 use common::{Client, Options, Server, clip, serve_failing};
 use mediahost_blob::test_support::TestS3;
+use mediahost_blob::{Blobs, PART_SIZE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sources_and_renditions_are_stored_in_the_bucket() {
@@ -62,6 +64,60 @@ async fn sources_and_renditions_are_stored_in_the_bucket() {
         .await
         .unwrap();
     assert_eq!(ready["checks"]["object_storage"], "ok", "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_tus_upload_reaches_the_bucket_as_a_multipart_upload() {
+    let Some(s3) = TestS3::from_env("a_large_tus_upload_reaches_the_bucket_as_a_multipart_upload")
+    else {
+        return;
+    };
+    let bucket = s3.create_bucket().await;
+    let server = Server::start(Options {
+        config: s3.config_toml(&bucket),
+        ..Options::default()
+    });
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    // Two full parts and a short last one, in a non-repeating pattern.
+    let data: Vec<u8> = (0..(2 * PART_SIZE + 1_000_003) as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (location, video_id) = client
+        .tus_create(data.len() as u64, &[("filename", "big.bin")])
+        .await;
+    let cuts = [0, data.len() / 3, 2 * data.len() / 3, data.len()];
+    for pair in cuts.windows(2) {
+        let res = client
+            .tus_patch(&location, pair[0] as u64, data[pair[0]..pair[1]].to_vec())
+            .await;
+        assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    }
+
+    // Completion moved the bytes from the temp file to the bucket before answering.
+    let keys = s3.object_keys(&bucket).await;
+    let source = keys
+        .iter()
+        .find(|k| k.ends_with(&format!("/{video_id}/source")))
+        .unwrap_or_else(|| panic!("source in the bucket: {keys:?}"));
+    let scratch = tempfile::tempdir().unwrap();
+    let blobs = Blobs::from_config(scratch.path(), &s3.storage_config(&bucket))
+        .await
+        .unwrap();
+    let info = blobs.head(source).await.unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    let tag = info.e_tag.unwrap();
+    assert!(tag.trim_matches('"').ends_with("-3"), "three parts: {tag}");
+    let back = scratch.path().join("source");
+    blobs.download(source, &back).await.unwrap();
+    assert_eq!(
+        sha256_hex(&std::fs::read(&back).unwrap()),
+        sha256_hex(&data)
+    );
+    let video = client.video(&video_id).await;
+    assert_eq!(video["sha256"], sha256_hex(&data), "{video}");
+    let temp = server.data_path().join("tmp").join("tus");
+    let left = std::fs::read_dir(&temp).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "the temp part is removed");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -269,8 +269,9 @@ pub struct S3Config {
     /// Region the bucket lives in (signs every request); `us-east-1` when unset. Also
     /// `MEDIAHOST_S3_REGION`, then `AWS_REGION`, then `AWS_DEFAULT_REGION`.
     pub region: Option<String>,
-    /// Access key id. Unset (with the secret also unset): the role of the ECS task or EC2
-    /// instance the process runs on. Also `MEDIAHOST_S3_ACCESS_KEY_ID`, then `AWS_ACCESS_KEY_ID`.
+    /// Access key id. Unset (with the secret also unset): the role of the EC2 instance the
+    /// process runs on (instance metadata). Also `MEDIAHOST_S3_ACCESS_KEY_ID`, then
+    /// `AWS_ACCESS_KEY_ID`.
     pub access_key_id: Option<String>,
     /// Secret access key belonging to `access_key_id`. Also `MEDIAHOST_S3_SECRET_ACCESS_KEY`,
     /// then `AWS_SECRET_ACCESS_KEY`. Never printed in logs.
