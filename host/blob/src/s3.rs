@@ -316,6 +316,60 @@ mod tests {
         assert_eq!(probe.endpoint, "AWS S3 (us-east-1)");
     }
 
+    fn answered(body: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::other(format!(
+                "Server returned non-2xx status code: 403 Forbidden: \n<Error>{body}</Error>"
+            ))),
+        }
+    }
+
+    fn diagnosed(error: object_store::Error) -> (&'static str, String) {
+        let (_, probe) = build(&config(&[
+            ("endpoint", "https://s3.example.test"),
+            ("access_key_id", "AKID"),
+            ("secret_access_key", "secret"),
+        ]))
+        .unwrap();
+        match probe.diagnose(error) {
+            BlobError::Unusable {
+                setting,
+                problem,
+                cause,
+            } => (setting, format!("{problem}: {cause}")),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn failures_name_the_setting_to_check() {
+        let credentials = "storage.s3.access_key_id and storage.s3.secret_access_key";
+        for code in [
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+        ] {
+            let (setting, message) = diagnosed(answered(&format!("<Code>{code}</Code>")));
+            assert_eq!(setting, credentials, "{code}");
+            assert!(message.contains(code), "{message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        let (setting, message) = diagnosed(answered("<Code>NoSuchBucket</Code>"));
+        assert_eq!(setting, "storage.s3.bucket");
+        assert!(message.contains("\"media\""), "{message}");
+        assert!(message.contains("https://s3.example.test"), "{message}");
+        let (setting, _) = diagnosed(answered("<Code>AuthorizationHeaderMalformed</Code>"));
+        assert_eq!(setting, "storage.s3.region");
+        let (setting, _) = diagnosed(object_store::Error::PermissionDenied {
+            path: "readyz-probe".into(),
+            source: Box::new(std::io::Error::other("403 Forbidden")),
+        });
+        assert_eq!(setting, credentials);
+        let (setting, _) = diagnosed(answered("<Code>SlowDown</Code>"));
+        assert_eq!(setting, "storage.s3");
+    }
+
     #[test]
     fn error_codes_are_read_from_s3_error_documents() {
         let message = "Generic S3 error: Server returned non-2xx status code: 404 Not Found: \
