@@ -3,19 +3,28 @@
 //! Uploads are first streamed to a temp file under the data dir ([`Blobs::stage`]) while their
 //! size and sha256 are computed, so nothing half-written ever appears in permanent storage and a
 //! rejected upload is freed by dropping its [`Staged`] file. Promotion to permanent storage
-//! streams the file through an `object_store` multipart upload, so memory stays flat whatever
-//! the size and the same code writes to local files today and S3 tomorrow. `object_store` is
-//! used directly rather than wrapped: it already is the storage boundary.
+//! streams the file to the object store, as one request for small files and as a multipart
+//! upload of [`PART_SIZE`] pieces for large ones, so memory stays flat whatever the size.
+//! `object_store` is used directly rather than wrapped: it already is the storage boundary.
+//!
+//! The object store is chosen by `[storage]` ([`Blobs::from_config`]): files under
+//! `<data_dir>/objects` (the default) or an S3 bucket ([`s3`]: path-style requests, an optional
+//! key prefix, a start-up check that names the setting to fix). Temp files stay on local disk
+//! under `<data_dir>/tmp` either way: they are appended to and fsynced piece by piece.
 //!
 //! Resumable (tus) uploads keep their bytes in a named temp file per upload across requests and
 //! restarts instead ([`parts`]: append at a durable offset with fsync, hash, concatenate, promote).
 
 mod parts;
+mod s3;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use parts::PartWriter;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
+use mediahost_core::config::{StorageBackend, StorageConfig};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -25,7 +34,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Size of the pieces streamed to permanent storage (S3's minimum multipart part is 5 MiB).
-const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Files smaller than this go up in one request.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Parts of one multipart upload in flight at once: bounds memory to this many parts while a
+/// slow store applies backpressure to the reader.
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +59,26 @@ pub enum BlobError {
     /// A key that is not a valid object path (e.g. contains `..`).
     #[error("invalid object key {0:?}")]
     BadKey(String),
+    /// The `[storage]` configuration cannot work as written.
+    #[error("{setting}: {message}")]
+    Config {
+        /// The option to fix, e.g. `storage.s3.bucket`.
+        setting: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The configured object store does not answer as it should (checked at start-up and by
+    /// `/readyz`).
+    #[error("{problem} (check {setting}): {cause}")]
+    Unusable {
+        /// The option(s) most likely wrong, e.g. `storage.s3.endpoint`.
+        setting: &'static str,
+        /// What went wrong, naming the bucket and endpoint.
+        problem: String,
+        /// The store's own error, for the details.
+        cause: String,
+    },
 }
-
 /// A fully received upload waiting in temp storage. Dropping it deletes the temp file.
 #[derive(Debug)]
 pub struct Staged {
@@ -61,7 +93,11 @@ pub struct Staged {
 /// The object store plus the temp area uploads are staged in.
 #[derive(Debug, Clone)]
 pub struct Blobs {
+    /// Permanent storage of sources and renditions.
     store: Arc<dyn ObjectStore>,
+    /// How readiness checks reach the store: the same objects, but without retries and with
+    /// short timeouts, so `/readyz` and start-up report an outage at once instead of retrying.
+    probe: Probe,
     /// Where uploads are staged and workers download sources to; same filesystem as the data
     /// dir so local promotion is cheap.
     temp_dir: PathBuf,
@@ -109,16 +145,60 @@ fn not_found_as(key: &str, e: object_store::Error) -> BlobError {
     }
 }
 
+/// The store readiness checks use, and how to explain its failures.
+#[derive(Debug, Clone)]
+enum Probe {
+    /// Local files: the main store (there is nothing to retry).
+    Local,
+    /// An S3 bucket reached without retries.
+    S3(Arc<s3::S3Probe>),
+}
+
+/// The key listed by readiness checks: no object has it, so the answer is an empty listing.
+const PROBE_KEY: &str = "readyz-probe";
+
 impl Blobs {
     /// Local storage: objects under `<data_dir>/objects`, temp files under `<data_dir>/tmp`.
     pub fn local(data_dir: &Path) -> Result<Self, BlobError> {
         let objects = data_dir.join("objects");
-        let temp_dir = data_dir.join("tmp");
         std::fs::create_dir_all(&objects)?;
-        std::fs::create_dir_all(&temp_dir)?;
         let store = LocalFileSystem::new_with_prefix(&objects)?.with_automatic_cleanup(true);
+        Self::with_store(data_dir, Arc::new(store), Probe::Local)
+    }
+
+    /// The object store `[storage]` names, checked with a real request so a wrong endpoint,
+    /// bucket or credentials stop the start-up with an error naming the setting to fix. Temp
+    /// files go under `<data_dir>/tmp` whatever the backend.
+    pub async fn from_config(data_dir: &Path, config: &StorageConfig) -> Result<Self, BlobError> {
+        let blobs = match config.backend {
+            StorageBackend::Local => Self::local(data_dir)?,
+            StorageBackend::S3 => {
+                let (store, probe) = s3::build(&config.s3)?;
+                Self::with_store(data_dir, store, Probe::S3(Arc::new(probe)))?
+            }
+        };
+        blobs.ping().await?;
+        match &blobs.probe {
+            Probe::Local => {
+                tracing::info!(dir = %data_dir.join("objects").display(), "object storage: local files")
+            }
+            Probe::S3(probe) => {
+                tracing::info!(bucket = %probe.bucket, endpoint = %probe.endpoint, "object storage: S3")
+            }
+        }
+        Ok(blobs)
+    }
+
+    fn with_store(
+        data_dir: &Path,
+        store: Arc<dyn ObjectStore>,
+        probe: Probe,
+    ) -> Result<Self, BlobError> {
+        let temp_dir = data_dir.join("tmp");
+        std::fs::create_dir_all(&temp_dir)?;
         Ok(Self {
-            store: Arc::new(store),
+            store,
+            probe,
             temp_dir,
         })
     }
@@ -166,24 +246,35 @@ impl Blobs {
         self.put_file(key, &staged.file).await
     }
 
-    /// Streams a local file to `key` in parts, never holding more than one part in memory.
+    /// Copies a local file to `key`: files under [`PART_SIZE`] in one request, larger ones as a
+    /// multipart upload that never holds more than [`PARTS_IN_FLIGHT`] parts in memory and is
+    /// aborted on failure, so no orphaned parts are left behind in the store.
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), BlobError> {
         let path = object_path(key)?;
         let mut src = tokio::fs::File::open(file).await?;
+        let len = src.metadata().await?.len();
+        if len < PART_SIZE as u64 {
+            let mut bytes = Vec::with_capacity(len as usize);
+            src.read_to_end(&mut bytes).await?;
+            self.store
+                .put(&path, PutPayload::from_bytes(bytes.into()))
+                .await?;
+            return Ok(());
+        }
         let upload = self.store.put_multipart(&path).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = src.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        match copy_parts(&mut src, &mut writer).await {
+            Ok(()) => {
+                writer.finish().await?;
+                Ok(())
             }
-            // Bounds the parts in flight so a slow store applies backpressure.
-            writer.wait_for_capacity(4).await?;
-            writer.write(&buf[..n]);
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key, error = %abort, "aborting a failed multipart upload failed");
+                }
+                Err(e)
+            }
         }
-        writer.finish().await?;
-        Ok(())
     }
 
     /// Stores a small object held in memory (playlists).
@@ -268,12 +359,17 @@ impl Blobs {
         Ok(Object { info, range, body })
     }
 
-    /// Whether the object store answers: a lookup of a key that need not exist, where "not
-    /// found" is a healthy answer.
+    /// Whether the object store answers: a listing of a prefix that holds nothing, so a missing
+    /// bucket or refused credentials fail it (a lookup of one key could not tell a missing
+    /// bucket from a missing key). On S3 this is a real request, made without retries.
     pub async fn ping(&self) -> Result<(), BlobError> {
-        match self.head("readyz-probe").await {
-            Ok(_) | Err(BlobError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
+        let prefix = object_path(PROBE_KEY)?;
+        match &self.probe {
+            Probe::Local => match self.store.list(Some(&prefix)).next().await {
+                None | Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e.into()),
+            },
+            Probe::S3(probe) => probe.check(&prefix).await,
         }
     }
 
@@ -287,13 +383,19 @@ impl Blobs {
         Ok(meta.into())
     }
 
-    /// Deletes everything under `prefix` (idempotent).
+    /// Deletes everything under `prefix` (idempotent). On S3 the keys go in bulk deletes of up
+    /// to 1000 per request.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
         let prefix = object_path(prefix)?;
-        let mut listing = self.store.list(Some(&prefix));
-        while let Some(meta) = listing.try_next().await? {
-            match self.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        let locations = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        let mut deleted = self.store.delete_stream(locations);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -301,110 +403,19 @@ impl Blobs {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-        futures::stream::iter(
-            parts
-                .iter()
-                .map(|p| Ok(Bytes::from_static(p)))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    #[tokio::test]
-    async fn staged_upload_is_hashed_and_promoted() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        let staged = blobs.stage(chunks(&[b"hello ", b"world"])).await.unwrap();
-        assert_eq!(staged.size, 11);
-        // sha256("hello world")
-        assert_eq!(
-            staged.sha256,
-            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
-        );
-        blobs.promote(staged, "t/v/source").await.unwrap();
-        let back = dir.path().join("back");
-        assert_eq!(blobs.download("t/v/source", &back).await.unwrap(), 11);
-        assert_eq!(std::fs::read(&back).unwrap(), b"hello world");
-        let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
-        assert_eq!(leftovers, 0, "temp file removed after promotion");
-    }
-
-    #[tokio::test]
-    async fn interrupted_or_dropped_upload_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        let broken = futures::stream::iter(vec![
-            Ok(Bytes::from_static(b"abc")),
-            Err(std::io::Error::other("connection reset")),
-        ]);
-        let err = blobs.stage(broken).await.unwrap_err();
-        assert!(err.to_string().contains("connection reset"), "{err}");
-        drop(blobs.stage(chunks(&[b"x"])).await.unwrap());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
-        );
-    }
-
-    #[tokio::test]
-    async fn ranges_and_validators() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        blobs
-            .put_bytes("k", Bytes::from_static(b"0123456789"))
-            .await
-            .unwrap();
-        let info = blobs.head("k").await.unwrap();
-        assert_eq!(info.size, 10);
-        assert!(info.e_tag.is_some());
-        let part = blobs.get_range("k", 2..5).await.unwrap();
-        assert_eq!((part.range.clone(), part.info.size), (2..5, 10));
-        let bytes: Vec<Bytes> = part.body.try_collect().await.unwrap();
-        assert_eq!(bytes.concat(), b"234");
-        blobs
-            .put_bytes("k", Bytes::from_static(b"changed!!!"))
-            .await
-            .unwrap();
-        assert_ne!(
-            blobs.head("k").await.unwrap().e_tag,
-            info.e_tag,
-            "rewrites change the tag"
-        );
-    }
-
-    #[tokio::test]
-    async fn missing_object_and_prefix_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        assert!(matches!(
-            blobs.get("nope").await,
-            Err(BlobError::NotFound(_))
-        ));
-        blobs
-            .put_bytes("a/b/1", Bytes::from_static(b"1"))
-            .await
-            .unwrap();
-        blobs
-            .put_bytes("a/b/c/2", Bytes::from_static(b"2"))
-            .await
-            .unwrap();
-        blobs
-            .put_bytes("a/x", Bytes::from_static(b"3"))
-            .await
-            .unwrap();
-        blobs.delete_prefix("a/b").await.unwrap();
-        assert!(matches!(
-            blobs.head("a/b/1").await,
-            Err(BlobError::NotFound(_))
-        ));
-        assert!(matches!(
-            blobs.get("a/b/1").await,
-            Err(BlobError::NotFound(_))
-        ));
-        assert_eq!(blobs.get("a/x").await.unwrap().info.size, 1);
+/// Feeds `src` into `writer` until the end of the file, waiting whenever
+/// [`PARTS_IN_FLIGHT`] parts are still being uploaded.
+async fn copy_parts(
+    src: &mut tokio::fs::File,
+    writer: &mut WriteMultipart,
+) -> Result<(), BlobError> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = src.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+        writer.write(&buf[..n]);
     }
 }

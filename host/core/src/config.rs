@@ -28,6 +28,14 @@ pub enum ConfigError {
         /// The parser's explanation, naming the key.
         message: String,
     },
+    /// An environment variable holds a value its option cannot take.
+    #[error("invalid environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong and what is expected.
+        message: String,
+    },
 }
 
 /// Top-level configuration.
@@ -56,6 +64,8 @@ pub struct Config {
     pub quotas: crate::Quota,
     /// HTTPS: a second listener serving the same API over TLS, HTTP/2 negotiated by ALPN.
     pub tls: TlsConfig,
+    /// Permanent object storage for sources and renditions (local files or S3).
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -71,6 +81,7 @@ impl Default for Config {
             tus: TusConfig::default(),
             quotas: crate::Quota::default(),
             tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -238,6 +249,145 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
+/// Where sources and renditions are kept for good. Temp files (uploads being received, tus
+/// parts, transcoder work folders) always stay on local disk under `<data_dir>/tmp`, whichever
+/// backend is chosen: they are rewritten and fsynced piece by piece, which object stores cannot do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `local` (files under `<data_dir>/objects`, the default) or `s3` (the bucket of
+    /// [`StorageConfig::s3`]). Also `MEDIAHOST_STORAGE_BACKEND`.
+    pub backend: StorageBackend,
+    /// The S3 bucket, used when `backend = "s3"`.
+    pub s3: S3Config,
+}
+
+/// Which object store keeps sources and renditions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Files under `<data_dir>/objects`: nothing to set up, one machine only.
+    #[default]
+    Local,
+    /// An S3 bucket (AWS or any S3-compatible server), shared by every process of a deployment.
+    S3,
+}
+
+/// An S3 (or S3-compatible) bucket. Each option may also come from the environment:
+/// `MEDIAHOST_S3_<OPTION>` overrides the file, and the standard `AWS_*` variables fill in what
+/// neither sets (see [`StorageConfig::apply_env`]).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Name of the bucket; it must exist (mediahost never creates buckets). Required with
+    /// `backend = "s3"`. Also `MEDIAHOST_S3_BUCKET`.
+    pub bucket: Option<String>,
+    /// Base URL of an S3-compatible server, e.g. `http://127.0.0.1:9000` (MinIO, Ceph, moto);
+    /// requests are then path-style (`<endpoint>/<bucket>/<key>`), which every such server
+    /// understands. Unset: AWS S3 in `region`. Also `MEDIAHOST_S3_ENDPOINT`, then
+    /// `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    /// Region the bucket lives in (signs every request); `us-east-1` when unset. Also
+    /// `MEDIAHOST_S3_REGION`, then `AWS_REGION`, then `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// Access key id. Unset (with the secret also unset): the role of the EC2 instance the
+    /// process runs on (instance metadata). Also `MEDIAHOST_S3_ACCESS_KEY_ID`, then
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// Secret access key belonging to `access_key_id`. Also `MEDIAHOST_S3_SECRET_ACCESS_KEY`,
+    /// then `AWS_SECRET_ACCESS_KEY`. Never printed in logs.
+    pub secret_access_key: Option<String>,
+    /// Folder-like key prefix every object is stored under (`<prefix>/<tenant>/<video>/...`),
+    /// so several deployments can share one bucket. Also `MEDIAHOST_S3_PREFIX`.
+    pub prefix: Option<String>,
+    /// Allow an `http://` endpoint (unencrypted: for a server on the same host or a trusted
+    /// network only). Default `false`. Also `MEDIAHOST_S3_ALLOW_HTTP` (`true`/`false`).
+    pub allow_http: bool,
+}
+
+/// Keeps the secret key out of logs and panic messages.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = self.secret_access_key.as_ref().map(|_| "<redacted>");
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &secret)
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl StorageConfig {
+    /// Applies the environment, read through `var` (blank values count as unset):
+    /// `MEDIAHOST_STORAGE_BACKEND` and `MEDIAHOST_S3_*` override the file, while the standard
+    /// `AWS_*` variables only fill options that neither the file nor a `MEDIAHOST_S3_*`
+    /// variable set, so an ambient AWS profile never silently overrides an explicit setting.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("MEDIAHOST_STORAGE_BACKEND") {
+            self.backend = match v.trim().to_ascii_lowercase().as_str() {
+                "local" => StorageBackend::Local,
+                "s3" => StorageBackend::S3,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MEDIAHOST_STORAGE_BACKEND",
+                        message: format!("{v:?} is not a storage backend; use \"local\" or \"s3\""),
+                    });
+                }
+            };
+        }
+        let s3 = &mut self.s3;
+        let options: [(&mut Option<String>, &str, &[&str]); 6] = [
+            (&mut s3.bucket, "MEDIAHOST_S3_BUCKET", &[]),
+            (
+                &mut s3.endpoint,
+                "MEDIAHOST_S3_ENDPOINT",
+                &["AWS_ENDPOINT_URL"],
+            ),
+            (
+                &mut s3.region,
+                "MEDIAHOST_S3_REGION",
+                &["AWS_REGION", "AWS_DEFAULT_REGION"],
+            ),
+            (
+                &mut s3.access_key_id,
+                "MEDIAHOST_S3_ACCESS_KEY_ID",
+                &["AWS_ACCESS_KEY_ID"],
+            ),
+            (
+                &mut s3.secret_access_key,
+                "MEDIAHOST_S3_SECRET_ACCESS_KEY",
+                &["AWS_SECRET_ACCESS_KEY"],
+            ),
+            (&mut s3.prefix, "MEDIAHOST_S3_PREFIX", &[]),
+        ];
+        for (option, own, fallbacks) in options {
+            if let Some(v) = var(own) {
+                *option = Some(v);
+            } else if option.is_none() {
+                *option = fallbacks.iter().find_map(|name| var(name));
+            }
+        }
+        if let Some(v) = var("MEDIAHOST_S3_ALLOW_HTTP") {
+            s3.allow_http = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MEDIAHOST_S3_ALLOW_HTTP",
+                        message: format!("{v:?} is not a boolean; use true or false"),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +423,93 @@ mod tests {
         let blank: Config = toml::from_str("[admin]\noperator_key = \" \"\n").unwrap();
         assert_eq!(blank.admin.operator_key(), None);
         assert_eq!(Config::default().admin.operator_key(), None);
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn storage_defaults_to_local_and_parses_s3() {
+        assert_eq!(Config::default().storage.backend, StorageBackend::Local);
+        let cfg: Config = toml::from_str(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"media\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+             region = \"eu-west-1\"\naccess_key_id = \"AKID\"\nsecret_access_key = \"hush\"\n\
+             prefix = \"prod\"\nallow_http = true\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.storage.backend, StorageBackend::S3);
+        let s3 = &cfg.storage.s3;
+        assert_eq!(s3.bucket.as_deref(), Some("media"));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s3.access_key_id.as_deref(), Some("AKID"));
+        assert_eq!(s3.prefix.as_deref(), Some("prod"));
+        assert!(s3.allow_http);
+        assert!(!format!("{cfg:?}").contains("hush"), "secret key redacted");
+        let err = toml::from_str::<Config>("[storage]\nbackend = \"ftp\"\n").unwrap_err();
+        assert!(err.to_string().contains("ftp"), "{err}");
+        let err = toml::from_str::<Config>("[storage.s3]\nbukket = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("bukket"), "{err}");
+    }
+
+    #[test]
+    fn mediahost_env_overrides_the_file_and_aws_env_only_fills_gaps() {
+        let mut storage: StorageConfig = toml::from_str(
+            "[s3]\nbucket = \"from-file\"\nregion = \"eu-west-1\"\naccess_key_id = \"FILEKEY\"\n",
+        )
+        .unwrap();
+        storage
+            .apply_env(env(&[
+                ("MEDIAHOST_STORAGE_BACKEND", "S3"),
+                ("MEDIAHOST_S3_BUCKET", "from-env"),
+                ("AWS_REGION", "us-west-2"),
+                ("AWS_ACCESS_KEY_ID", "AWSKEY"),
+                ("AWS_SECRET_ACCESS_KEY", "awssecret"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+                ("MEDIAHOST_S3_PREFIX", " "),
+                ("MEDIAHOST_S3_ALLOW_HTTP", "true"),
+            ]))
+            .unwrap();
+        assert_eq!(storage.backend, StorageBackend::S3);
+        let s3 = &storage.s3;
+        assert_eq!(s3.bucket.as_deref(), Some("from-env"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"), "file beats AWS_*");
+        assert_eq!(s3.access_key_id.as_deref(), Some("FILEKEY"));
+        assert_eq!(s3.secret_access_key.as_deref(), Some("awssecret"));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(s3.prefix, None, "blank values count as unset");
+        assert!(s3.allow_http);
+
+        let mut storage = StorageConfig::default();
+        storage
+            .apply_env(env(&[
+                ("AWS_DEFAULT_REGION", "ap-south-1"),
+                ("MEDIAHOST_S3_ACCESS_KEY_ID", "MINE"),
+                ("AWS_ACCESS_KEY_ID", "AMBIENT"),
+            ]))
+            .unwrap();
+        assert_eq!(storage.backend, StorageBackend::Local);
+        assert_eq!(storage.s3.region.as_deref(), Some("ap-south-1"));
+        assert_eq!(storage.s3.access_key_id.as_deref(), Some("MINE"));
+    }
+
+    #[test]
+    fn bad_storage_env_values_name_the_variable() {
+        let err = StorageConfig::default()
+            .apply_env(env(&[("MEDIAHOST_STORAGE_BACKEND", "gcs")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("MEDIAHOST_STORAGE_BACKEND"),
+            "{err}"
+        );
+        let err = StorageConfig::default()
+            .apply_env(env(&[("MEDIAHOST_S3_ALLOW_HTTP", "maybe")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("MEDIAHOST_S3_ALLOW_HTTP"), "{err}");
     }
 }

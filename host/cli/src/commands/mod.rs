@@ -67,6 +67,7 @@ impl Common {
         {
             config.admin.operator_key = Some(key);
         }
+        config.storage.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }
 

@@ -126,8 +126,10 @@ impl Serve {
         mediahost_transcode::init();
 
         let store = Common::open_store(&config).await?;
-        let blobs = Blobs::local(&config.data_dir)
-            .with_context(|| format!("open object storage under {}", config.data_dir.display()))?;
+        // Checked with a real request: a wrong bucket, endpoint or key stops the start-up here.
+        let blobs = Blobs::from_config(&config.data_dir, &config.storage)
+            .await
+            .context("open object storage")?;
         let queue: Arc<dyn JobQueue> = Arc::new(EmbeddedQueue::new(
             store.pool().clone(),
             config.worker.max_attempts,

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mediahost_blob::test_support::TestS3;
+
 pub mod tus;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mediahost");
@@ -19,6 +21,29 @@ pub struct Server {
     pub base: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
+    /// The S3 server and bucket holding its objects, under `MEDIAHOST_TEST_STORAGE=s3`.
+    pub s3: Option<(TestS3, String)>,
+}
+
+/// Which object storage servers get: `MEDIAHOST_TEST_STORAGE=s3` gives every server a fresh
+/// bucket on the S3 server of `MEDIAHOST_TEST_S3_ENDPOINT` (see `scripts/s3-server`), so the
+/// same end-to-end tests run on S3; unset or `local`, local files under the data dir.
+fn test_storage() -> Option<(TestS3, String)> {
+    match std::env::var("MEDIAHOST_TEST_STORAGE").as_deref() {
+        Err(_) | Ok("" | "local") => None,
+        Ok("s3") => {
+            let s3 = TestS3::from_env("end-to-end server").unwrap_or_else(|| {
+                panic!(
+                    "MEDIAHOST_TEST_STORAGE=s3 needs {}; start a server with \
+                     `eval \"$(scripts/s3-server start)\"`",
+                    mediahost_blob::test_support::ENDPOINT_VAR
+                )
+            });
+            let bucket = s3.create_bucket_blocking();
+            Some((s3, bucket))
+        }
+        Ok(other) => panic!("MEDIAHOST_TEST_STORAGE={other:?}: use \"local\" or \"s3\""),
+    }
 }
 
 /// Extra setup for [`Server::start`].
@@ -74,6 +99,45 @@ fn spawn_serve(addr: &str, data_dir: &Path, log: &Path) -> Child {
         .expect("start mediahost")
 }
 
+/// Runs `mediahost serve` with `config` as its config file and `env` added to its environment,
+/// expecting it to fail at start-up (within 60 s); returns its exit status and stderr.
+pub fn serve_failing(config: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config_path = data_dir.path().join("mediahost.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let log_path = data_dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .arg("--config")
+        .arg(&config_path)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start mediahost");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "mediahost serve kept running; log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, std::fs::read_to_string(&log_path).unwrap())
+}
+
 impl Server {
     pub fn start(options: Options) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
@@ -84,11 +148,17 @@ impl Server {
             std::fs::copy(manifest, dir.join("plugin.toml")).unwrap();
             std::fs::copy(wasm, dir.join(wasm.file_name().unwrap())).unwrap();
         }
+        // A test that configures its own storage keeps it.
+        let s3 = test_storage().filter(|_| !options.config.contains("[storage"));
+        let storage = s3
+            .as_ref()
+            .map(|(s3, bucket)| s3.config_toml(bucket))
+            .unwrap_or_default();
         let config_path = data_dir.path().join("mediahost.toml");
         let mut config = std::fs::File::create(&config_path).unwrap();
         writeln!(
             config,
-            "[worker]\npoll_interval_ms = 200\n[plugins]\ndir = {:?}\n{}",
+            "[worker]\npoll_interval_ms = 200\n[plugins]\ndir = {:?}\n{}\n{storage}",
             plugin_dir.display().to_string(),
             options.config
         )
@@ -102,6 +172,7 @@ impl Server {
             addr,
             data_dir,
             log,
+            s3,
         };
         server.wait_healthy();
         server

@@ -1,0 +1,307 @@
+//! Object storage behaviour, the same on local files and on S3 (each test runs on both; the S3
+//! variant needs `MEDIAHOST_TEST_S3_ENDPOINT`, see `scripts/s3-server`).
+
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use mediahost_blob::test_support::{TestBlobs, TestS3};
+use mediahost_blob::{BlobError, Blobs, PART_SIZE};
+use mediahost_core::config::{S3Config, StorageBackend, StorageConfig};
+use sha2::{Digest, Sha256};
+
+mediahost_blob::backend_tests!(
+    staged_upload_is_hashed_and_promoted,
+    interrupted_or_dropped_upload_leaves_nothing,
+    ranges_and_validators,
+    missing_object_and_prefix_delete,
+    large_file_goes_up_in_several_parts,
+    put_dir_and_tus_parts_reach_the_store,
+    storage_answers_readiness_probes,
+);
+
+fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::iter(
+        parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn temp_files(t: &TestBlobs) -> usize {
+    std::fs::read_dir(t.dir.path().join("tmp"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().unwrap().is_file())
+        .count()
+}
+
+async fn read_all(blobs: &Blobs, key: &str) -> Vec<u8> {
+    let body: Vec<Bytes> = blobs
+        .get(key)
+        .await
+        .unwrap()
+        .body
+        .try_collect()
+        .await
+        .unwrap();
+    body.concat()
+}
+
+async fn staged_upload_is_hashed_and_promoted(t: TestBlobs) {
+    let blobs = &t.blobs;
+    let staged = blobs.stage(chunks(&[b"hello ", b"world"])).await.unwrap();
+    assert_eq!(staged.size, 11);
+    // sha256("hello world")
+    assert_eq!(
+        staged.sha256,
+        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    );
+    blobs.promote(staged, "t/v/source").await.unwrap();
+    let back = t.dir.path().join("back");
+    assert_eq!(blobs.download("t/v/source", &back).await.unwrap(), 11);
+    assert_eq!(std::fs::read(&back).unwrap(), b"hello world");
+    assert_eq!(temp_files(&t), 0, "temp file removed after promotion");
+}
+
+async fn interrupted_or_dropped_upload_leaves_nothing(t: TestBlobs) {
+    let broken = futures::stream::iter(vec![
+        Ok(Bytes::from_static(b"abc")),
+        Err(std::io::Error::other("connection reset")),
+    ]);
+    let err = t.blobs.stage(broken).await.unwrap_err();
+    assert!(err.to_string().contains("connection reset"), "{err}");
+    drop(t.blobs.stage(chunks(&[b"x"])).await.unwrap());
+    assert_eq!(temp_files(&t), 0);
+}
+
+async fn ranges_and_validators(t: TestBlobs) {
+    let blobs = &t.blobs;
+    blobs
+        .put_bytes("k", Bytes::from_static(b"0123456789"))
+        .await
+        .unwrap();
+    let info = blobs.head("k").await.unwrap();
+    assert_eq!(info.size, 10);
+    assert!(info.e_tag.is_some());
+    let part = blobs.get_range("k", 2..5).await.unwrap();
+    assert_eq!((part.range.clone(), part.info.size), (2..5, 10));
+    let bytes: Vec<Bytes> = part.body.try_collect().await.unwrap();
+    assert_eq!(bytes.concat(), b"234");
+    // A range past the end is cut at the end.
+    let tail = blobs.get_range("k", 7..20).await.unwrap();
+    assert_eq!(tail.range, 7..10);
+    let bytes: Vec<Bytes> = tail.body.try_collect().await.unwrap();
+    assert_eq!(bytes.concat(), b"789");
+    blobs
+        .put_bytes("k", Bytes::from_static(b"changed!!!"))
+        .await
+        .unwrap();
+    assert_ne!(
+        blobs.head("k").await.unwrap().e_tag,
+        info.e_tag,
+        "rewrites change the tag"
+    );
+}
+
+async fn missing_object_and_prefix_delete(t: TestBlobs) {
+    let blobs = &t.blobs;
+    assert!(matches!(
+        blobs.get("nope").await,
+        Err(BlobError::NotFound(_))
+    ));
+    assert!(matches!(
+        blobs.head("nope").await,
+        Err(BlobError::NotFound(_))
+    ));
+    for (key, body) in [
+        ("a/b/1", "1"),
+        ("a/b/c/2", "2"),
+        ("a/bc", "3"),
+        ("a/x", "4"),
+    ] {
+        blobs.put_bytes(key, Bytes::from(body)).await.unwrap();
+    }
+    blobs.delete_prefix("a/b").await.unwrap();
+    for gone in ["a/b/1", "a/b/c/2"] {
+        assert!(
+            matches!(blobs.head(gone).await, Err(BlobError::NotFound(_))),
+            "{gone} deleted"
+        );
+        assert!(matches!(blobs.get(gone).await, Err(BlobError::NotFound(_))));
+    }
+    // Prefixes are whole path segments: "a/bc" is not under "a/b".
+    assert_eq!(read_all(blobs, "a/bc").await, b"3");
+    assert_eq!(blobs.get("a/x").await.unwrap().info.size, 1);
+    blobs.delete_prefix("a/b").await.unwrap();
+    blobs.delete_prefix("never/written").await.unwrap();
+}
+
+/// A deterministic, non-repeating pattern (so a misplaced part would be noticed).
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .take(len)
+        .collect()
+}
+
+async fn large_file_goes_up_in_several_parts(t: TestBlobs) {
+    let blobs = &t.blobs;
+    // Two full parts and a short last one.
+    let data = pattern(2 * PART_SIZE + 123_457);
+    let file = t.dir.path().join("big.bin");
+    std::fs::write(&file, &data).unwrap();
+    blobs.put_file("t/v/big", &file).await.unwrap();
+
+    let info = blobs.head("t/v/big").await.unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    if t.s3.is_some() {
+        // S3 names multipart objects "<md5 of the part md5s>-<number of parts>".
+        let tag = info.e_tag.clone().unwrap();
+        assert!(
+            tag.trim_matches('"').ends_with("-3"),
+            "multipart ETag {tag}"
+        );
+    }
+    let back = t.dir.path().join("back.bin");
+    assert_eq!(
+        blobs.download("t/v/big", &back).await.unwrap(),
+        data.len() as u64
+    );
+    let digest = |b: &[u8]| hex::encode(Sha256::digest(b));
+    assert_eq!(digest(&std::fs::read(&back).unwrap()), digest(&data));
+
+    // A range across the first part boundary.
+    let start = PART_SIZE as u64 - 10;
+    let range = blobs.get_range("t/v/big", start..start + 20).await.unwrap();
+    let bytes: Vec<Bytes> = range.body.try_collect().await.unwrap();
+    assert_eq!(bytes.concat(), &data[start as usize..start as usize + 20]);
+}
+
+async fn put_dir_and_tus_parts_reach_the_store(t: TestBlobs) {
+    let blobs = &t.blobs;
+    let out = t.dir.path().join("hls");
+    std::fs::create_dir_all(out.join("v0")).unwrap();
+    std::fs::write(out.join("master.m3u8"), "#EXTM3U\n").unwrap();
+    std::fs::write(out.join("v0/seg-1.m4s"), vec![7u8; 1000]).unwrap();
+    let bytes = blobs
+        .put_dir(&out, "t/v/hls", |p| {
+            u8::from(p.extension().is_some_and(|e| e == "m3u8"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(bytes, 8 + 1000);
+    assert_eq!(read_all(blobs, "t/v/hls/master.m3u8").await, b"#EXTM3U\n");
+    assert_eq!(
+        read_all(blobs, "t/v/hls/v0/seg-1.m4s").await,
+        vec![7u8; 1000]
+    );
+
+    // A tus upload's part lives on local disk, then moves to the store.
+    blobs.create_part("up1").await.unwrap();
+    assert!(blobs.part_path("up1").unwrap().starts_with(t.dir.path()));
+    let mut w = blobs.open_part("up1", 0).await.unwrap();
+    w.write(b"resumable").await.unwrap();
+    w.sync().await.unwrap();
+    blobs.promote_part("up1", "t/v2/source").await.unwrap();
+    assert_eq!(read_all(blobs, "t/v2/source").await, b"resumable");
+    assert!(!blobs.part_path("up1").unwrap().exists());
+}
+
+async fn storage_answers_readiness_probes(t: TestBlobs) {
+    t.blobs.ping().await.unwrap();
+    let Some((s3, bucket)) = &t.s3 else { return };
+    // The bucket vanishes under a running server: readiness reports it by name.
+    s3.delete_bucket(bucket).await;
+    let err = t.blobs.ping().await.unwrap_err().to_string();
+    assert!(err.contains("storage.s3.bucket"), "{err}");
+    assert!(err.contains(bucket.as_str()), "{err}");
+    assert!(err.contains("NoSuchBucket"), "the cause is included: {err}");
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_a_clear_startup_error() {
+    let Some(s3) = TestS3::from_env("a_missing_bucket_is_a_clear_startup_error") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = TestS3::unique_bucket_name();
+    let err = Blobs::from_config(dir.path(), &s3.storage_config(&bucket))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            BlobError::Unusable {
+                setting: "storage.s3.bucket",
+                ..
+            }
+        ),
+        "{message}"
+    );
+    assert!(message.contains(&bucket), "{message}");
+    assert!(message.contains(&s3.endpoint), "{message}");
+    assert!(message.contains("NoSuchBucket"), "{message}");
+}
+
+#[tokio::test]
+async fn a_key_prefix_keeps_deployments_apart_in_one_bucket() {
+    let Some(s3) = TestS3::from_env("a_key_prefix_keeps_deployments_apart_in_one_bucket") else {
+        return;
+    };
+    let bucket = s3.create_bucket().await;
+    let open = |prefix: Option<&str>| {
+        let mut config = s3.storage_config(&bucket);
+        config.s3.prefix = prefix.map(str::to_owned);
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let blobs = Blobs::from_config(dir.path(), &config).await.unwrap();
+            (dir, blobs)
+        }
+    };
+    let (_a_dir, a) = open(Some("/deployments/a/")).await;
+    let (_b_dir, b) = open(Some("deployments/b")).await;
+    let (_root_dir, root) = open(None).await;
+    a.put_bytes("t/v/source", Bytes::from_static(b"A"))
+        .await
+        .unwrap();
+    b.put_bytes("t/v/source", Bytes::from_static(b"B"))
+        .await
+        .unwrap();
+    assert_eq!(read_all(&a, "t/v/source").await, b"A");
+    assert_eq!(read_all(&b, "t/v/source").await, b"B");
+    assert_eq!(
+        read_all(&root, "deployments/a/t/v/source").await,
+        b"A",
+        "the prefix is a key prefix in the bucket"
+    );
+    a.delete_prefix("t").await.unwrap();
+    assert!(matches!(
+        a.head("t/v/source").await,
+        Err(BlobError::NotFound(_))
+    ));
+    assert_eq!(read_all(&b, "t/v/source").await, b"B");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_clear_startup_error() {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let config = StorageConfig {
+        backend: StorageBackend::S3,
+        s3: S3Config {
+            bucket: Some("media".into()),
+            endpoint: Some("http://127.0.0.1:1".into()),
+            access_key_id: Some("AKID".into()),
+            secret_access_key: Some("secret".into()),
+            allow_http: true,
+            ..S3Config::default()
+        },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let err = Blobs::from_config(dir.path(), &config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("storage.s3.endpoint"), "{err}");
+    assert!(err.contains("http://127.0.0.1:1"), "{err}");
+}
