@@ -8,6 +8,6 @@ pub mod config;
 pub mod media;
 pub mod video;
 
-pub use config::Config;
+pub use config::{Config, redact_url};
 pub use media::{MediaInfo, StreamInfo};
 pub use video::{Progress, Rendition, Tenant, Video, VideoStatus};
