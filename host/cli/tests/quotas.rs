@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::tus::{header, metadata};
-use common::{BIN, Client, Options, Server};
+use common::{Client, Options, Server};
 use reqwest::{Method, Response};
 
 const OPERATOR_KEY: &str = "quota-operator";
@@ -32,7 +30,8 @@ async fn refused(res: Response, status: u16, code: &str) -> String {
 }
 
 fn tenant_quota(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(BIN)
+    let out = server
+        .command()
         .args(["tenant", "quota"])
         .args(args)
         .arg("--data-dir")

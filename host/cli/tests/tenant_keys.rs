@@ -2,11 +2,11 @@
 
 mod common;
 
-use common::{BIN, Client, Options, Server};
-use std::process::Command;
+use common::{Client, Options, Server};
 
 fn mediahost(server: &Server, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    server
+        .command()
         .args(args)
         .arg("--data-dir")
         .arg(server.data_path())

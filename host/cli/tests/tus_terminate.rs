@@ -65,9 +65,7 @@ async fn expired_uploads_answer_410_and_are_swept() {
     assert_eq!(body["error"]["code"], "upload_expired");
 
     // The sweep, called directly on the server's store and storage.
-    let store = Store::open_sqlite(&server.data_path().join("mediahost.db"))
-        .await
-        .unwrap();
+    let store = Store::connect(&server.database_url()).await.unwrap();
     let blobs = Blobs::local(server.data_path()).unwrap();
     let swept = mediahost_api::tus::sweep_expired(&store, &blobs)
         .await

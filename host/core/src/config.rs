@@ -66,6 +66,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Permanent object storage for sources and renditions (local files or S3).
     pub storage: StorageConfig,
+    /// The metadata database (and embedded job queue).
+    pub database: DatabaseConfig,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             quotas: crate::Quota::default(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -388,6 +391,49 @@ impl StorageConfig {
     }
 }
 
+/// The metadata database, which also holds the embedded job queue.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:///path/to/file.db?mode=rwc` or `postgres://user:password@host:5432/db`.
+    /// Unset: the SQLite file `mediahost.db` under the data dir. Also `MEDIAHOST_DATABASE_URL`
+    /// (or `DATABASE_URL`) and `--database-url`.
+    pub url: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// The configured URL, if one is set and not blank; `None` means the SQLite file
+    /// `mediahost.db` under the data dir.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref().map(str::trim).filter(|u| !u.is_empty())
+    }
+}
+
+/// Keeps a database password out of logs and panic messages.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// `url` with the password (if any) replaced by `***`, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,5 +557,27 @@ mod tests {
             .apply_env(env(&[("MEDIAHOST_S3_ALLOW_HTTP", "maybe")]))
             .unwrap_err();
         assert!(err.to_string().contains("MEDIAHOST_S3_ALLOW_HTTP"), "{err}");
+    }
+
+    #[test]
+    fn database_url_is_optional_and_its_password_stays_out_of_debug_output() {
+        assert_eq!(Config::default().database.url(), None);
+        let cfg: Config =
+            toml::from_str("[database]\nurl = \"postgres://mh:s3cret@db:5432/mh\"\n").unwrap();
+        assert_eq!(cfg.database.url(), Some("postgres://mh:s3cret@db:5432/mh"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://mh:p@ss@db:5432/mh?sslmode=require"),
+            "postgres://mh:***@db:5432/mh?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
     }
 }

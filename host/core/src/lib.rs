@@ -9,7 +9,7 @@ pub mod media;
 pub mod quota;
 pub mod video;
 
-pub use config::Config;
+pub use config::{Config, redact_url};
 pub use media::{MediaInfo, StreamInfo};
 pub use quota::{Quota, Usage};
 pub use video::{Progress, Rendition, Tenant, Video, VideoStatus};

@@ -1,17 +1,21 @@
-//! The embedded backend: the `jobs` table of the metadata SQLite database.
+//! The embedded backend: the `jobs` table of the metadata database (SQLite or PostgreSQL).
 
+use sqlx::AnyPool;
 use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
+use sqlx::any::AnyQueryResult;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use crate::{JobQueue, LeasedJob, QueueError, RetryOutcome, TranscodeJob, backoff};
 
-/// Durable queue in SQLite. Works across processes sharing the database file; the in-process
+/// Durable queue in the metadata database. Works across processes sharing the database (one
+/// SQLite file, or one PostgreSQL server for several worker processes); the in-process
 /// [`Notify`] only shortens the wait of workers living in the enqueuing process.
 #[derive(Debug)]
 pub struct EmbeddedQueue {
-    pool: SqlitePool,
+    pool: AnyPool,
+    /// What makes a lease exclusive: appended to the query picking the next job.
+    pick_lock: &'static str,
     /// Attempts before a job is dead-lettered.
     max_attempts: u32,
     /// How long a lease hides a job from other workers.
@@ -29,8 +33,22 @@ fn now_ms() -> i64 {
 
 impl EmbeddedQueue {
     /// A queue on `pool` (whose schema the metadata store's migrations created).
-    pub fn new(pool: SqlitePool, max_attempts: u32, lease: Duration) -> Self {
+    pub fn new(pool: AnyPool, max_attempts: u32, lease: Duration) -> Self {
+        let postgres = matches!(
+            pool.connect_options().database_url.scheme(),
+            "postgres" | "postgresql"
+        );
         Self {
+            // SQLite runs the whole leasing statement under its database write lock, so two
+            // workers never pick the same job. PostgreSQL runs statements concurrently: without
+            // a row lock two workers would read the same ready job and both lease it, and with a
+            // plain FOR UPDATE the second would wait for the first and then lease nothing.
+            // SKIP LOCKED makes each worker take the next job nobody else is taking.
+            pick_lock: if postgres {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            },
             pool,
             max_attempts: max_attempts.max(1),
             lease,
@@ -45,7 +63,7 @@ impl EmbeddedQueue {
 
 /// A settling statement that touched no row means the lease had lapsed and another worker took
 /// the job over.
-fn held(job: &LeasedJob, done: sqlx::sqlite::SqliteQueryResult) -> Result<(), QueueError> {
+fn held(job: &LeasedJob, done: AnyQueryResult) -> Result<(), QueueError> {
     if done.rows_affected() == 0 {
         return Err(QueueError::LeaseLost(job.id));
     }
@@ -59,11 +77,11 @@ impl JobQueue for EmbeddedQueue {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO jobs (payload, priority, state, max_attempts, available_at, created_at) \
-             VALUES (?, ?, 'ready', ?, ?, ?)",
+             VALUES ($1, $2, 'ready', $3, $4, $5)",
         )
         .bind(payload)
         .bind(priority)
-        .bind(self.max_attempts)
+        .bind(i64::from(self.max_attempts))
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -75,18 +93,18 @@ impl JobQueue for EmbeddedQueue {
     async fn lease(&self) -> Result<Option<LeasedJob>, QueueError> {
         let now = now_ms();
         let token = uuid::Uuid::now_v7().to_string();
-        // One statement, so two workers can never lease the same job: SQLite runs it under
-        // the database write lock.
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = ?, leased_until = ? \
+        // One statement picks and leases, so two workers can never lease the same job (see
+        // `pick_lock`).
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = $1, leased_until = $2 \
              WHERE id = (SELECT id FROM jobs \
-                         WHERE (state = 'ready' AND available_at <= ?) OR (state = 'leased' AND leased_until < ?) \
-                         ORDER BY priority DESC, id LIMIT 1) \
+                         WHERE (state = 'ready' AND available_at <= $3) OR (state = 'leased' AND leased_until < $3) \
+                         ORDER BY priority DESC, id LIMIT 1{}) \
              RETURNING id, payload, attempts, max_attempts",
-        )
+            self.pick_lock
+        ))
         .bind(&token)
         .bind(self.lease_until())
-        .bind(now)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
@@ -108,7 +126,7 @@ impl JobQueue for EmbeddedQueue {
 
     async fn renew(&self, job: &LeasedJob) -> Result<(), QueueError> {
         let done = sqlx::query(
-            "UPDATE jobs SET leased_until = ? WHERE id = ? AND lease_token = ? AND state = 'leased'",
+            "UPDATE jobs SET leased_until = $1 WHERE id = $2 AND lease_token = $3 AND state = 'leased'",
         )
         .bind(self.lease_until())
         .bind(job.id)
@@ -120,8 +138,8 @@ impl JobQueue for EmbeddedQueue {
 
     async fn complete(&self, job: &LeasedJob) -> Result<(), QueueError> {
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'done', finished_at = ?, lease_token = NULL \
-             WHERE id = ? AND lease_token = ?",
+            "UPDATE jobs SET state = 'done', finished_at = $1, lease_token = NULL \
+             WHERE id = $2 AND lease_token = $3",
         )
         .bind(now_ms())
         .bind(job.id)
@@ -132,26 +150,26 @@ impl JobQueue for EmbeddedQueue {
     }
 
     async fn retry(&self, job: &LeasedJob, error: &str) -> Result<RetryOutcome, QueueError> {
-        let (state, available_at, outcome) = if job.attempt >= job.max_attempts {
-            ("dead", now_ms(), RetryOutcome::DeadLettered)
+        let now = now_ms();
+        let (state, available_at, finished_at, outcome) = if job.attempt >= job.max_attempts {
+            ("dead", now, Some(now), RetryOutcome::DeadLettered)
         } else {
             let delay = backoff(job.attempt);
             (
                 "ready",
-                now_ms() + delay.as_millis() as i64,
+                now + delay.as_millis() as i64,
+                None,
                 RetryOutcome::Retrying(delay),
             )
         };
         let done = sqlx::query(
-            "UPDATE jobs SET state = ?, last_error = ?, available_at = ?, lease_token = NULL, \
-             finished_at = CASE WHEN ? = 'dead' THEN ? END \
-             WHERE id = ? AND lease_token = ?",
+            "UPDATE jobs SET state = $1, last_error = $2, available_at = $3, lease_token = NULL, \
+             finished_at = $4 WHERE id = $5 AND lease_token = $6",
         )
         .bind(state)
         .bind(error)
         .bind(available_at)
-        .bind(state)
-        .bind(now_ms())
+        .bind(finished_at)
         .bind(job.id)
         .bind(&job.lease_token)
         .execute(&self.pool)
@@ -162,8 +180,8 @@ impl JobQueue for EmbeddedQueue {
 
     async fn release(&self, job: &LeasedJob) -> Result<(), QueueError> {
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'ready', attempts = attempts - 1, available_at = ?, \
-             lease_token = NULL WHERE id = ? AND lease_token = ?",
+            "UPDATE jobs SET state = 'ready', attempts = attempts - 1, available_at = $1, \
+             lease_token = NULL WHERE id = $2 AND lease_token = $3",
         )
         .bind(now_ms())
         .bind(job.id)
@@ -182,7 +200,7 @@ impl JobQueue for EmbeddedQueue {
     async fn depth(&self) -> Result<u64, QueueError> {
         let now = now_ms();
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'ready' OR (state = 'leased' AND leased_until < ?)",
+            "SELECT COUNT(*) FROM jobs WHERE state = 'ready' OR (state = 'leased' AND leased_until < $1)",
         )
         .bind(now)
         .fetch_one(&self.pool)

@@ -2,7 +2,9 @@
 //! the workers (which lease, run and settle jobs).
 //!
 //! [`JobQueue`] is the boundary; [`EmbeddedQueue`] is the default backend, a durable queue in
-//! the same SQLite database as the metadata (table `jobs`). Delivery is at-least-once:
+//! the same database as the metadata (table `jobs`, in SQLite or PostgreSQL; on PostgreSQL
+//! several worker processes lease from it safely with `FOR UPDATE SKIP LOCKED`). Delivery is
+//! at-least-once:
 //! a leased job is invisible to other workers until its lease runs out, the worker renews the
 //! lease while it works, and a worker that dies simply lets the lease lapse so another worker
 //! picks the job up again. Jobs must therefore be idempotent. A job that keeps failing is

@@ -1,8 +1,12 @@
 //! The metadata store: tenants, API keys, videos and tus uploads (offsets, leases, expiry).
 //!
-//! Embedded default is one SQLite file under the data dir, opened in WAL mode so the server and
-//! CLI commands (`mediahost tenant create`) can use it at the same time. The schema lives in
-//! `migrations/sqlite/` at the repo root, embedded at compile time and applied on open. The
+//! One code path serves two engines, chosen by the `database.url` scheme at run time through
+//! sqlx's `Any` driver: the embedded default, one SQLite file under the data dir (WAL mode, so
+//! the server and CLI commands such as `mediahost tenant create` use it at the same time), and
+//! PostgreSQL for deployments with several api and worker processes. Queries are written once in
+//! the SQL both understand (`$1` placeholders, `RETURNING`, `ON CONFLICT`, integers as BIGINT,
+//! JSON as TEXT). The schemas live in `migrations/sqlite/` and `migrations/postgres/` at the
+//! repo root, with the same numbered steps, embedded at compile time and applied on open. The
 //! embedded job queue (crate `mediahost-queue`) shares this database through [`Store::pool`].
 //!
 //! Every video query that serves a client is scoped by tenant, so another tenant's video is
@@ -13,11 +17,16 @@ mod tenants;
 mod uploads;
 mod videos;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 pub use tenants::{ApiKeyInfo, hash_api_key};
 pub use uploads::{Concat, NewUpload, Upload, now_ms};
 pub use videos::NewVideo;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +34,12 @@ use std::time::Duration;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database URL names no engine this build supports, or is malformed.
+    #[error("unsupported database URL (expected sqlite:… or postgres://…): {0}")]
+    BadUrl(String),
+    /// The database server could not be reached or refused the connection.
+    #[error("cannot connect: {0}")]
+    Unreachable(String),
     /// The database could not be reached or a query failed.
     #[error("metadata database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -58,47 +73,135 @@ pub enum StoreError {
     },
 }
 
+/// The database engine behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file: the embedded default.
+    Sqlite,
+    /// A PostgreSQL server shared by every process of a deployment.
+    Postgres,
+}
+
+impl Backend {
+    /// The engine a database URL names by its scheme: `sqlite:` or `postgres:`/`postgresql:`.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Ok(Self::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            _ => Err(StoreError::BadUrl(mediahost_core::redact_url(url))),
+        }
+    }
+}
+
 /// Handle to the metadata database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    /// Which dialect the few engine-specific statements (migrations) must use.
+    backend: Backend,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How long connecting may take before the server counts as unreachable (a firewall that drops
+/// packets would otherwise hang start-up).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the readiness check waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writers from several processes (server, CLI) wait this long for each other on SQLite
+/// instead of failing with "database is locked".
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// The `sqlite:` URL of the database file at `path` (created when missing).
+pub fn sqlite_url(path: &Path) -> String {
+    // Absolute, so the URL means the same file whatever the working directory of its reader.
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .to_url_lossy()
+        .to_string()
+}
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
-    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            // Writers from several processes (server, CLI) wait for each other instead of failing.
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+    /// Connects to the database at `url` (`sqlite:…` or `postgres://…`) and applies pending
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(format!("{}: {e}", mediahost_core::redact_url(url))))?;
+        // One direct connection first: the pool retries a refused connection until its acquire
+        // timeout and then reports only "timed out", while an operator needs the cause.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                StoreError::Unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+            })?
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        probe.close().await?;
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Both settings are per connection (WAL also sticks to the file); the
+                        // Any driver takes SQLite options from the URL alone, which has no
+                        // parameter for them.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        let store = Self { pool };
+        let store = Self { pool, backend };
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Applies pending migrations (idempotent).
+    /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        Self::connect(&sqlite_url(path)).await
+    }
+
+    /// Applies pending migrations (idempotent; on PostgreSQL several processes starting at
+    /// once take turns under an advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 
     /// The connection pool, shared with the embedded job queue.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Cheap liveness check of the database.
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Cheap liveness check of the database (for readiness), bounded in time so a hung server
+    /// makes the process unready instead of hanging the probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map_err(|_| {
+                StoreError::Unreachable(format!("no answer within {} s", PING_TIMEOUT.as_secs()))
+            })??;
         Ok(())
     }
 }
@@ -117,14 +220,4 @@ pub(crate) fn corrupt(column: &'static str, message: impl ToString) -> StoreErro
         column,
         message: message.to_string(),
     }
-}
-
-/// A fresh database in a temp dir, for the modules' unit tests.
-#[cfg(test)]
-pub(crate) async fn test_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
-        .await
-        .unwrap();
-    (dir, store)
 }

@@ -80,72 +80,57 @@ impl Store {
 mod tests {
     use mediahost_core::{Quota, Usage};
 
-    use crate::test_store;
     use crate::uploads::{Concat, NewUpload};
     use crate::videos::NewVideo;
 
-    #[tokio::test]
-    async fn a_quota_round_trips_and_unset_limits_stay_unset() {
-        let (_dir, store) = test_store().await;
-        let (tenant, _) = store.create_tenant("acme").await.unwrap();
-        assert_eq!(
-            store.tenant_quota(&tenant.id).await.unwrap(),
-            Quota::default()
-        );
-        let quota = Quota {
-            max_upload_bytes: Some(5 << 30),
-            max_storage_bytes: None,
-            max_concurrent_uploads: Some(3),
-        };
-        store.set_tenant_quota(&tenant.id, &quota).await.unwrap();
-        assert_eq!(store.tenant_quota(&tenant.id).await.unwrap(), quota);
-    }
+    crate::backend_tests! {
+        async fn a_quota_round_trips_and_unset_limits_stay_unset(store) {
+            let (tenant, _) = store.create_tenant("acme").await.unwrap();
+            assert_eq!(store.tenant_quota(&tenant.id).await.unwrap(), Quota::default());
+            let quota = Quota {
+                max_upload_bytes: Some(5 << 30),
+                max_storage_bytes: None,
+                max_concurrent_uploads: Some(3),
+            };
+            store.set_tenant_quota(&tenant.id, &quota).await.unwrap();
+            assert_eq!(store.tenant_quota(&tenant.id).await.unwrap(), quota);
+        }
 
-    #[tokio::test]
-    async fn usage_counts_stored_sources_and_open_uploads_of_that_tenant_only() {
-        let (_dir, store) = test_store().await;
-        let (acme, _) = store.create_tenant("acme").await.unwrap();
-        let (other, _) = store.create_tenant("other").await.unwrap();
-        let new_video = NewVideo {
-            title: "t".into(),
-            filename: None,
-        };
-        let stored = store.create_video(&acme.id, &new_video).await.unwrap();
-        store.mark_uploaded(&stored.id, 1000, "00").await.unwrap();
-        let now = 1_000_000;
-        let upload = |tenant_id: &str, length, expires_at| NewUpload {
-            tenant_id: tenant_id.to_owned(),
-            video_id: None,
-            length,
-            metadata: String::new(),
-            concat: Concat::None,
-            expires_at,
-        };
-        store
-            .create_upload(&upload(&acme.id, Some(300), now + 1))
-            .await
-            .unwrap();
-        store
-            .create_upload(&upload(&acme.id, None, now + 1))
-            .await
-            .unwrap();
-        // Expired, and another tenant's: neither counts.
-        store
-            .create_upload(&upload(&acme.id, Some(7), now))
-            .await
-            .unwrap();
-        store
-            .create_upload(&upload(&other.id, Some(9), now + 1))
-            .await
-            .unwrap();
-
-        assert_eq!(
-            store.tenant_usage(&acme.id, now).await.unwrap(),
-            Usage {
-                stored_bytes: 1000,
-                reserved_bytes: 300,
-                open_uploads: 2,
+        async fn usage_counts_stored_sources_and_open_uploads_of_that_tenant_only(store) {
+            let (acme, _) = store.create_tenant("acme").await.unwrap();
+            let (other, _) = store.create_tenant("other").await.unwrap();
+            let new_video = NewVideo {
+                title: "t".into(),
+                filename: None,
+            };
+            let stored = store.create_video(&acme.id, &new_video).await.unwrap();
+            store.mark_uploaded(&stored.id, 1000, "00").await.unwrap();
+            let now = 1_000_000;
+            let upload = |tenant_id: &str, length, expires_at| NewUpload {
+                tenant_id: tenant_id.to_owned(),
+                video_id: None,
+                length,
+                metadata: String::new(),
+                concat: Concat::None,
+                expires_at,
+            };
+            for (tenant, length, expires_at) in [
+                (&acme.id, Some(300), now + 1),
+                (&acme.id, None, now + 1),
+                // Expired, and another tenant's: neither counts.
+                (&acme.id, Some(7), now),
+                (&other.id, Some(9), now + 1),
+            ] {
+                store.create_upload(&upload(tenant, length, expires_at)).await.unwrap();
             }
-        );
+            assert_eq!(
+                store.tenant_usage(&acme.id, now).await.unwrap(),
+                Usage {
+                    stored_bytes: 1000,
+                    reserved_bytes: 300,
+                    open_uploads: 2,
+                }
+            );
+        }
     }
 }

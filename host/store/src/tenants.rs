@@ -37,13 +37,13 @@ pub struct ApiKeyInfo {
 
 /// Issues a new key for `tenant_id` inside `tx`; returns it in clear text.
 async fn insert_key(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     tenant_id: &str,
     now: &str,
 ) -> Result<String, StoreError> {
     let key = generate_key();
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(new_id())
     .bind(tenant_id)
@@ -65,12 +65,13 @@ impl Store {
         };
         let now = now_rfc3339();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(&tenant.id)
-            .bind(&tenant.name)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await;
+        let inserted =
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(&tenant.id)
+                .bind(&tenant.name)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await;
         match inserted {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(StoreError::TenantExists(name.to_owned()));
@@ -84,7 +85,7 @@ impl Store {
 
     /// The tenant called `name`.
     pub async fn tenant_by_name(&self, name: &str) -> Result<Tenant, StoreError> {
-        let row = sqlx::query("SELECT id, name FROM tenants WHERE name = ?")
+        let row = sqlx::query("SELECT id, name FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
@@ -107,7 +108,7 @@ impl Store {
     pub async fn api_keys(&self, name: &str) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let tenant = self.tenant_by_name(name).await?;
         let rows = sqlx::query(
-            "SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = ? \
+            "SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 \
              ORDER BY created_at, id",
         )
         .bind(&tenant.id)
@@ -151,7 +152,7 @@ impl Store {
         // A full key must be the one whose hash is stored, not merely share its prefix.
         if found.id != key && key.len() > found.prefix.len() {
             let hash: Option<String> =
-                sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE id = ?")
+                sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE id = $1")
                     .bind(&found.id)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -160,7 +161,7 @@ impl Store {
             }
         }
         let now = now_rfc3339();
-        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(&now)
             .bind(&found.id)
             .execute(&self.pool)
@@ -173,7 +174,7 @@ impl Store {
     pub async fn tenant_for_key(&self, key: &str) -> Result<Option<Tenant>, StoreError> {
         let row = sqlx::query(
             "SELECT t.id, t.name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
         .bind(hash_api_key(key))
         .fetch_optional(&self.pool)
@@ -188,78 +189,73 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_store;
 
-    #[tokio::test]
-    async fn key_authenticates_its_tenant_only() {
-        let (_dir, store) = test_store().await;
-        let (acme, acme_key) = store.create_tenant("acme").await.unwrap();
-        let (_, globex_key) = store.create_tenant("globex").await.unwrap();
-        assert!(acme_key.starts_with("mh_") && acme_key.len() == 67);
-        assert_ne!(acme_key, globex_key);
-        assert_eq!(store.tenant_for_key(&acme_key).await.unwrap(), Some(acme));
-        assert_eq!(store.tenant_for_key("mh_wrong").await.unwrap(), None);
+    crate::backend_tests! {
+        async fn key_authenticates_its_tenant_only(store) {
+            let (acme, acme_key) = store.create_tenant("acme").await.unwrap();
+            let (_, globex_key) = store.create_tenant("globex").await.unwrap();
+            assert!(acme_key.starts_with("mh_") && acme_key.len() == 67);
+            assert_ne!(acme_key, globex_key);
+            assert_eq!(store.tenant_for_key(&acme_key).await.unwrap(), Some(acme));
+            assert_eq!(store.tenant_for_key("mh_wrong").await.unwrap(), None);
 
-        let stored: String = sqlx::query_scalar("SELECT key_hash FROM api_keys LIMIT 1")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert!(!stored.contains(&acme_key[3..]), "keys are stored hashed");
-    }
+            let stored: String = sqlx::query_scalar("SELECT key_hash FROM api_keys LIMIT 1")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert!(!stored.contains(&acme_key[3..]), "keys are stored hashed");
+        }
 
-    #[tokio::test]
-    async fn keys_rotate_and_revoked_keys_stop_working() {
-        let (_dir, store) = test_store().await;
-        let (acme, first) = store.create_tenant("acme").await.unwrap();
-        let second = store.add_api_key("acme").await.unwrap();
-        assert_eq!(
-            store.tenant_for_key(&second).await.unwrap(),
-            Some(acme.clone())
-        );
+        async fn keys_rotate_and_revoked_keys_stop_working(store) {
+            let (acme, first) = store.create_tenant("acme").await.unwrap();
+            let second = store.add_api_key("acme").await.unwrap();
+            assert_eq!(
+                store.tenant_for_key(&second).await.unwrap(),
+                Some(acme.clone())
+            );
 
-        let keys = store.api_keys("acme").await.unwrap();
-        assert_eq!(keys.len(), 2);
-        assert_eq!(keys[0].prefix, first[..11]);
+            let keys = store.api_keys("acme").await.unwrap();
+            assert_eq!(keys.len(), 2);
+            assert_eq!(keys[0].prefix, first[..11]);
 
-        // By visible prefix.
-        let revoked = store.revoke_api_key("acme", &first[..11]).await.unwrap();
-        assert!(revoked.revoked_at.is_some());
-        assert_eq!(store.tenant_for_key(&first).await.unwrap(), None);
-        assert_eq!(store.tenant_for_key(&second).await.unwrap(), Some(acme));
-        assert!(matches!(
-            store.revoke_api_key("acme", &first[..11]).await,
-            Err(StoreError::NoSuchKey { .. })
-        ));
+            // By visible prefix.
+            let revoked = store.revoke_api_key("acme", &first[..11]).await.unwrap();
+            assert!(revoked.revoked_at.is_some());
+            assert_eq!(store.tenant_for_key(&first).await.unwrap(), None);
+            assert_eq!(store.tenant_for_key(&second).await.unwrap(), Some(acme));
+            assert!(matches!(
+                store.revoke_api_key("acme", &first[..11]).await,
+                Err(StoreError::NoSuchKey { .. })
+            ));
 
-        // By id, and by the full secret; a wrong secret with a right prefix is refused.
-        let third = store.add_api_key("acme").await.unwrap();
-        let forged = format!("{}{}", &third[..11], "0".repeat(third.len() - 11));
-        assert!(matches!(
-            store.revoke_api_key("acme", &forged).await,
-            Err(StoreError::NoSuchKey { .. })
-        ));
-        store.revoke_api_key("acme", &third).await.unwrap();
-        let id = store.api_keys("acme").await.unwrap()[1].id.clone();
-        store.revoke_api_key("acme", &id).await.unwrap();
-        assert_eq!(store.tenant_for_key(&second).await.unwrap(), None);
+            // By id, and by the full secret; a wrong secret with a right prefix is refused.
+            let third = store.add_api_key("acme").await.unwrap();
+            let forged = format!("{}{}", &third[..11], "0".repeat(third.len() - 11));
+            assert!(matches!(
+                store.revoke_api_key("acme", &forged).await,
+                Err(StoreError::NoSuchKey { .. })
+            ));
+            store.revoke_api_key("acme", &third).await.unwrap();
+            let id = store.api_keys("acme").await.unwrap()[1].id.clone();
+            store.revoke_api_key("acme", &id).await.unwrap();
+            assert_eq!(store.tenant_for_key(&second).await.unwrap(), None);
 
-        assert!(matches!(
-            store.add_api_key("nobody").await,
-            Err(StoreError::NoSuchTenant(_))
-        ));
-        // Another tenant's key is not this tenant's to revoke.
-        let (_, other) = store.create_tenant("globex").await.unwrap();
-        assert!(matches!(
-            store.revoke_api_key("acme", &other[..11]).await,
-            Err(StoreError::NoSuchKey { .. })
-        ));
-    }
+            assert!(matches!(
+                store.add_api_key("nobody").await,
+                Err(StoreError::NoSuchTenant(_))
+            ));
+            // Another tenant's key is not this tenant's to revoke.
+            let (_, other) = store.create_tenant("globex").await.unwrap();
+            assert!(matches!(
+                store.revoke_api_key("acme", &other[..11]).await,
+                Err(StoreError::NoSuchKey { .. })
+            ));
+        }
 
-    #[tokio::test]
-    async fn duplicate_name_is_a_clear_error() {
-        let (_dir, store) = test_store().await;
-        store.create_tenant("acme").await.unwrap();
-        let err = store.create_tenant("acme").await.unwrap_err();
-        assert!(matches!(err, StoreError::TenantExists(_)), "{err}");
+        async fn duplicate_name_is_a_clear_error(store) {
+            store.create_tenant("acme").await.unwrap();
+            let err = store.create_tenant("acme").await.unwrap_err();
+            assert!(matches!(err, StoreError::TenantExists(_)), "{err}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! names the token, so a writer that lost its lease cannot move the offset any more.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::{Store, StoreError, corrupt, new_id};
 
@@ -102,10 +102,13 @@ pub struct NewUpload {
     pub expires_at: i64,
 }
 
+/// `head_checked` is INTEGER 0/1 on SQLite and BOOLEAN on PostgreSQL; the CASE reads both as
+/// an integer.
 const COLUMNS: &str = "id, tenant_id, video_id, upload_length, upload_offset, metadata, concat, \
-                       head_checked, completed_at, expires_at";
+                       CASE WHEN head_checked THEN 1 ELSE 0 END AS head_checked, completed_at, \
+                       expires_at";
 
-fn upload_from_row(row: &SqliteRow) -> Result<Upload, StoreError> {
+fn upload_from_row(row: &AnyRow) -> Result<Upload, StoreError> {
     let length: Option<i64> = row.get("upload_length");
     let offset: i64 = row.get("upload_offset");
     let concat: String = row.get("concat");
@@ -129,7 +132,7 @@ impl Store {
         let id = new_id();
         sqlx::query(
             "INSERT INTO uploads (id, tenant_id, video_id, upload_length, metadata, concat, \
-             expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(&new.tenant_id)
@@ -158,7 +161,7 @@ impl Store {
     /// A tenant's upload; `None` when missing or another tenant's.
     pub async fn upload(&self, tenant_id: &str, id: &str) -> Result<Option<Upload>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM uploads WHERE id = ? AND tenant_id = ?"
+            "SELECT {COLUMNS} FROM uploads WHERE id = $1 AND tenant_id = $2"
         ))
         .bind(id)
         .bind(tenant_id)
@@ -173,8 +176,8 @@ impl Store {
         let token = new_id();
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE uploads SET lock_token = ?, locked_until = ? \
-             WHERE id = ? AND (locked_until IS NULL OR locked_until <= ?)",
+            "UPDATE uploads SET lock_token = $1, locked_until = $2 \
+             WHERE id = $3 AND (locked_until IS NULL OR locked_until <= $4)",
         )
         .bind(&token)
         .bind(now + lease_ms)
@@ -193,7 +196,7 @@ impl Store {
         lease_ms: i64,
     ) -> Result<bool, StoreError> {
         let done =
-            sqlx::query("UPDATE uploads SET locked_until = ? WHERE id = ? AND lock_token = ?")
+            sqlx::query("UPDATE uploads SET locked_until = $1 WHERE id = $2 AND lock_token = $3")
                 .bind(now_ms() + lease_ms)
                 .bind(id)
                 .bind(token)
@@ -205,7 +208,7 @@ impl Store {
     /// Releases the lock if `token` still holds it.
     pub async fn unlock_upload(&self, id: &str, token: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE uploads SET lock_token = NULL, locked_until = NULL WHERE id = ? AND lock_token = ?",
+            "UPDATE uploads SET lock_token = NULL, locked_until = NULL WHERE id = $1 AND lock_token = $2",
         )
         .bind(id)
         .bind(token)
@@ -224,11 +227,11 @@ impl Store {
         head_checked: bool,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE uploads SET upload_offset = ?, head_checked = MAX(head_checked, ?) \
-             WHERE id = ? AND lock_token = ?",
+            "UPDATE uploads SET upload_offset = $1, head_checked = (head_checked OR $2) \
+             WHERE id = $3 AND lock_token = $4",
         )
         .bind(offset as i64)
-        .bind(head_checked as i64)
+        .bind(head_checked)
         .bind(id)
         .bind(token)
         .execute(&self.pool)
@@ -244,8 +247,8 @@ impl Store {
         length: u64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE uploads SET upload_length = ? \
-             WHERE id = ? AND lock_token = ? AND upload_length IS NULL",
+            "UPDATE uploads SET upload_length = $1 \
+             WHERE id = $2 AND lock_token = $3 AND upload_length IS NULL",
         )
         .bind(length as i64)
         .bind(id)
@@ -257,7 +260,7 @@ impl Store {
 
     /// Marks the upload complete (its bytes are in permanent storage or were concatenated).
     pub async fn complete_upload(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE uploads SET completed_at = ? WHERE id = ? AND completed_at IS NULL")
+        sqlx::query("UPDATE uploads SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL")
             .bind(now_ms())
             .bind(id)
             .execute(&self.pool)
@@ -270,14 +273,14 @@ impl Store {
     /// deleted.
     pub async fn delete_upload(&self, upload: &Upload) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM uploads WHERE id = ?")
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(&upload.id)
             .execute(&mut *tx)
             .await?;
         let mut video_deleted = false;
         if let Some(video_id) = &upload.video_id {
             let done =
-                sqlx::query("DELETE FROM videos WHERE id = ? AND status = 'awaiting_upload'")
+                sqlx::query("DELETE FROM videos WHERE id = $1 AND status = 'awaiting_upload'")
                     .bind(video_id)
                     .execute(&mut *tx)
                     .await?;
@@ -291,13 +294,13 @@ impl Store {
     /// expired completed partials (their bytes were copied into a final upload). Unlocked only.
     pub async fn expired_uploads(&self, now: i64, limit: u32) -> Result<Vec<Upload>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM uploads WHERE expires_at <= ? \
+            "SELECT {COLUMNS} FROM uploads WHERE expires_at <= $1 \
              AND (completed_at IS NULL OR concat = 'partial') \
-             AND (locked_until IS NULL OR locked_until <= ?) ORDER BY expires_at LIMIT ?"
+             AND (locked_until IS NULL OR locked_until <= $2) ORDER BY expires_at LIMIT $3"
         ))
         .bind(now)
         .bind(now)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(upload_from_row).collect()
@@ -308,66 +311,103 @@ impl Store {
 mod tests {
     use super::*;
     use crate::NewVideo;
-    use crate::test_store as store;
 
-    #[tokio::test]
-    async fn lock_offset_expiry_and_delete() {
-        let (_dir, store) = store().await;
-        let (t, _) = store.create_tenant("a").await.unwrap();
-        let (other, _) = store.create_tenant("b").await.unwrap();
-        let v = store
-            .create_video(&t.id, &NewVideo::default())
-            .await
-            .unwrap();
-        let u = store
-            .create_upload(&NewUpload {
-                tenant_id: t.id.clone(),
-                video_id: Some(v.id.clone()),
-                length: None,
-                metadata: "filename YS5tcDQ=".into(),
-                concat: Concat::None,
-                expires_at: now_ms() - 1,
-            })
-            .await
-            .unwrap();
-        assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), Some(u.clone()));
-        assert_eq!(store.upload(&other.id, &u.id).await.unwrap(), None);
-
-        let token = store.lock_upload(&u.id, 60_000).await.unwrap().unwrap();
-        assert_eq!(store.lock_upload(&u.id, 60_000).await.unwrap(), None);
-        assert!(store.advance_upload(&u.id, &token, 10, true).await.unwrap());
-        assert!(
-            !store
-                .advance_upload(&u.id, "stale", 20, false)
+    crate::backend_tests! {
+        async fn lock_offset_expiry_and_delete(store) {
+            let (t, _) = store.create_tenant("a").await.unwrap();
+            let (other, _) = store.create_tenant("b").await.unwrap();
+            let v = store
+                .create_video(&t.id, &NewVideo::default())
                 .await
-                .unwrap()
-        );
-        assert!(store.set_upload_length(&u.id, &token, 30).await.unwrap());
-        assert!(!store.set_upload_length(&u.id, &token, 40).await.unwrap());
-        let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
-        assert_eq!(
-            (got.offset, got.length, got.head_checked),
-            (10, Some(30), true)
-        );
-        // Locked uploads are not swept; a lapsed lease frees them.
-        assert!(
-            store
-                .expired_uploads(now_ms(), 10)
+                .unwrap();
+            let u = store
+                .create_upload(&NewUpload {
+                    tenant_id: t.id.clone(),
+                    video_id: Some(v.id.clone()),
+                    length: None,
+                    metadata: "filename YS5tcDQ=".into(),
+                    concat: Concat::None,
+                    expires_at: now_ms() - 1,
+                })
                 .await
-                .unwrap()
-                .is_empty()
-        );
-        store.unlock_upload(&u.id, &token).await.unwrap();
-        let expired = store.expired_uploads(now_ms(), 10).await.unwrap();
-        assert_eq!(expired.len(), 1);
-        let short = store.lock_upload(&u.id, 0).await.unwrap().unwrap();
-        assert!(
-            store.lock_upload(&u.id, 1000).await.unwrap().is_some(),
-            "{short} lapsed"
-        );
+                .unwrap();
+            assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), Some(u.clone()));
+            assert_eq!(store.upload(&other.id, &u.id).await.unwrap(), None);
 
-        assert!(store.delete_upload(&got).await.unwrap());
-        assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), None);
-        assert_eq!(store.video(&t.id, &v.id).await.unwrap(), None);
+            let token = store.lock_upload(&u.id, 60_000).await.unwrap().unwrap();
+            assert_eq!(store.lock_upload(&u.id, 60_000).await.unwrap(), None);
+            assert!(store.advance_upload(&u.id, &token, 10, true).await.unwrap());
+            assert!(
+                !store
+                    .advance_upload(&u.id, "stale", 20, false)
+                    .await
+                    .unwrap()
+            );
+            assert!(store.set_upload_length(&u.id, &token, 30).await.unwrap());
+            assert!(!store.set_upload_length(&u.id, &token, 40).await.unwrap());
+            let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
+            assert_eq!(
+                (got.offset, got.length, got.head_checked),
+                (10, Some(30), true)
+            );
+            // Locked uploads are not swept; a lapsed lease frees them.
+            assert!(
+                store
+                    .expired_uploads(now_ms(), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            store.unlock_upload(&u.id, &token).await.unwrap();
+            let expired = store.expired_uploads(now_ms(), 10).await.unwrap();
+            assert_eq!(expired.len(), 1);
+            let short = store.lock_upload(&u.id, 0).await.unwrap().unwrap();
+            assert!(
+                store.lock_upload(&u.id, 1000).await.unwrap().is_some(),
+                "{short} lapsed"
+            );
+
+            assert!(store.delete_upload(&got).await.unwrap());
+            assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), None);
+            assert_eq!(store.video(&t.id, &v.id).await.unwrap(), None);
+        }
+
+        /// Api processes racing for one upload's write lock: exactly one gets it, on every
+        /// backend (on PostgreSQL the losers' UPDATE re-checks the lease after the winner's
+        /// commit).
+        async fn concurrent_lockers_get_exactly_one_lock(store) {
+            let (t, _) = store.create_tenant("a").await.unwrap();
+            // Two pools, as two api processes have.
+            let stores = [(*store).clone(), store.reopen().await];
+            for round in 0..10 {
+                let u = store
+                    .create_upload(&NewUpload {
+                        tenant_id: t.id.clone(),
+                        video_id: None,
+                        length: Some(1),
+                        metadata: String::new(),
+                        concat: Concat::Partial,
+                        expires_at: now_ms() + 60_000,
+                    })
+                    .await
+                    .unwrap();
+                let start = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+                let lockers: Vec<_> = (0..4)
+                    .map(|i| {
+                        let (s, id, start) = (stores[i % 2].clone(), u.id.clone(), start.clone());
+                        tokio::spawn(async move {
+                            start.wait().await;
+                            s.lock_upload(&id, 60_000).await.unwrap()
+                        })
+                    })
+                    .collect();
+                let mut won = Vec::new();
+                for locker in lockers {
+                    won.extend(locker.await.unwrap());
+                }
+                assert_eq!(won.len(), 1, "round {round}: {won:?}");
+                assert!(store.renew_upload_lock(&u.id, &won[0], 60_000).await.unwrap());
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 
 use crate::{Store, StoreError, corrupt, new_id, now_rfc3339};
@@ -19,7 +19,7 @@ pub struct NewVideo {
 const COLUMNS: &str = "id, tenant_id, title, filename, status, error, size, sha256, source_info, \
                        renditions, metadata, progress, created_at, updated_at";
 
-fn video_from_row(row: &SqliteRow) -> Result<Video, StoreError> {
+fn video_from_row(row: &AnyRow) -> Result<Video, StoreError> {
     let status: String = row.get("status");
     let source: Option<String> = row.get("source_info");
     let renditions: String = row.get("renditions");
@@ -58,7 +58,7 @@ impl Store {
         let now = now_rfc3339();
         sqlx::query(
             "INSERT INTO videos (id, tenant_id, title, filename, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(tenant_id)
@@ -90,7 +90,7 @@ impl Store {
     /// A tenant's video; `None` when it does not exist or belongs to another tenant.
     pub async fn video(&self, tenant_id: &str, id: &str) -> Result<Option<Video>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM videos WHERE id = ? AND tenant_id = ?"
+            "SELECT {COLUMNS} FROM videos WHERE id = $1 AND tenant_id = $2"
         ))
         .bind(id)
         .bind(tenant_id)
@@ -101,7 +101,7 @@ impl Store {
 
     /// A video by id alone, for workers acting on a job.
     pub async fn video_by_id(&self, id: &str) -> Result<Option<Video>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM videos WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM videos WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -111,10 +111,10 @@ impl Store {
     /// A tenant's videos, newest first.
     pub async fn list_videos(&self, tenant_id: &str, limit: u32) -> Result<Vec<Video>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM videos WHERE tenant_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"
+            "SELECT {COLUMNS} FROM videos WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
         ))
         .bind(tenant_id)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(video_from_row).collect()
@@ -129,8 +129,8 @@ impl Store {
         sha256: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE videos SET status = 'queued', size = ?, sha256 = ?, error = NULL, updated_at = ? \
-             WHERE id = ? AND status = 'awaiting_upload'",
+            "UPDATE videos SET status = 'queued', size = $1, sha256 = $2, error = NULL, updated_at = $3 \
+             WHERE id = $4 AND status = 'awaiting_upload'",
         )
         .bind(size as i64)
         .bind(sha256)
@@ -144,7 +144,7 @@ impl Store {
     /// Sets the status and clears any previous error (used for `processing`, and to put a
     /// video back to `awaiting_upload` when its job could not be queued).
     pub async fn set_status(&self, id: &str, status: VideoStatus) -> Result<(), StoreError> {
-        sqlx::query("UPDATE videos SET status = ?, error = NULL, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE videos SET status = $1, error = NULL, updated_at = $2 WHERE id = $3")
             .bind(status.as_str())
             .bind(now_rfc3339())
             .bind(id)
@@ -185,7 +185,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let json = json.map_err(|e| corrupt(column, e))?;
         sqlx::query(&format!(
-            "UPDATE videos SET {column} = ?, updated_at = ? WHERE id = ?"
+            "UPDATE videos SET {column} = $1, updated_at = $2 WHERE id = $3"
         ))
         .bind(json)
         .bind(now_rfc3339())
@@ -199,7 +199,7 @@ impl Store {
     pub async fn set_ready(&self, id: &str, renditions: &[Rendition]) -> Result<(), StoreError> {
         let json = serde_json::to_string(renditions).map_err(|e| corrupt("renditions", e))?;
         sqlx::query(
-            "UPDATE videos SET status = 'ready', renditions = ?, error = NULL, updated_at = ? WHERE id = ?",
+            "UPDATE videos SET status = 'ready', renditions = $1, error = NULL, updated_at = $2 WHERE id = $3",
         )
         .bind(json)
         .bind(now_rfc3339())
@@ -211,12 +211,14 @@ impl Store {
 
     /// Marks the video failed with a reason a person can act on.
     pub async fn set_failed(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE videos SET status = 'failed', error = ?, updated_at = ? WHERE id = ?")
-            .bind(reason)
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE videos SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(reason)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -224,70 +226,67 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_store as store;
 
-    #[tokio::test]
-    async fn videos_are_scoped_by_tenant() {
-        let (_dir, store) = store().await;
-        let (a, _) = store.create_tenant("a").await.unwrap();
-        let (b, _) = store.create_tenant("b").await.unwrap();
-        let new = NewVideo {
-            title: "t".into(),
-            filename: Some("t.mp4".into()),
-        };
-        let v = store.create_video(&a.id, &new).await.unwrap();
-        assert_eq!(store.video(&a.id, &v.id).await.unwrap(), Some(v.clone()));
-        assert_eq!(store.video(&b.id, &v.id).await.unwrap(), None);
-        assert_eq!(store.list_videos(&b.id, 10).await.unwrap(), vec![]);
-        assert_eq!(store.list_videos(&a.id, 10).await.unwrap(), vec![v]);
-    }
+    crate::backend_tests! {
+        async fn videos_are_scoped_by_tenant(store) {
+            let (a, _) = store.create_tenant("a").await.unwrap();
+            let (b, _) = store.create_tenant("b").await.unwrap();
+            let new = NewVideo {
+                title: "t".into(),
+                filename: Some("t.mp4".into()),
+            };
+            let v = store.create_video(&a.id, &new).await.unwrap();
+            assert_eq!(store.video(&a.id, &v.id).await.unwrap(), Some(v.clone()));
+            assert_eq!(store.video(&b.id, &v.id).await.unwrap(), None);
+            assert_eq!(store.list_videos(&b.id, 10).await.unwrap(), vec![]);
+            assert_eq!(store.list_videos(&a.id, 10).await.unwrap(), vec![v]);
+        }
 
-    #[tokio::test]
-    async fn upload_is_accepted_once_then_life_cycle_runs() {
-        let (_dir, store) = store().await;
-        let (t, _) = store.create_tenant("a").await.unwrap();
-        let v = store
-            .create_video(&t.id, &NewVideo::default())
-            .await
-            .unwrap();
-        assert!(store.mark_uploaded(&v.id, 42, "ab").await.unwrap());
-        assert!(!store.mark_uploaded(&v.id, 43, "cd").await.unwrap());
-        let got = store.video_by_id(&v.id).await.unwrap().unwrap();
-        assert_eq!(
-            (got.status, got.size, got.sha256.as_deref()),
-            (VideoStatus::Queued, Some(42), Some("ab"))
-        );
+        async fn upload_is_accepted_once_then_life_cycle_runs(store) {
+            let (t, _) = store.create_tenant("a").await.unwrap();
+            let v = store
+                .create_video(&t.id, &NewVideo::default())
+                .await
+                .unwrap();
+            assert!(store.mark_uploaded(&v.id, 42, "ab").await.unwrap());
+            assert!(!store.mark_uploaded(&v.id, 43, "cd").await.unwrap());
+            let got = store.video_by_id(&v.id).await.unwrap().unwrap();
+            assert_eq!(
+                (got.status, got.size, got.sha256.as_deref()),
+                (VideoStatus::Queued, Some(42), Some("ab"))
+            );
 
-        let metadata = BTreeMap::from([("orientation".to_owned(), "landscape".to_owned())]);
-        store.set_metadata(&v.id, &metadata).await.unwrap();
-        assert_eq!(
-            store.video_by_id(&v.id).await.unwrap().unwrap().metadata,
-            metadata
-        );
+            let metadata = BTreeMap::from([("orientation".to_owned(), "landscape".to_owned())]);
+            store.set_metadata(&v.id, &metadata).await.unwrap();
+            assert_eq!(
+                store.video_by_id(&v.id).await.unwrap().unwrap().metadata,
+                metadata
+            );
 
-        store.set_failed(&v.id, "bad input").await.unwrap();
-        let got = store.video_by_id(&v.id).await.unwrap().unwrap();
-        assert_eq!(
-            (got.status, got.error.as_deref()),
-            (VideoStatus::Failed, Some("bad input"))
-        );
+            store.set_failed(&v.id, "bad input").await.unwrap();
+            let got = store.video_by_id(&v.id).await.unwrap().unwrap();
+            assert_eq!(
+                (got.status, got.error.as_deref()),
+                (VideoStatus::Failed, Some("bad input"))
+            );
 
-        let r = Rendition {
-            name: "360p".into(),
-            width: 640,
-            height: 360,
-            bandwidth: 1_000_000,
-            codecs: "avc1.64001e,mp4a.40.2".into(),
-            playlist: "360p/index.m3u8".into(),
-        };
-        store
-            .set_ready(&v.id, std::slice::from_ref(&r))
-            .await
-            .unwrap();
-        let got = store.video_by_id(&v.id).await.unwrap().unwrap();
-        assert_eq!(
-            (got.status, got.error, got.renditions),
-            (VideoStatus::Ready, None, vec![r])
-        );
+            let r = Rendition {
+                name: "360p".into(),
+                width: 640,
+                height: 360,
+                bandwidth: 1_000_000,
+                codecs: "avc1.64001e,mp4a.40.2".into(),
+                playlist: "360p/index.m3u8".into(),
+            };
+            store
+                .set_ready(&v.id, std::slice::from_ref(&r))
+                .await
+                .unwrap();
+            let got = store.video_by_id(&v.id).await.unwrap().unwrap();
+            assert_eq!(
+                (got.status, got.error, got.renditions),
+                (VideoStatus::Ready, None, vec![r])
+            );
+        }
     }
 }

@@ -207,57 +207,65 @@ async fn write_locked(
     body: Body,
 ) -> Result<u64, ApiError> {
     let lock = Lock::acquire(state, id).await?;
-    // Re-read under the lock: the offset may have moved since the caller looked.
-    let mut upload = find(state, tenant, id).await?;
-    if client_offset != upload.offset {
-        return Err(ApiError::OffsetMismatch(format!(
-            "Upload-Offset is {client_offset} but the upload is at {}; resume from HEAD's offset",
-            upload.offset
-        )));
-    }
-    if let Some(length) = new_length {
-        match upload.length {
-            Some(l) if l == length => {}
-            Some(l) => {
-                return Err(ApiError::BadRequest(format!(
-                    "Upload-Length is already {l}; it cannot change"
-                )));
-            }
-            None => {
-                if length < upload.offset {
+    let written = async {
+        // Re-read under the lock: the offset may have moved since the caller looked.
+        let mut upload = find(state, tenant, id).await?;
+        if client_offset != upload.offset {
+            return Err(ApiError::OffsetMismatch(format!(
+                "Upload-Offset is {client_offset} but the upload is at {}; resume from HEAD's offset",
+                upload.offset
+            )));
+        }
+        if let Some(length) = new_length {
+            match upload.length {
+                Some(l) if l == length => {}
+                Some(l) => {
                     return Err(ApiError::BadRequest(format!(
-                        "Upload-Length {length} is below the offset {}",
-                        upload.offset
+                        "Upload-Length is already {l}; it cannot change"
                     )));
                 }
-                quota::check_length(state, tenant, length).await?;
-                state
-                    .store
-                    .set_upload_length(id, &lock.token, length)
-                    .await?;
-                upload.length = Some(length);
+                None => {
+                    if length < upload.offset {
+                        return Err(ApiError::BadRequest(format!(
+                            "Upload-Length {length} is below the offset {}",
+                            upload.offset
+                        )));
+                    }
+                    quota::check_length(state, tenant, length).await?;
+                    state
+                        .store
+                        .set_upload_length(id, &lock.token, length)
+                        .await?;
+                    upload.length = Some(length);
+                }
             }
         }
+        if upload.completed_at.is_some() {
+            return Ok(upload.offset);
+        }
+        if let (Some(length), Some(cl)) = (upload.length, content_length(headers))
+            && upload.offset + cl > length
+        {
+            return Err(ApiError::TooLarge(format!(
+                "{cl} more bytes at offset {} go beyond Upload-Length ({length})",
+                upload.offset
+            )));
+        }
+        let checksum = headers::checksum(headers)?;
+        let offset = write_body(state, &lock, tenant, &upload, body, checksum).await?;
+        let upload = find(state, tenant, id).await?;
+        if upload.is_full() && upload.completed_at.is_none() {
+            complete(state, tenant, &upload).await?;
+        }
+        Ok::<_, ApiError>(offset)
     }
-    if upload.completed_at.is_some() {
-        lock.release().await?;
-        return Ok(upload.offset);
-    }
-    if let (Some(length), Some(cl)) = (upload.length, content_length(headers))
-        && upload.offset + cl > length
-    {
-        return Err(ApiError::TooLarge(format!(
-            "{cl} more bytes at offset {} go beyond Upload-Length ({length})",
-            upload.offset
-        )));
-    }
-    let checksum = headers::checksum(headers)?;
-    let offset = write_body(state, &lock, tenant, &upload, body, checksum).await?;
-    let upload = find(state, tenant, id).await?;
-    if upload.is_full() && upload.completed_at.is_none() {
-        complete(state, tenant, &upload).await?;
-    }
-    lock.release().await?;
+    .await;
+    // Released before answering, on errors too: a client retrying at once must not run into
+    // its own request's lock (a release left to `Drop` happens after the answer is sent, and
+    // on a database server it can take longer than the client's next request).
+    let released = lock.release().await;
+    let offset = written?;
+    released?;
     Ok(offset)
 }
 

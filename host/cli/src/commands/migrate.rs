@@ -16,7 +16,10 @@ impl Migrate {
         let config = self.common.load()?;
         // Opening the store applies pending migrations.
         Common::open_store(&config).await?;
-        println!("migrations applied to {}", config.data_dir.display());
+        println!(
+            "migrations applied to {}",
+            mediahost_core::redact_url(&Common::database_url(&config))
+        );
         Ok(())
     }
 }

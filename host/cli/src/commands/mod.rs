@@ -52,6 +52,10 @@ pub struct Common {
     /// Data directory (SQLite DB, objects, temp files); overrides `data_dir` in the config.
     #[arg(long, env = "MEDIAHOST_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Metadata database URL (`sqlite://…` or `postgres://…`); overrides `database.url` in the
+    /// config. `DATABASE_URL` is read when neither this nor `MEDIAHOST_DATABASE_URL` is set.
+    #[arg(long, env = "MEDIAHOST_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 impl Common {
@@ -60,6 +64,14 @@ impl Common {
         let mut config = Config::load(self.config.as_deref())?;
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
+        }
+        if let Some(url) = self
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .filter(|u| !u.trim().is_empty())
+        {
+            config.database.url = Some(url);
         }
         // Environment only, never a flag: a flag would show the key in `ps`.
         if let Ok(key) = std::env::var("MEDIAHOST_OPERATOR_KEY")
@@ -71,13 +83,26 @@ impl Common {
         Ok(config)
     }
 
-    /// Opens the metadata store under the configured data dir, creating it if needed.
+    /// Opens the metadata store (`database.url`, by default the SQLite file under the data
+    /// dir, which is created if needed) and applies pending migrations. A failure names the
+    /// setting and the (password-redacted) URL, e.g.
+    /// `database.url postgres://mh:***@db/mh: cannot connect: … Connection refused`.
     pub async fn open_store(config: &Config) -> anyhow::Result<mediahost_store::Store> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
         })?;
-        let db = config.data_dir.join("mediahost.db");
-        Ok(mediahost_store::Store::open_sqlite(&db).await?)
+        let url = Self::database_url(config);
+        mediahost_store::Store::connect(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("database.url {}: {e}", mediahost_core::redact_url(&url)))
+    }
+
+    /// The metadata database's URL: `database.url`, else the SQLite file under the data dir.
+    pub fn database_url(config: &Config) -> String {
+        match config.database.url() {
+            Some(url) => url.to_owned(),
+            None => mediahost_store::sqlite_url(&config.data_dir.join("mediahost.db")),
+        }
     }
 }
 

@@ -1,4 +1,9 @@
 //! Drives the real `mediahost` binary: a server on a random port over a fresh data dir.
+//!
+//! The metadata database is the SQLite file in the data dir, or with
+//! `MEDIAHOST_TEST_DATABASE=postgres` a fresh scratch database per server on the PostgreSQL
+//! server named by `MEDIAHOST_TEST_POSTGRES_URL` (dropped with the server), so every test here
+//! runs on either backend.
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
@@ -9,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mediahost_blob::test_support::TestS3;
+use mediahost_store::testing::{ScratchPostgres, postgres_server_url};
 
 pub mod tus;
 
@@ -23,6 +29,12 @@ pub struct Server {
     log: PathBuf,
     /// The S3 server and bucket holding its objects, under `MEDIAHOST_TEST_STORAGE=s3`.
     pub s3: Option<(TestS3, String)>,
+    /// The database given to the server and its CLI commands, when not the SQLite file in the
+    /// data dir.
+    database_url: Option<String>,
+    /// The scratch PostgreSQL database this server owns, when the tests run on PostgreSQL;
+    /// dropped after the process is killed.
+    postgres: Option<ScratchPostgres>,
 }
 
 /// Which object storage servers get: `MEDIAHOST_TEST_STORAGE=s3` gives every server a fresh
@@ -44,6 +56,31 @@ fn test_storage() -> Option<(TestS3, String)> {
         }
         Ok(other) => panic!("MEDIAHOST_TEST_STORAGE={other:?}: use \"local\" or \"s3\""),
     }
+}
+
+/// Which metadata database the servers of this run use, from `MEDIAHOST_TEST_DATABASE`
+/// (`sqlite`, the default, or `postgres`).
+fn scratch_postgres() -> Option<ScratchPostgres> {
+    match std::env::var("MEDIAHOST_TEST_DATABASE").as_deref() {
+        Err(_) | Ok("" | "sqlite") => None,
+        Ok("postgres") => {
+            let url = postgres_server_url().expect(
+                "MEDIAHOST_TEST_DATABASE=postgres needs MEDIAHOST_TEST_POSTGRES_URL \
+                 (e.g. postgres://postgres@127.0.0.1:5432/test)",
+            );
+            Some(ScratchPostgres::create(&url))
+        }
+        Ok(other) => panic!("MEDIAHOST_TEST_DATABASE={other}: expected sqlite or postgres"),
+    }
+}
+
+/// A `mediahost` command whose database settings come from the test alone: an ambient
+/// `DATABASE_URL` (CI sets one) must not send a test's server to a shared database.
+fn mediahost_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("MEDIAHOST_DATABASE_URL")
+        .env_remove("DATABASE_URL");
+    cmd
 }
 
 /// Extra setup for [`Server::start`].
@@ -87,7 +124,7 @@ fn spawn_serve(addr: &str, data_dir: &Path, log: &Path) -> Child {
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(BIN)
+    mediahost_command()
         .args(["serve", "--listen", addr])
         .arg("--data-dir")
         .arg(data_dir)
@@ -140,6 +177,17 @@ pub fn serve_failing(config: &str, env: &[(&str, &str)]) -> (std::process::ExitS
 
 impl Server {
     pub fn start(options: Options) -> Server {
+        Self::start_on(options, None)
+    }
+
+    /// A server on `other`'s metadata database (with a data dir of its own): a second api
+    /// process of the same deployment.
+    pub fn start_sharing_database(options: Options, other: &Server) -> Server {
+        Self::start_on(options, Some(other.database_url()))
+    }
+
+    /// A server on the database at `database_url`, or on a fresh one.
+    fn start_on(options: Options, database_url: Option<String>) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let plugin_dir = data_dir.path().join("plugins");
         for (name, wasm, manifest) in &options.plugins {
@@ -156,6 +204,14 @@ impl Server {
             .unwrap_or_default();
         let config_path = data_dir.path().join("mediahost.toml");
         let mut config = std::fs::File::create(&config_path).unwrap();
+        let postgres = match database_url {
+            Some(_) => None,
+            None => scratch_postgres(),
+        };
+        let database_url = database_url.or_else(|| postgres.as_ref().map(|db| db.url().to_owned()));
+        if let Some(url) = &database_url {
+            writeln!(config, "[database]\nurl = {url:?}").unwrap();
+        }
         writeln!(
             config,
             "[worker]\npoll_interval_ms = 200\n[plugins]\ndir = {:?}\n{}\n{storage}",
@@ -173,6 +229,8 @@ impl Server {
             data_dir,
             log,
             s3,
+            database_url,
+            postgres,
         };
         server.wait_healthy();
         server
@@ -238,7 +296,8 @@ impl Server {
     /// Runs `mediahost tenant create NAME` on the server's data dir and returns the key
     /// (the last line of stdout, as documented).
     pub fn create_tenant(&self, name: &str) -> String {
-        let out = Command::new(BIN)
+        let out = self
+            .command()
             .args(["tenant", "create", name, "--data-dir"])
             .arg(self.data_dir.path())
             .output()
@@ -250,6 +309,24 @@ impl Server {
         );
         let stdout = String::from_utf8(out.stdout).unwrap();
         stdout.lines().last().unwrap().trim().to_owned()
+    }
+
+    /// A `mediahost` command on this server's metadata database (PostgreSQL through
+    /// `MEDIAHOST_DATABASE_URL`, else the SQLite file its `--data-dir` names).
+    pub fn command(&self) -> Command {
+        let mut cmd = mediahost_command();
+        if let Some(url) = &self.database_url {
+            cmd.env("MEDIAHOST_DATABASE_URL", url);
+        }
+        cmd
+    }
+
+    /// The URL of this server's metadata database.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => mediahost_store::sqlite_url(&self.data_dir.path().join("mediahost.db")),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
