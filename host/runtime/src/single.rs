@@ -70,9 +70,9 @@ pub enum SingleError {
         /// The component's world.
         world: World,
     },
-    /// The host's imports could not be linked (a broken build of the host).
-    #[error("cannot set up the host imports: {0}")]
-    Linker(String),
+    /// The host side of the call could not be set up (a broken build of the host).
+    #[error("cannot set up the host side of the call: {0}")]
+    Setup(String),
 }
 
 /// A compiled component checked against its world, ready to call.
@@ -240,7 +240,7 @@ impl Runtime {
             .and_then(|()| Validator::add_to_linker::<_, HasSelf<HostState>>(&mut linker, host))
             .and_then(|()| media::add_to_linker::<_, HasSelf<HostState>>(&mut linker, host))
             .and_then(|()| http::add_to_linker::<_, HasSelf<HostState>>(&mut linker, host))
-            .map_err(|e| SingleError::Linker(format!("{e:#}")))?;
+            .map_err(|e| SingleError::Setup(format!("{e:#}")))?;
         Ok(linker)
     }
 }
@@ -291,7 +291,7 @@ impl SingleComponent {
         store.limiter(|state| state);
         store
             .set_fuel(limits.fuel)
-            .map_err(|e| SingleError::Linker(format!("{e:#}")))?;
+            .map_err(|e| SingleError::Setup(format!("{e:#}")))?;
         store.set_epoch_deadline(
             self.runtime
                 .deadline_ticks(Duration::from_millis(limits.timeout_ms)),

@@ -13,7 +13,7 @@
 //! - [`testing::TestHost`]: plain `cargo test` on the developer's machine runs the plugin's
 //!   trait methods natively, with config values the test sets and log lines it can inspect.
 //!
-//! ```ignore
+//! ```
 //! use mediahost_sdk::{Rejection, UploadInfo, Validator, Verdict, config, log};
 //!
 //! struct OnlyMp4;

@@ -1,8 +1,11 @@
 //! Log lines into the host's structured logs, tagged there with the plugin's name.
 //!
-//! ```ignore
-//! mediahost_sdk::log::info!("rejected {name}: {reason}");
-//! mediahost_sdk::log::log(Level::Warn, "plain text");
+//! ```
+//! use mediahost_sdk::log::{self, Level};
+//!
+//! let (name, reason) = ("setup.exe", "not a video");
+//! log::info!("rejected {name}: {reason}");
+//! log::log(Level::Warn, "plain text");
 //! ```
 //!
 //! The host keeps at most 64 lines of 4 KiB per call; log what an operator needs, not traces.

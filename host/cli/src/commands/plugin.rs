@@ -92,8 +92,8 @@ impl Target {
             .chain(manifest.as_ref().map(|m| m.limits.memory_bytes))
             .fold(defaults.max_memory_bytes, u64::max);
         let runtime = Runtime::new(RuntimeOptions {
-            // One call at a time (two for the determinism check's overlap-free reruns).
-            max_instances: 2,
+            // Calls run one after the other, each store dropped before the next.
+            max_instances: 1,
             max_memory_bytes: memory_cap,
             ..defaults
         })?;
