@@ -9,6 +9,9 @@
 //! a shared type is then one Rust type whichever world it crosses, and the host implements
 //! `log` and `config` once (`host.rs`).
 
+// Every generated type also derives serde's traits, for the JSON form of calls (`call_input.rs`):
+// fields keep their Rust names (`video_id`), variants theirs (`Accept`, `Reject`).
+//
 // Generated items carry the WIT doc comments where the WIT has them; the rest (accessors,
 // `*Pre` helpers) are wasmtime's boilerplate and documented in wasmtime's `bindgen!` docs.
 
@@ -18,7 +21,7 @@
 pub mod validator {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         world: "validator",
     });
 }
@@ -29,7 +32,7 @@ pub mod validator {
 pub mod metadata_extractor {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         world: "metadata-extractor",
         with: {
             "mediahost:plugin/log": crate::bindings::validator::mediahost::plugin::log,
@@ -43,7 +46,7 @@ pub mod metadata_extractor {
 pub mod router {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         world: "router",
         with: {
             "mediahost:plugin/log": crate::bindings::validator::mediahost::plugin::log,
@@ -59,7 +62,7 @@ pub mod router {
 pub mod edge_transform {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        additional_derives: [PartialEq],
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
         world: "edge-transform",
         with: {
             "mediahost:plugin/log": crate::bindings::validator::mediahost::plugin::log,

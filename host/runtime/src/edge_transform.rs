@@ -86,7 +86,7 @@ impl PluginHost {
 }
 
 /// A status the HTTP layer can send.
-fn check_status(status: u16) -> Result<(), String> {
+pub(crate) fn check_status(status: u16) -> Result<(), String> {
     if (100..=599).contains(&status) {
         Ok(())
     } else {
@@ -96,7 +96,7 @@ fn check_status(status: u16) -> Result<(), String> {
 
 /// Header names must be RFC 9110 tokens and values free of control characters other than tab:
 /// a line break in a value would let a plugin smuggle headers or split the response.
-fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
+pub(crate) fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
     for (name, value) in headers {
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if name.is_empty() || !name.bytes().all(token) {

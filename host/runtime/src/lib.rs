@@ -43,7 +43,10 @@
 //! Module map: `engine` (engine, pool, ticker), `manifest` (`plugin.toml`), `plugin` (loading and
 //! the per-call store), `reload` (rescans and the folder watcher), `host` (imports, WASI context, limiter), one module per world's calls
 //! (`validator`, `metadata_extractor`, `router`, `edge_transform`), `media` (conversion from
-//! `mediahost_core`'s probe result), `error`.
+//! `mediahost_core`'s probe result), `error`. For plugin authors' tools: [`single`] (compile one
+//! component outside a plugin folder, detect its world, call it once and report what the call
+//! used), [`call_input`] (the JSON form of calls and answers) and [`conformance`] (the cases of
+//! `plugin-tests/`).
 
 mod edge_transform;
 mod engine;
@@ -58,6 +61,9 @@ mod router;
 mod validator;
 
 pub mod bindings;
+pub mod call_input;
+pub mod conformance;
+pub mod single;
 
 pub use bindings::http::{RequestAction, RequestHead, Response, ResponseHead, ResponseUpdate};
 pub use bindings::media::{
@@ -69,3 +75,4 @@ pub use error::{LoadError, PluginError, PluginFailure, RuntimeError};
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestError, World};
 pub use plugin::{PluginHost, PluginStatus, PluginSummary, PluginVersion};
 pub use reload::{DEBOUNCE, Watcher};
+pub use single::{CallReport, CallSettings, SingleComponent, SingleError, Usage};

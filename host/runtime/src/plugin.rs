@@ -527,7 +527,12 @@ impl Runtime {
         result
     }
 
-    fn classify(&self, e: &wasmtime::Error, limits: Limits, state: &HostState) -> PluginFailure {
+    pub(crate) fn classify(
+        &self,
+        e: &wasmtime::Error,
+        limits: Limits,
+        state: &HostState,
+    ) -> PluginFailure {
         if let Some(trap) = e.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => PluginFailure::Timeout {

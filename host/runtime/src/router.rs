@@ -39,7 +39,7 @@ impl PluginHost {
 
 /// Rendition names become folder names and playlist URIs, and sizes go to the encoder, so the
 /// host checks what a plugin cannot be trusted with.
-fn check_plan(plan: &RoutePlan) -> Result<(), String> {
+pub(crate) fn check_plan(plan: &RoutePlan) -> Result<(), String> {
     let mut names = BTreeSet::new();
     for r in &plan.renditions {
         let name_ok = !r.name.is_empty()

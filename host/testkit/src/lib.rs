@@ -1,9 +1,9 @@
 //! Test support shared by the crates' integration tests.
 //!
 //! Test media is generated at test time with ffmpeg's lavfi sources, and guest plugins are
-//! compiled from `plugins/` to wasm32-wasip2, so no binary fixture lives in git. Both helpers
-//! panic with a message naming the missing tool, because a test that cannot build its inputs
-//! must fail loudly rather than skip.
+//! compiled from `plugins/` (Rust to wasm32-wasip2, C with the C SDK's tool), so no binary
+//! fixture lives in git. The helpers panic with a message naming the missing tool, because a
+//! test that cannot build its inputs must fail loudly rather than skip.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,6 +65,36 @@ pub fn build_plugin(name: &str) -> PathBuf {
         .join(format!("{}.wasm", name.replace('-', "_")));
     assert!(wasm.exists(), "plugin build produced no {}", wasm.display());
     wasm
+}
+
+/// Builds the C guest plugin in `plugins/<name>/` (every `.c` file of the folder) with the C
+/// SDK's build tool, for the world its `plugin.toml` declares, and returns the component's
+/// path: `plugins/target/c/<name with _ for ->.wasm`, the file name the manifest expects.
+pub fn build_c_plugin(name: &str) -> PathBuf {
+    let root = repo_root();
+    let folder = root.join("plugins").join(name);
+    let manifest = std::fs::read_to_string(folder.join("plugin.toml"))
+        .unwrap_or_else(|e| panic!("read plugins/{name}/plugin.toml: {e}"));
+    let world = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("world = "))
+        .map(|w| w.trim().trim_matches('"').to_owned())
+        .unwrap_or_else(|| panic!("plugins/{name}/plugin.toml names no world"));
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("list plugins/{name}: {e}"))
+        .map(|entry| entry.expect("a folder entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    // Sorted, so the build does not depend on the order of the directory listing.
+    sources.sort();
+    let output = root
+        .join("plugins/target/c")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let options = mediahost_plugin_c::BuildOptions::new(&world, sources, output.clone());
+    if let Err(e) = mediahost_plugin_c::build(&options) {
+        panic!("building C plugin {name} failed: {e}");
+    }
+    output
 }
 
 /// Options for [`generate_clip`].

@@ -2,7 +2,7 @@
 //! expiring URL tokens, header injection and HLS manifest rewriting.
 //!
 //! The decisions live in [`rules`] as plain functions over plain types so that `cargo test`
-//! runs them natively; the WIT glue in `component` only exists on wasm32.
+//! runs them natively; `plugin` binds them to the world with `mediahost-sdk`.
 //!
 //! - `on-request`: a request outside `public_prefixes` needs a valid `token` query parameter
 //!   (format and signature in [`rules`]), checked against the host's `received-at` time (plugins
@@ -20,43 +20,36 @@
 
 pub mod rules;
 
-// The generated glue is the component ABI: raw exports and pointer juggling (hence unsafe), with
-// one flat parameter per record field (hence many arguments).
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-mod component {
+pub mod plugin {
+    //! The plugin bound to the `edge-transform` world.
+
+    use mediahost_sdk::{
+        EdgeTransform, RequestAction, RequestHead, Response, ResponseHead, ResponseUpdate, config,
+        log,
+    };
+
     use crate::rules::{self, Settings};
 
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "edge-transform",
-    });
-
-    use mediahost::plugin::http::Response;
-    use mediahost::plugin::log::{Level, log};
-
-    struct EdgeToken;
+    /// The plugin as the host sees it.
+    pub struct Plugin;
 
     fn settings() -> Settings {
-        match Settings::from_lookup(mediahost::plugin::config::get) {
+        match Settings::from_lookup(config::get) {
             Ok(settings) => settings,
             Err(e) => {
-                log(Level::Error, &format!("invalid configuration: {e}"));
+                log::error!("invalid configuration: {e}");
                 panic!("invalid configuration: {e}");
             }
         }
     }
 
-    impl Guest for EdgeToken {
+    impl EdgeTransform for Plugin {
         fn on_request(req: RequestHead) -> RequestAction {
             let settings = settings();
             match rules::check(&settings, &req.path, req.query.as_deref(), req.received_at) {
                 Ok(()) => RequestAction::Continue(req),
                 Err(denial) => {
-                    log(
-                        Level::Info,
-                        &format!("refused {} {}: {denial}", req.method, req.path),
-                    );
+                    log::info!("refused {} {}: {denial}", req.method, req.path);
                     RequestAction::Respond(Response {
                         status: 403,
                         headers: vec![
@@ -101,5 +94,58 @@ mod component {
         }
     }
 
-    export!(EdgeToken);
+    mediahost_sdk::export_edge_transform!(Plugin);
+
+    // The test host stands in for the real one on native targets only.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    mod tests {
+        use super::*;
+        use mediahost_sdk::testing::TestHost;
+
+        fn request(path: &str) -> RequestHead {
+            RequestHead {
+                method: "GET".into(),
+                path: path.into(),
+                query: None,
+                headers: vec![],
+                client_ip: None,
+                tenant: Some("acme".into()),
+                received_at: 1_700_000_000,
+            }
+        }
+
+        #[test]
+        fn a_request_without_token_is_answered_403_and_logged() {
+            let host = TestHost::new()
+                .with_config("secret", "s3cret")
+                .with_config("public_prefixes", "/healthz");
+            let RequestAction::Respond(resp) = Plugin::on_request(request("/v/a/hls/x.m3u8"))
+            else {
+                panic!("expected a 403 answer");
+            };
+            assert_eq!(resp.status, 403);
+            assert_eq!(
+                host.messages(),
+                ["refused GET /v/a/hls/x.m3u8: a token is required"]
+            );
+            assert_eq!(
+                Plugin::on_request(request("/healthz")),
+                RequestAction::Continue(request("/healthz"))
+            );
+        }
+
+        #[test]
+        fn headers_from_the_settings_are_added() {
+            let _host = TestHost::new()
+                .with_config("secret", "s3cret")
+                .with_config("add_headers", "X-A: 1");
+            let head = ResponseHead {
+                status: 200,
+                headers: vec![],
+            };
+            let update = Plugin::on_response(request("/healthz"), head, None);
+            assert_eq!(update.head.headers, [("x-a".to_owned(), "1".to_owned())]);
+            assert_eq!(update.body, None);
+        }
+    }
 }

@@ -1,32 +1,25 @@
 //! Reference metadata-extractor plugin (world `metadata-extractor` of `mediahost:plugin`).
 //!
 //! The derivations live in [`rules`] as plain functions over plain types so that `cargo test`
-//! runs them natively; the WIT glue in `component` only exists on wasm32, where it converts the
-//! probed `media-info` and calls the rules. The keys it returns (`orientation`, `aspect_ratio`,
+//! runs them natively; `plugin` binds them to the world with `mediahost-sdk`, converting the
+//! probed `media-info` and calling the rules. The keys it returns (`orientation`, `aspect_ratio`,
 //! `hdr`, `audio_only`, `languages`, `resolution_class`) are described on [`rules::extract`].
 //! It has no settings and never returns an error: a source it cannot read a picture size from
 //! simply gets fewer keys.
 
 pub mod rules;
 
-// The generated glue is the component ABI: raw exports and pointer juggling (hence unsafe), with
-// one flat parameter per record field (hence many arguments).
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-mod component {
+pub mod plugin {
+    //! The plugin bound to the `metadata-extractor` world.
+
+    use mediahost_sdk::{ExtractInput, MetadataExtractor, StreamKind, log};
+
     use crate::rules::{self, Kind, Stream};
 
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "metadata-extractor",
-    });
+    /// The plugin as the host sees it.
+    pub struct Plugin;
 
-    use mediahost::plugin::log::{Level, log};
-    use mediahost::plugin::media::StreamKind;
-
-    struct Extractor;
-
-    impl Guest for Extractor {
+    impl MetadataExtractor for Plugin {
         fn extract(input: ExtractInput) -> Result<Vec<(String, String)>, String> {
             let streams: Vec<Stream> = input
                 .media
@@ -46,18 +39,66 @@ mod component {
                 })
                 .collect();
             let out = rules::extract(&streams);
-            log(
-                Level::Debug,
-                &format!(
-                    "extracted {} keys for video {} (tenant {})",
-                    out.len(),
-                    input.video_id,
-                    input.tenant
-                ),
+            log::debug!(
+                "extracted {} keys for video {} (tenant {})",
+                out.len(),
+                input.video_id,
+                input.tenant
             );
             Ok(out)
         }
     }
 
-    export!(Extractor);
+    mediahost_sdk::export_metadata_extractor!(Plugin);
+
+    // The test host stands in for the real one on native targets only.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    mod tests {
+        use super::*;
+        use mediahost_sdk::testing::TestHost;
+        use mediahost_sdk::{MediaInfo, StreamInfo};
+
+        #[test]
+        fn an_audio_only_source_and_its_log_line() {
+            let host = TestHost::new();
+            let input = ExtractInput {
+                tenant: "acme".into(),
+                video_id: "v1".into(),
+                media: MediaInfo {
+                    container: "mp3".into(),
+                    duration_s: None,
+                    bitrate: None,
+                    streams: vec![StreamInfo {
+                        index: 0,
+                        kind: StreamKind::Audio,
+                        codec: "mp3".into(),
+                        width: None,
+                        height: None,
+                        frame_rate: None,
+                        sample_rate: Some(44_100),
+                        channels: Some(2),
+                        bitrate: None,
+                        language: Some("fra".into()),
+                        rotation: None,
+                        pix_fmt: None,
+                        color_transfer: None,
+                    }],
+                },
+                head: vec![],
+                user_metadata: vec![],
+            };
+            let out = Plugin::extract(input).unwrap();
+            assert_eq!(
+                out,
+                [
+                    ("audio_only".to_owned(), "true".to_owned()),
+                    ("languages".to_owned(), "fra".to_owned())
+                ]
+            );
+            assert_eq!(
+                host.messages(),
+                ["extracted 2 keys for video v1 (tenant acme)"]
+            );
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! Reference validator plugin (world `validator` of `mediahost:plugin`).
 //!
-//! The checks live in [`rules`] as plain functions over plain types so that `cargo test` runs them
-//! natively; the WIT glue in `component` only exists on wasm32, where it reads settings through
-//! the `config` import, calls the rules and logs each rejection through the `log` import.
+//! The checks live in [`rules`] as plain functions over plain types; `plugin` binds them to the
+//! world with `mediahost-sdk`: it reads settings through the `config` import, calls the rules
+//! and logs each rejection. `cargo test` runs both natively (the glue against the SDK's
+//! `TestHost`).
 //!
 //! Settings (manifest `[config]` defaults, overridable per deployment):
 //! - `max_size`: largest declared size in bytes; empty or absent means no limit.
@@ -13,31 +14,24 @@
 
 pub mod rules;
 
-// The generated glue is the component ABI: raw exports and pointer juggling (hence unsafe), with
-// one flat parameter per record field (hence many arguments).
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-mod component {
+pub mod plugin {
+    //! The plugin bound to the `validator` world.
+
+    use mediahost_sdk::{Rejection, UploadInfo, Validator, Verdict, config, log};
+
     use crate::rules::{self, Settings, Upload};
 
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "validator",
-    });
-
-    use mediahost::plugin::log::{Level, log};
-    use mediahost::plugin::types::Rejection;
-
-    struct Validator;
+    /// The plugin as the host sees it.
+    pub struct Plugin;
 
     /// Reads the settings; a malformed value is an operator error, so it is logged and the call
     /// traps, which the host reports as a plugin failure (and the binding decides fail-open or
     /// fail-closed) rather than silently accepting or rejecting uploads.
     fn settings() -> Settings {
-        match Settings::from_lookup(mediahost::plugin::config::get) {
+        match Settings::from_lookup(config::get) {
             Ok(settings) => settings,
             Err(e) => {
-                log(Level::Error, &format!("invalid configuration: {e}"));
+                log::error!("invalid configuration: {e}");
                 panic!("invalid configuration: {e}");
             }
         }
@@ -47,12 +41,10 @@ mod component {
         match outcome {
             Ok(()) => Verdict::Accept,
             Err(reason) => {
-                log(
-                    Level::Info,
-                    &format!(
-                        "rejected upload of video {} (tenant {}): {reason}",
-                        info.video_id, info.tenant
-                    ),
+                log::info!(
+                    "rejected upload of video {} (tenant {}): {reason}",
+                    info.video_id,
+                    info.tenant
                 );
                 Verdict::Reject(Rejection {
                     status: rules::STATUS,
@@ -69,7 +61,7 @@ mod component {
         }
     }
 
-    impl Guest for Validator {
+    impl Validator for Plugin {
         fn check_upload(info: UploadInfo) -> Verdict {
             let outcome = rules::check_upload(&settings(), &upload(&info));
             verdict(&info, outcome)
@@ -81,5 +73,57 @@ mod component {
         }
     }
 
-    export!(Validator);
+    mediahost_sdk::export_validator!(Plugin);
+
+    // The test host stands in for the real one on native targets only.
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    mod tests {
+        use super::*;
+        use mediahost_sdk::testing::TestHost;
+
+        fn info(filename: &str, size: u64) -> UploadInfo {
+            UploadInfo {
+                tenant: "acme".into(),
+                video_id: "v1".into(),
+                filename: Some(filename.into()),
+                declared_size: Some(size),
+                content_type: None,
+                metadata: vec![],
+            }
+        }
+
+        #[test]
+        fn rejections_read_the_settings_and_are_logged() {
+            let host = TestHost::new()
+                .with_config("max_size", "1_000")
+                .with_config("allowed_extensions", "mp4");
+            assert_eq!(Plugin::check_upload(info("a.mp4", 1000)), Verdict::Accept);
+            assert!(host.logs().is_empty());
+            assert_eq!(
+                Plugin::check_upload(info("a.mp4", 1001)),
+                Verdict::Reject(Rejection {
+                    status: 422,
+                    reason: "file is 1001 bytes; the limit is 1000 bytes".into(),
+                })
+            );
+            assert_eq!(
+                host.messages(),
+                [
+                    "rejected upload of video v1 (tenant acme): file is 1001 bytes; the limit is 1000 bytes"
+                ]
+            );
+            host.set_config("sniff", "true");
+            assert!(matches!(
+                Plugin::check_head(info("a.mp4", 1), b"plain text".to_vec()),
+                Verdict::Reject(_)
+            ));
+        }
+
+        #[test]
+        #[should_panic(expected = "invalid configuration: sniff")]
+        fn a_malformed_setting_traps_after_logging() {
+            let _host = TestHost::new().with_config("sniff", "yes");
+            Plugin::check_upload(info("a.mp4", 1));
+        }
+    }
 }

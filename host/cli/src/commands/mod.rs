@@ -1,6 +1,7 @@
 //! One module per command; each has a one-line doc that clap shows as its help.
 
 mod migrate;
+mod plugin;
 mod serve;
 mod tenant;
 mod upload;
@@ -29,6 +30,9 @@ enum Command {
     Migrate(migrate::Migrate),
     /// Upload a video file to a running server and print its id.
     Upload(upload::Upload),
+    /// Check and try plugin components (conformance cases, one-off calls).
+    #[command(subcommand)]
+    Plugin(plugin::Plugin),
 }
 
 impl Cli {
@@ -39,6 +43,7 @@ impl Cli {
             Command::Tenant(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
             Command::Upload(cmd) => cmd.run().await,
+            Command::Plugin(cmd) => cmd.run().await,
         }
     }
 }
