@@ -48,6 +48,9 @@ pub enum ApiError {
     /// 403 `forbidden`: the operation is not allowed on this resource (PATCH of a final upload),
     /// or the admin API without the operator key (disabled, or called with a tenant key).
     Forbidden(String),
+    /// 422 `invalid_binding`: a plugin binding names a plugin that is not loaded or implements
+    /// another world, or has a bad limit.
+    InvalidBinding(String),
     /// 503 `unavailable`: a dependency (plugin, queue) failed; retrying later may work.
     Unavailable(String),
     /// 500 `internal`: logged with its cause, answered generically.
@@ -92,6 +95,11 @@ impl ApiError {
             ),
             Self::Gone(m) => (StatusCode::GONE, "upload_expired", m.clone()),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            Self::InvalidBinding(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_binding",
+                m.clone(),
+            ),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,6 +12,7 @@
 
 mod admin;
 mod auth;
+pub mod bindings;
 mod cors;
 mod error;
 mod ingest;
@@ -111,6 +112,10 @@ pub fn app(state: SharedState) -> Router {
         .route("/videos", get(videos::list).post(videos::create))
         .route("/videos/{id}", get(videos::show))
         .route("/plugins", get(admin::list_plugins))
+        .route(
+            "/tenants/{tenant}/bindings",
+            get(bindings::show).put(bindings::replace),
+        )
         .route(
             "/videos/{id}/source",
             // Sources are streamed to disk, never buffered, so no body limit applies.

@@ -6,8 +6,10 @@
 
 pub mod config;
 pub mod media;
+pub mod plugin;
 pub mod video;
 
 pub use config::Config;
 pub use media::{MediaInfo, StreamInfo};
+pub use plugin::{Binding, BindingSet, Chains, FailurePolicy, LimitOverrides, World};
 pub use video::{Progress, Rendition, Tenant, Video, VideoStatus};

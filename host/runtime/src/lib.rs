@@ -45,6 +45,8 @@
 //! (`validator`, `metadata_extractor`, `router`, `edge_transform`), `media` (conversion from
 //! `mediahost_core`'s probe result), `error`.
 
+mod budget;
+mod chain;
 mod edge_transform;
 mod engine;
 mod error;
@@ -64,8 +66,14 @@ pub use bindings::media::{
     ExtractInput, MediaInfo, RenditionSpec, RouteInput, RoutePlan, StreamInfo, StreamKind,
 };
 pub use bindings::types::{Rejection, UploadInfo, Verdict};
+pub use budget::Budget;
 pub use engine::{Runtime, RuntimeOptions};
-pub use error::{LoadError, PluginError, PluginFailure, RuntimeError};
+pub use error::{
+    BindingError, LoadError, PluginError, PluginErrorReport, PluginFailure, RuntimeError,
+};
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestError, World};
+pub use mediahost_core::plugin::{
+    Binding, BindingSet, Chains, EffectiveChain, FailurePolicy, LimitOverrides,
+};
 pub use plugin::{PluginHost, PluginStatus, PluginSummary, PluginVersion};
 pub use reload::{DEBOUNCE, Watcher};

@@ -1,4 +1,5 @@
-//! The metadata store: tenants, API keys, videos and tus uploads (offsets, leases, expiry).
+//! The metadata store: tenants, API keys, videos, tus uploads (offsets, leases, expiry) and
+//! plugin bindings (global and per tenant, one JSON chain per world).
 //!
 //! Embedded default is one SQLite file under the data dir, opened in WAL mode so the server and
 //! CLI commands (`mediahost tenant create`) can use it at the same time. The schema lives in
@@ -8,6 +9,7 @@
 //! Every video query that serves a client is scoped by tenant, so another tenant's video is
 //! indistinguishable from a missing one.
 
+mod bindings;
 mod tenants;
 mod uploads;
 mod videos;
