@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use mediahost_runtime::{
     Binding, BindingError, BindingSet, Chains, FailurePolicy, LimitOverrides, PluginFailure,
@@ -32,12 +31,6 @@ fn host() -> (tempfile::TempDir, PluginHost) {
     support::install(dir.path(), "validator");
     support::install(dir.path(), "router");
     for (name, fixture) in [("trap", "traps"), ("spin", "infinite-loop")] {
-        let wat = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/hostile/{fixture}.wat")),
-        )
-        .unwrap();
-        let component =
-            support::validator_component(&wat.replacen("(module", "(core module $m", 1));
         let manifest = format!(
             "name = \"{name}\"\nversion = \"1.0.0\"\nworld = \"validator\"\ncomponent = \"p.wasm\"\n\
              [limits]\ntimeout_ms = 10000\n"
@@ -47,7 +40,7 @@ fn host() -> (tempfile::TempDir, PluginHost) {
             name,
             &manifest,
             "p.wasm",
-            &wat::parse_str(&component).unwrap(),
+            &mediahost_testkit::hostile_validator(fixture),
         );
     }
     let host = PluginHost::load(dir.path(), &BTreeMap::new()).unwrap();

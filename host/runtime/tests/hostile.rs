@@ -123,7 +123,7 @@ fn component(fixture: &str) -> Vec<u8> {
     let component = if text.contains("(component") {
         text
     } else {
-        support::validator_component(&text.replacen("(module", "(core module $m", 1))
+        mediahost_testkit::validator_component(&text.replacen("(module", "(core module $m", 1))
     };
     wat::parse_str(&component).unwrap_or_else(|e| panic!("fixture {fixture}: {e}"))
 }
