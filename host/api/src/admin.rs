@@ -6,8 +6,8 @@ use axum::extract::State;
 use mediahost_runtime::PluginSummary;
 use serde::Serialize;
 
-use crate::SharedState;
 use crate::auth::Operator;
+use crate::{ApiError, SharedState};
 
 /// `GET /v1/plugins` answers `{"plugins": [...]}`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -55,6 +55,20 @@ impl From<PluginSummary> for PluginView {
             reloads: p.reloads,
             name: p.name,
         }
+    }
+}
+
+/// The tenant called `name`, for the operator's per-tenant routes; 404 when there is none.
+pub(crate) async fn tenant_named(
+    state: &SharedState,
+    name: &str,
+) -> Result<mediahost_core::Tenant, ApiError> {
+    match state.store.tenant_by_name(name).await {
+        Ok(tenant) => Ok(tenant),
+        Err(mediahost_store::StoreError::NoSuchTenant(_)) => {
+            Err(ApiError::NotFound(format!("no tenant named {name:?}")))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -69,6 +69,9 @@ pub enum ApiError {
     TooManyUploads(String),
     /// 403 `quota_exceeded`: the upload would take the tenant past its storage quota.
     QuotaExceeded(String),
+    /// 422 `invalid_binding`: a plugin binding names a plugin that is not loaded or implements
+    /// another world, or has a bad limit.
+    InvalidBinding(String),
     /// 503 `unavailable`: a dependency (plugin, queue) failed; retrying later may work.
     Unavailable(String),
     /// 500 `internal`: logged with its cause, answered generically.
@@ -117,6 +120,11 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads", m.clone())
             }
             Self::QuotaExceeded(m) => (StatusCode::FORBIDDEN, "quota_exceeded", m.clone()),
+            Self::InvalidBinding(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_binding",
+                m.clone(),
+            ),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

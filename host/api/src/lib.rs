@@ -12,6 +12,7 @@
 
 mod admin;
 mod auth;
+pub mod bindings;
 mod cors;
 mod error;
 mod ingest;
@@ -137,6 +138,7 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(quota::own_usage))
         .routes(routes!(admin::list_plugins))
         .routes(routes!(quota::show, quota::set))
+        .routes(routes!(bindings::show, bindings::replace))
         .routes(routes!(openapi::serve))
         .merge(tus::routes())
 }

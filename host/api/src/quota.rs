@@ -15,7 +15,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use futures::{Stream, StreamExt};
 use mediahost_core::{Quota, Tenant, Usage};
-use mediahost_store::{StoreError, now_ms};
+use mediahost_store::now_ms;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,16 +190,6 @@ pub async fn own_usage(
     Ok(Json(view(&state, tenant).await?))
 }
 
-async fn tenant_named(state: &SharedState, name: &str) -> Result<Tenant, ApiError> {
-    match state.store.tenant_by_name(name).await {
-        Ok(t) => Ok(t),
-        Err(StoreError::NoSuchTenant(_)) => {
-            Err(ApiError::NotFound(format!("no tenant named {name:?}")))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// `GET /v1/tenants/{tenant}/quota` (operator).
 #[utoipa::path(
     get,
@@ -220,7 +210,7 @@ pub async fn show(
     State(state): State<SharedState>,
     Path(name): Path<String>,
 ) -> Result<Json<QuotaView>, ApiError> {
-    let tenant = tenant_named(&state, &name).await?;
+    let tenant = crate::admin::tenant_named(&state, &name).await?;
     Ok(Json(view(&state, tenant).await?))
 }
 
@@ -248,7 +238,7 @@ pub async fn set(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<QuotaView>, ApiError> {
-    let tenant = tenant_named(&state, &name).await?;
+    let tenant = crate::admin::tenant_named(&state, &name).await?;
     let quota: Quota = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "invalid quota: {e}; expected {{\"max_upload_bytes\", \"max_storage_bytes\", \

@@ -288,10 +288,10 @@ fn run_prints_the_answer_and_what_the_call_used() {
     assert_eq!(report["world"], "validator");
     assert_eq!(report["function"], "check-upload");
     assert_eq!(report["output"], serde_json::json!({"verdict": "Accept"}));
-    let usage = &report["usage"];
-    assert!(usage["fuel_consumed"].as_u64().unwrap() > 0, "{usage}");
+    let usage = &report["budget"];
+    assert!(usage["fuel_used"].as_u64().unwrap() > 0, "{usage}");
     assert!(
-        usage["fuel_consumed"].as_u64() < usage["fuel_limit"].as_u64(),
+        usage["fuel_used"].as_u64() < usage["fuel_limit"].as_u64(),
         "{usage}"
     );
     assert_eq!(usage["fuel_limit"], 10_000_000);

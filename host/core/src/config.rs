@@ -5,6 +5,8 @@
 //! configuration section.
 
 use serde::{Deserialize, Serialize};
+
+use crate::plugin::Chains;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -172,7 +174,7 @@ impl Default for TranscodeConfig {
 }
 
 /// Where plugins come from and how hard they may work.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Folder scanned for plugins: each subfolder holding a `plugin.toml` manifest and the
@@ -181,6 +183,32 @@ pub struct PluginsConfig {
     /// Per-plugin settings that override the defaults in its manifest; what the plugin's
     /// `config` import returns. Keyed by plugin name.
     pub config: BTreeMap<String, BTreeMap<String, String>>,
+    /// Global bindings (`[[plugins.bindings.<world>]]` tables: `plugin`, `on_failure`,
+    /// `config`, `limits`), run for every tenant before the tenant's own. Written to the
+    /// metadata DB at start-up, replacing what was stored. Absent: every loaded plugin of each
+    /// world runs, in name order, with the world's default policy. Checked at start-up: each
+    /// plugin must be loaded and of the world it is bound in.
+    pub bindings: Option<Chains>,
+    /// Per-tenant bindings (`[[plugins.tenants.<tenant name>.<world>]]`), run after the global
+    /// ones. Written to the metadata DB at start-up, replacing what the API stored for those
+    /// tenants; tenants not named here keep what `PUT /v1/tenants/{tenant}/bindings` set. The
+    /// tenants must exist.
+    pub tenants: BTreeMap<String, Chains>,
+    /// Seconds between refreshes of the in-memory bindings from the metadata DB, so bindings
+    /// set through another process's API reach this one.
+    pub sync_interval_seconds: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            config: BTreeMap::new(),
+            bindings: None,
+            tenants: BTreeMap::new(),
+            sync_interval_seconds: 5,
+        }
+    }
 }
 
 /// tus 1.0 resumable uploads (`/v1/uploads`).
@@ -459,6 +487,43 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.plugin_dir(), PathBuf::from("/p"));
         assert_eq!(cfg.plugins.config["validator"]["max_size"], "100");
+    }
+
+    #[test]
+    fn bindings_parse_per_world_and_per_tenant() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [plugins]
+            sync_interval_seconds = 2
+            [[plugins.bindings.validator]]
+            plugin = "validator"
+            config = { max_size = 1000 }
+            limits = { timeout_ms = 20 }
+            [[plugins.bindings.router]]
+            plugin = "router"
+            [[plugins.tenants.acme.validator]]
+            plugin = "strict"
+            on_failure = "fail-open"
+            "#,
+        )
+        .unwrap();
+        let global = cfg.plugins.bindings.as_ref().unwrap();
+        assert_eq!(global.validator[0].config["max_size"], "1000");
+        assert_eq!(global.validator[0].limits.timeout_ms, Some(20));
+        assert_eq!(
+            global.router[0].on_failure,
+            crate::FailurePolicy::FailOpen,
+            "the router world's default"
+        );
+        let acme = &cfg.plugins.tenants["acme"];
+        assert_eq!(acme.validator[0].on_failure, crate::FailurePolicy::FailOpen);
+        assert_eq!(cfg.plugins.sync_interval_seconds, 2);
+        assert_eq!(Config::default().plugins.sync_interval_seconds, 5);
+        assert_eq!(Config::default().plugins.bindings, None);
+
+        let err = toml::from_str::<Config>("[[plugins.bindings.validators]]\nplugin = \"v\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("validators"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use crate::MediaInfo;
 
 /// A customer of the platform; every video belongs to exactly one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     /// Stable identifier (UUID v7 text).
     pub id: String,

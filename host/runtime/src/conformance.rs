@@ -24,8 +24,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::budget::Budget;
 use crate::call_input::{CallInput, CallOutput};
-use crate::single::{CallSettings, SingleComponent, SingleError, Usage};
+use crate::single::{CallSettings, SingleComponent, SingleError};
 use crate::{RequestAction, Verdict};
 
 /// One conformance case.
@@ -65,7 +66,7 @@ pub struct CaseOutcome {
     /// Every expectation that failed, with why; empty when the case passed.
     pub failures: Vec<String>,
     /// What the first call used; `None` when the case could not run.
-    pub usage: Option<Usage>,
+    pub budget: Option<Budget>,
 }
 
 impl CaseOutcome {
@@ -86,7 +87,7 @@ pub fn run_case(
         name: name.to_owned(),
         description: String::new(),
         failures: Vec::new(),
-        usage: None,
+        budget: None,
     };
     let case: Case = match serde_json::from_str(json) {
         Ok(case) => case,
@@ -103,7 +104,7 @@ pub fn run_case(
     let call = |outcome: &mut CaseOutcome| -> Option<CallOutput> {
         match component.call(&settings, &case.input) {
             Ok(report) => {
-                outcome.usage.get_or_insert(report.usage);
+                outcome.budget.get_or_insert(report.budget.clone());
                 match report.result {
                     Ok(output) => Some(output),
                     Err(e) => {

@@ -1,45 +1,59 @@
-//! Calls into the `edge-transform` world: every loaded edge transform in name order, as a chain.
+//! Calls into the `edge-transform` world: the effective chain of the request's tenant (the
+//! global chain alone for requests of no tenant), in order.
 //!
 //! On a request, each `continue` hands its (possibly changed) head to the next plugin and the
 //! first `respond` ends the chain. On a response, each plugin sees the head and body as the
-//! previous one left them. The host keeps the facts only it knows: `tenant` and `received-at`
-//! are restored after every plugin, so no plugin can move a request to another tenant or change
-//! the time later plugins check tokens against.
+//! previous one left them. A plugin that fails under a fail-open binding is skipped: the next
+//! one sees what the previous one left. The host keeps the facts only it knows: `tenant` and
+//! `received-at` are restored after every plugin, so no plugin can move a request to another
+//! tenant or change the time later plugins check tokens against.
 
+use crate::chain::run_step;
 use crate::error::{PluginError, PluginFailure};
-use crate::plugin::{PluginHost, plugin_error};
+use crate::manifest::World;
+use crate::plugin::PluginHost;
 use crate::{RequestAction, RequestHead, ResponseHead, ResponseUpdate};
 
 impl PluginHost {
-    /// Runs `on-request` of every edge transform. Returns the head to serve with
-    /// ([`RequestAction::Continue`]) or the answer to send instead ([`RequestAction::Respond`]).
-    /// A plugin failure stops the chain: whether the request is then served or refused is the
-    /// caller's policy (token checks want fail-closed).
+    /// Runs `on-request` of the edge transforms bound for the request's tenant. Returns the
+    /// head to serve with ([`RequestAction::Continue`]) or the answer to send instead
+    /// ([`RequestAction::Respond`]). A failure of a fail-closed binding (the world's default:
+    /// token checks must not be skipped) stops the chain with the error.
     pub fn on_request(&self, req: &RequestHead) -> Result<RequestAction, PluginError> {
         let Some((runtime, worlds)) = self.worlds() else {
             return Ok(RequestAction::Continue(req.clone()));
         };
+        let world = World::EdgeTransform;
+        let tenant = req.tenant.as_deref().unwrap_or_default();
         let mut head = req.clone();
-        for plugin in &worlds.edge_transforms {
-            let action = runtime.call(&plugin.meta, |store| {
-                let instance = plugin.pre.instantiate(&mut *store)?;
-                instance.call_on_request(store, &head)
-            })?;
+        for step in &self.steps(&worlds.edge_transforms, world, req.tenant.as_deref()) {
+            let action = run_step(
+                &runtime,
+                step,
+                world,
+                tenant,
+                |pre, store| pre.instantiate(&mut *store)?.call_on_request(store, &head),
+                |action| {
+                    match &action {
+                        RequestAction::Continue(next) => check_headers(&next.headers),
+                        RequestAction::Respond(response) => check_status(response.status)
+                            .and_then(|()| check_headers(&response.headers)),
+                    }
+                    .map_err(PluginFailure::Invalid)?;
+                    Ok(action)
+                },
+            )?;
             match action {
-                RequestAction::Continue(mut next) => {
+                None => {}
+                Some(RequestAction::Continue(mut next)) => {
                     next.tenant.clone_from(&req.tenant);
                     next.received_at = req.received_at;
-                    check_headers(&next.headers)
-                        .map_err(|e| plugin_error(&plugin.meta, PluginFailure::Invalid(e)))?;
                     head = next;
                 }
-                RequestAction::Respond(response) => {
-                    check_status(response.status)
-                        .and_then(|()| check_headers(&response.headers))
-                        .map_err(|e| plugin_error(&plugin.meta, PluginFailure::Invalid(e)))?;
+                Some(RequestAction::Respond(response)) => {
                     tracing::debug!(
-                        plugin = %plugin.meta.name,
-                        tenant = req.tenant.as_deref().unwrap_or(""),
+                        plugin = %step.binding.plugin,
+                        tenant,
                         path = %req.path,
                         status = response.status,
                         "edge request answered by plugin"
@@ -51,9 +65,9 @@ impl PluginHost {
         Ok(RequestAction::Continue(head))
     }
 
-    /// Runs `on-response` of every edge transform on a response about to be sent for `req`.
-    /// `body` is the whole body for manifests and `None` otherwise. The result's `body` is
-    /// `Some` only when a plugin replaced it.
+    /// Runs `on-response` of the edge transforms bound for the request's tenant on a response
+    /// about to be sent for `req`. `body` is the whole body for manifests and `None` otherwise.
+    /// The result's `body` is `Some` only when a plugin replaced it.
     pub fn on_response(
         &self,
         req: &RequestHead,
@@ -67,18 +81,35 @@ impl PluginHost {
         let Some((runtime, worlds)) = self.worlds() else {
             return Ok(update);
         };
-        for plugin in &worlds.edge_transforms {
+        let world = World::EdgeTransform;
+        let tenant = req.tenant.as_deref().unwrap_or_default();
+        for step in &self.steps(&worlds.edge_transforms, world, req.tenant.as_deref()) {
             let current = update.body.as_deref().or(body);
-            let next = runtime.call(&plugin.meta, |store| {
-                let instance = plugin.pre.instantiate(&mut *store)?;
-                instance.call_on_response(store, req, &update.head, current)
-            })?;
-            check_status(next.head.status)
-                .and_then(|()| check_headers(&next.head.headers))
-                .map_err(|e| plugin_error(&plugin.meta, PluginFailure::Invalid(e)))?;
-            update.head = next.head;
-            if next.body.is_some() {
-                update.body = next.body;
+            let next = run_step(
+                &runtime,
+                step,
+                world,
+                tenant,
+                |pre, store| {
+                    pre.instantiate(&mut *store)?.call_on_response(
+                        store,
+                        req,
+                        &update.head,
+                        current,
+                    )
+                },
+                |next| {
+                    check_status(next.head.status)
+                        .and_then(|()| check_headers(&next.head.headers))
+                        .map_err(PluginFailure::Invalid)?;
+                    Ok(next)
+                },
+            )?;
+            if let Some(next) = next {
+                update.head = next.head;
+                if next.body.is_some() {
+                    update.body = next.body;
+                }
             }
         }
         Ok(update)

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::budget::Budget;
 use crate::manifest::{ManifestError, World};
 
 /// Building the runtime or loading the plugin folder failed.
@@ -88,20 +89,77 @@ pub enum LoadError {
     Limits(String),
 }
 
-/// A call into a plugin failed: it trapped, ran out of time, fuel or memory, or could not be
-/// instantiated. The verdict is then unknown; the caller decides between fail-open and
-/// fail-closed.
+/// A call into a plugin failed: it trapped, ran out of time, fuel or memory, answered with an
+/// error, or could not run. Whether that refuses the request or skips the plugin is the
+/// binding's failure policy; an error reaching the caller is one that failed closed.
+///
+/// Reads as `plugin <name> <version> (<world> world, tenant <tenant>) <cause>; used <budget>`.
+/// The report is boxed (one pointer travels in every `Result`) and its fields read through
+/// `Deref`: `err.plugin`, `err.cause`, `err.budget`.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("plugin {plugin} {version} ({world} world) {cause}")]
-pub struct PluginError {
+#[error("{0}")]
+pub struct PluginError(Box<PluginErrorReport>);
+
+impl From<PluginErrorReport> for PluginError {
+    fn from(report: PluginErrorReport) -> Self {
+        Self(Box::new(report))
+    }
+}
+
+impl std::ops::Deref for PluginError {
+    type Target = PluginErrorReport;
+
+    fn deref(&self) -> &PluginErrorReport {
+        &self.0
+    }
+}
+
+/// What a [`PluginError`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginErrorReport {
     /// The plugin's name.
     pub plugin: String,
-    /// The plugin's version.
+    /// The plugin's version; empty when it never ran (not loaded).
     pub version: String,
     /// The world that was called.
     pub world: World,
+    /// The tenant the call was made for (the tenant id plugins see); empty for calls that
+    /// belong to no tenant.
+    pub tenant: String,
     /// What happened.
     pub cause: PluginFailure,
+    /// What the call used of each limit; `None` when the plugin never ran.
+    pub budget: Option<Budget>,
+}
+
+impl std::fmt::Display for PluginErrorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl PluginErrorReport {
+    fn describe(&self) -> String {
+        let version = if self.version.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.version)
+        };
+        let tenant = if self.tenant.is_empty() {
+            "no tenant".to_owned()
+        } else {
+            format!("tenant {}", self.tenant)
+        };
+        let budget = self
+            .budget
+            .as_ref()
+            .map(|b| format!("; used {b}"))
+            .unwrap_or_default();
+        format!(
+            "plugin {}{version} ({} world, {tenant}) {}{budget}",
+            self.plugin, self.world, self.cause
+        )
+    }
 }
 
 /// What went wrong in a plugin call; the Display reads as the end of a sentence about the plugin.
@@ -148,10 +206,49 @@ pub enum PluginFailure {
     /// name, a header with a line break, ...); the host refuses to use it.
     #[error("returned an invalid answer: {0}")]
     Invalid(String),
+    /// The binding names a plugin that is not loaded, or is loaded for another world.
+    #[error("could not run: {0}")]
+    Unavailable(String),
     /// Every pooled instance slot is in use.
     #[error("could not run: all {0} instance slots are busy")]
     Busy(u32),
     /// Anything else wasmtime reported.
     #[error("failed: {0}")]
     Other(String),
+}
+
+/// A binding that cannot work with the plugins loaded: refused at start-up (config file) and
+/// by `PUT /v1/tenants/{tenant}/bindings` (422).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BindingError {
+    /// No plugin of this name is loaded.
+    #[error("plugin {plugin:?} bound in the {world} chain is not loaded")]
+    NotLoaded {
+        /// The plugin named by the binding.
+        plugin: String,
+        /// The chain it was bound in.
+        world: World,
+    },
+    /// The plugin implements another world.
+    #[error(
+        "plugin {plugin:?} implements the {actual} world and cannot be bound in the {world} chain"
+    )]
+    WrongWorld {
+        /// The plugin named by the binding.
+        plugin: String,
+        /// The chain it was bound in.
+        world: World,
+        /// The world it implements.
+        actual: World,
+    },
+    /// A limit override is zero or beyond what the host allows.
+    #[error("plugin {plugin:?} bound in the {world} chain: {message}")]
+    Limits {
+        /// The plugin named by the binding.
+        plugin: String,
+        /// The chain it was bound in.
+        world: World,
+        /// Which limit and why.
+        message: String,
+    },
 }

@@ -31,18 +31,33 @@ pub(crate) struct PluginMeta {
     pub version: String,
     /// Selects which calls reach this plugin.
     pub world: World,
-    /// Applied to each call's Store.
+    /// Applied to each call's Store unless the binding overrides them.
     pub limits: Limits,
-    /// Manifest defaults overlaid by the operator's settings: what `config` returns.
-    pub config: BTreeMap<String, String>,
+    /// Manifest defaults overlaid by the operator's settings: what `config` returns unless the
+    /// binding adds its own. Shared with calls whose binding adds nothing.
+    pub config: Arc<BTreeMap<String, String>>,
     /// Hex SHA-256 of the component bytes, to tell versions apart in the admin API.
     pub sha256: String,
+}
+
+/// How one call runs: what its binding made of the plugin's limits and settings.
+pub(crate) struct CallSettings {
+    /// The tenant the call is for (tenant id, empty for none): tags logs, errors and metrics.
+    pub tenant: String,
+    /// The manifest's limits with the binding's overrides.
+    pub limits: Limits,
+    /// What the `config` import returns: manifest, operator settings, then the binding's.
+    pub config: Arc<BTreeMap<String, String>>,
 }
 
 /// The data of one call's `Store`.
 pub(crate) struct HostState {
     /// The plugin being called.
     plugin: Arc<PluginMeta>,
+    /// The tenant the call is for; tags the plugin's log lines.
+    tenant: String,
+    /// What `config` returns in this call.
+    config: Arc<BTreeMap<String, String>>,
     /// WASI state: nothing granted, stderr captured.
     wasi: WasiCtx,
     /// WASI resources (streams) the guest holds during the call.
@@ -56,7 +71,7 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<PluginMeta>) -> Self {
+    pub fn new(plugin: Arc<PluginMeta>, call: CallSettings) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // The builder's defaults already grant no files, env, args or network addresses and
         // give stdin/stdout nothing; we also switch the socket APIs off, hide the wall clock
@@ -69,11 +84,15 @@ impl HostState {
             .stderr(stderr.clone())
             .build();
         let limiter = Limiter {
-            memory_bytes: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
+            memory_bytes: usize::try_from(call.limits.memory_bytes).unwrap_or(usize::MAX),
             table_elements: MAX_TABLE_ELEMENTS,
+            peak_memory_bytes: 0,
+            refused_memory_bytes: None,
         };
         Self {
             plugin,
+            tenant: call.tenant,
+            config: call.config,
             wasi,
             table: ResourceTable::new(),
             limiter,
@@ -131,10 +150,12 @@ impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
         self.log_lines += 1;
         let plugin = self.plugin.name.as_str();
+        let tenant = self.tenant.as_str();
         if self.log_lines > MAX_LOG_LINES {
             if self.log_lines == MAX_LOG_LINES + 1 {
                 tracing::warn!(
                     plugin,
+                    tenant,
                     "plugin log limit reached; dropping further lines of this call"
                 );
             }
@@ -143,24 +164,33 @@ impl log::Host for HostState {
         let message = truncate(&message, MAX_LOG_BYTES);
         // `tracing` levels are compile-time constants, hence one macro per level.
         match level {
-            log::Level::Trace => tracing::trace!(target: "mediahost::plugin", plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "mediahost::plugin", plugin, "{message}"),
-            log::Level::Info => tracing::info!(target: "mediahost::plugin", plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "mediahost::plugin", plugin, "{message}"),
-            log::Level::Error => tracing::error!(target: "mediahost::plugin", plugin, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "mediahost::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "mediahost::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "mediahost::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "mediahost::plugin", plugin, tenant, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "mediahost::plugin", plugin, tenant, "{message}")
+            }
         }
     }
 }
 
 impl config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
-        self.plugin.config.get(&key).cloned()
+        self.config.get(&key).cloned()
     }
 
     fn get_all(&mut self) -> Vec<(String, String)> {
         // BTreeMap iteration is sorted by key, as the WIT promises.
-        self.plugin
-            .config
+        self.config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -185,6 +215,10 @@ fn truncate(s: &str, max: usize) -> &str {
 pub(crate) struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
+    /// Largest size any of the instance's memories was granted: the budget report's peak.
+    pub peak_memory_bytes: usize,
+    /// The size a refused growth asked for, for the budget report.
+    pub refused_memory_bytes: Option<usize>,
 }
 
 /// The trap raised when linear memory would pass its cap.
@@ -211,11 +245,13 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
+            self.refused_memory_bytes = Some(desired);
             return Err(wasmtime::Error::new(MemoryLimitExceeded {
                 desired,
                 limit: self.memory_bytes,
             }));
         }
+        self.peak_memory_bytes = self.peak_memory_bytes.max(desired);
         Ok(true)
     }
 

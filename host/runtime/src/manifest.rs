@@ -16,7 +16,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -86,37 +85,7 @@ impl From<RawManifest> for Manifest {
     }
 }
 
-/// The plugin worlds this host knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum World {
-    /// Upload validation (`check-upload`, `check-head`).
-    Validator,
-    /// Key/value metadata from the probed source (`extract`).
-    MetadataExtractor,
-    /// Rendition ladder, priority, storage class and edge group (`route`).
-    Router,
-    /// Request and response hooks at the edge (`on-request`, `on-response`).
-    EdgeTransform,
-}
-
-impl World {
-    /// The WIT name of the world.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            World::Validator => "validator",
-            World::MetadataExtractor => "metadata-extractor",
-            World::Router => "router",
-            World::EdgeTransform => "edge-transform",
-        }
-    }
-}
-
-impl fmt::Display for World {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use mediahost_core::World;
 
 /// Limits applied to every call of a plugin, each in a fresh instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

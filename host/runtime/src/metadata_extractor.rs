@@ -1,17 +1,19 @@
-//! Calls into the `metadata-extractor` world: every loaded extractor in name order, their keys
-//! merged with later plugins overriding earlier ones.
+//! Calls into the `metadata-extractor` world: the tenant's effective chain of extractors in
+//! order, their keys merged with later plugins overriding earlier ones.
 
 use std::collections::BTreeMap;
 
 use crate::ExtractInput;
+use crate::chain::run_step;
 use crate::error::{PluginError, PluginFailure};
-use crate::plugin::{PluginHost, plugin_error};
+use crate::manifest::World;
+use crate::plugin::PluginHost;
 
 impl PluginHost {
-    /// Runs `extract` of every metadata extractor on a probed source and returns the merged
-    /// key/value pairs, sorted by key. A key returned by several plugins keeps the value of the
-    /// last one in name order. A plugin failure or an `err` answer stops the run: whether the
-    /// video is then processed without plugin metadata is the caller's policy.
+    /// Runs `extract` of the metadata extractors bound for the input's tenant on a probed
+    /// source and returns the merged key/value pairs, sorted by key. A key returned by several
+    /// plugins keeps the value of the last one in chain order. A failure (or an `err` answer)
+    /// of a fail-open binding skips that plugin; of a fail-closed binding, stops the run.
     pub fn extract_metadata(
         &self,
         input: &ExtractInput,
@@ -19,24 +21,19 @@ impl PluginHost {
         let Some((runtime, worlds)) = self.worlds() else {
             return Ok(Vec::new());
         };
+        let world = World::MetadataExtractor;
         let mut merged = BTreeMap::new();
-        for plugin in &worlds.extractors {
+        for step in &self.steps(&worlds.extractors, world, Some(&input.tenant)) {
             // A fresh instance per call and plugin, as for every world.
-            let answer = runtime.call(&plugin.meta, |store| {
-                let instance = plugin.pre.instantiate(&mut *store)?;
-                instance.call_extract(store, input)
-            })?;
-            let pairs = answer.map_err(|reason| {
-                tracing::warn!(
-                    plugin = %plugin.meta.name,
-                    tenant = %input.tenant,
-                    video_id = %input.video_id,
-                    %reason,
-                    "metadata extractor returned an error"
-                );
-                plugin_error(&plugin.meta, PluginFailure::Returned(reason))
-            })?;
-            merged.extend(pairs);
+            let pairs = run_step(
+                &runtime,
+                step,
+                world,
+                &input.tenant,
+                |pre, store| pre.instantiate(&mut *store)?.call_extract(store, input),
+                |answer| answer.map_err(PluginFailure::Returned),
+            )?;
+            merged.extend(pairs.into_iter().flatten());
         }
         Ok(merged.into_iter().collect())
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use mediahost_core::BindingSet;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -17,9 +18,10 @@ use crate::bindings::metadata_extractor::MetadataExtractorPre;
 use crate::bindings::router::RouterPre;
 use crate::bindings::validator::{Validator, ValidatorPre};
 use crate::bindings::{http, media};
+use crate::budget::Budget;
 use crate::engine::{Runtime, RuntimeOptions};
-use crate::error::{LoadError, PluginError, PluginFailure, RuntimeError};
-use crate::host::{HostState, MemoryLimitExceeded, PluginMeta, TableLimitExceeded};
+use crate::error::{LoadError, PluginError, PluginErrorReport, PluginFailure, RuntimeError};
+use crate::host::{CallSettings, HostState, MemoryLimitExceeded, PluginMeta, TableLimitExceeded};
 use crate::manifest::{Limits, MANIFEST_FILE, Manifest, World};
 
 /// Operator settings: plugin name → key → value, overlaid on each manifest's `[config]`.
@@ -34,11 +36,11 @@ pub(crate) type Settings = BTreeMap<String, BTreeMap<String, String>>;
 /// running finish on the version they started with, and the next call sees the new one.
 #[derive(Clone)]
 pub struct PluginHost {
-    inner: Arc<Shared>,
+    pub(crate) inner: Arc<Shared>,
 }
 
 /// What every clone of a [`PluginHost`] shares.
-struct Shared {
+pub(crate) struct Shared {
     /// The folder and operator settings the plugins were loaded from, so a reload can read them
     /// again; `None` for [`PluginHost::empty`], which has nothing to reload.
     source: Option<Source>,
@@ -48,6 +50,9 @@ struct Shared {
     current: RwLock<Arc<Snapshot>>,
     /// Serialises reloads, so two bursts of file events never race to swap.
     reloading: Mutex<()>,
+    /// Which plugins run for whom ([`PluginHost::set_bindings`]); swapped whole like the plugin
+    /// set, so a call sees one consistent chain.
+    pub(crate) bindings: RwLock<Arc<BindingSet>>,
 }
 
 /// Where a host's plugins come from.
@@ -260,7 +265,7 @@ impl Snapshot {
             tracing::warn!(
                 router = %first.meta.name,
                 ignored = ?rest.iter().map(|p| p.meta.name.as_str()).collect::<Vec<_>>(),
-                "several router plugins loaded; only the first in name order is called"
+                "several router plugins loaded; without bindings only the first in name order plans (the others only when it fails)"
             );
         }
         Self {
@@ -292,6 +297,7 @@ impl PluginHost {
                 source,
                 current: RwLock::new(Arc::new(snapshot)),
                 reloading: Mutex::new(()),
+                bindings: RwLock::new(Arc::new(BindingSet::default())),
             }),
         }
     }
@@ -485,26 +491,36 @@ impl Runtime {
             version: manifest.version,
             world: manifest.world,
             limits: manifest.limits,
-            config,
+            config: Arc::new(config),
             sha256,
         };
         Ok((Arc::new(meta), pre))
     }
 
-    /// Runs `f` against a fresh `Store` for `meta`'s plugin, under its limits, and turns a
-    /// failure into a [`PluginError`] that says which limit or trap stopped it.
+    /// Runs `f` against a fresh `Store` for `meta`'s plugin, under `call`'s limits and
+    /// settings, and returns the answer with the call's [`Budget`]; a failure becomes a
+    /// [`PluginError`] that says which limit or trap stopped it, with the budget.
     pub(crate) fn call<R: CallOutcome>(
         &self,
         meta: &Arc<PluginMeta>,
+        call: CallSettings,
         f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
-        let limits = meta.limits;
-        let mut store = Store::new(self.engine(), HostState::new(meta.clone()));
+    ) -> Result<(R, Budget), PluginError> {
+        let limits = call.limits;
+        let tenant = call.tenant.clone();
+        let mut store = Store::new(self.engine(), HostState::new(meta.clone(), call));
         store.limiter(|state| &mut state.limiter);
         // Fuel covers instantiation too, so a huge start function is bounded as well.
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| plugin_error(meta, PluginFailure::Other(format!("{e:#}"))))?;
+        store.set_fuel(limits.fuel).map_err(|e| {
+            PluginError::from(PluginErrorReport {
+                plugin: meta.name.clone(),
+                version: meta.version.clone(),
+                world: meta.world,
+                tenant: tenant.clone(),
+                cause: PluginFailure::Other(format!("{e:#}")),
+                budget: None,
+            })
+        })?;
         // The default deadline behaviour is to trap, which is what we want.
         store.set_epoch_deadline(self.deadline_ticks(Duration::from_millis(limits.timeout_ms)));
 
@@ -512,19 +528,30 @@ impl Runtime {
         let result = f(&mut store);
         let elapsed = started.elapsed();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let limiter = &store.data().limiter;
+        let mut budget = Budget::new(limits, elapsed, fuel_used, limiter.peak_memory_bytes as u64);
+        budget.refused_memory_bytes = limiter.refused_memory_bytes.map(|b| b as u64);
         let result = match result {
             Ok(value) => {
-                tracing::debug!(plugin = %meta.name, ?elapsed, fuel_used, "plugin call finished");
+                tracing::debug!(plugin = %meta.name, %tenant, %budget, "plugin call finished");
                 Ok(value)
             }
             Err(e) => {
                 let cause = self.classify(&e, limits, store.data());
-                tracing::warn!(plugin = %meta.name, ?elapsed, fuel_used, error = %format!("{e:#}"), "plugin call failed");
-                Err(plugin_error(meta, cause))
+                budget = budget.with_backtrace(&e);
+                tracing::warn!(plugin = %meta.name, %tenant, %budget, error = %format!("{e:#}"), "plugin call failed");
+                Err(PluginError::from(PluginErrorReport {
+                    plugin: meta.name.clone(),
+                    version: meta.version.clone(),
+                    world: meta.world,
+                    tenant: tenant.clone(),
+                    cause,
+                    budget: Some(budget.clone()),
+                }))
             }
         };
-        record_call(meta, &result, elapsed, fuel_used);
-        result
+        record_call(meta, &tenant, &result, elapsed, &budget);
+        result.map(|value| (value, budget))
     }
 
     pub(crate) fn classify(
@@ -601,6 +628,7 @@ fn failure_outcome(cause: &PluginFailure) -> &'static str {
         PluginFailure::Returned(_)
         | PluginFailure::Invalid(_)
         | PluginFailure::Busy(_)
+        | PluginFailure::Unavailable(_)
         | PluginFailure::Other(_) => "error",
     }
 }
@@ -608,9 +636,10 @@ fn failure_outcome(cause: &PluginFailure) -> &'static str {
 /// Feeds one call into the per-plugin metrics (see the README's `/metrics` list).
 fn record_call<R: CallOutcome>(
     meta: &PluginMeta,
+    tenant: &str,
     result: &Result<R, PluginError>,
     elapsed: Duration,
-    fuel_used: u64,
+    budget: &Budget,
 ) {
     let outcome = match result {
         Ok(answer) => answer.outcome(),
@@ -619,20 +648,9 @@ fn record_call<R: CallOutcome>(
     let (plugin, world) = (meta.name.clone(), meta.world.as_str());
     metrics::counter!("mediahost_plugin_calls_total", "plugin" => plugin.clone(), "world" => world, "outcome" => outcome)
         .increment(1);
-    metrics::histogram!("mediahost_plugin_call_duration_seconds", "plugin" => plugin.clone(), "world" => world)
+    metrics::histogram!("mediahost_plugin_call_duration_seconds", "plugin" => plugin, "world" => world)
         .record(elapsed.as_secs_f64());
-    metrics::counter!("mediahost_plugin_fuel_consumed_total", "plugin" => plugin, "world" => world)
-        .increment(fuel_used);
-}
-
-/// The error of a call into `meta`'s plugin.
-pub(crate) fn plugin_error(meta: &PluginMeta, cause: PluginFailure) -> PluginError {
-    PluginError {
-        plugin: meta.name.clone(),
-        version: meta.version.clone(),
-        world: meta.world,
-        cause,
-    }
+    crate::budget::record(&meta.name, world, tenant, budget);
 }
 
 /// Subfolders of `dir` that hold a manifest, sorted so load errors are deterministic.

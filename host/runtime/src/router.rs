@@ -1,39 +1,43 @@
-//! Calls into the `router` world: the first router in name order plans the video.
+//! Calls into the `router` world: the first router of the tenant's effective chain that answers
+//! plans the video.
 
 use std::collections::BTreeSet;
 
+use crate::chain::run_step;
 use crate::error::{PluginError, PluginFailure};
-use crate::plugin::{PluginHost, plugin_error};
+use crate::manifest::World;
+use crate::plugin::PluginHost;
 use crate::{RouteInput, RoutePlan};
 
 impl PluginHost {
-    /// Asks the first router (in name order) how to transcode, store and serve a video.
-    /// `Ok(None)` means no router is loaded: the caller uses its built-in defaults. A plan with
-    /// no renditions means the default ladder with the plan's other choices.
+    /// Asks the routers bound for the input's tenant, in chain order, how to transcode, store
+    /// and serve a video: the first usable plan wins (the operator's global routers come before
+    /// the tenant's). A router that fails under a fail-open binding is skipped and the next one
+    /// asked. `Ok(None)` means no router planned: the caller uses its built-in defaults. A plan
+    /// with no renditions means the default ladder with the plan's other choices.
     pub fn route(&self, input: &RouteInput) -> Result<Option<RoutePlan>, PluginError> {
         let Some((runtime, worlds)) = self.worlds() else {
             return Ok(None);
         };
-        let Some(plugin) = worlds.routers.first() else {
-            return Ok(None);
-        };
-        let answer = runtime.call(&plugin.meta, |store| {
-            let instance = plugin.pre.instantiate(&mut *store)?;
-            instance.call_route(store, input)
-        })?;
-        let fail = |cause: PluginFailure| {
-            tracing::warn!(
-                plugin = %plugin.meta.name,
-                tenant = %input.tenant,
-                video_id = %input.video_id,
-                %cause,
-                "router gave no usable plan"
-            );
-            plugin_error(&plugin.meta, cause)
-        };
-        let plan = answer.map_err(|reason| fail(PluginFailure::Returned(reason)))?;
-        check_plan(&plan).map_err(|reason| fail(PluginFailure::Invalid(reason)))?;
-        Ok(Some(plan))
+        let world = World::Router;
+        for step in &self.steps(&worlds.routers, world, Some(&input.tenant)) {
+            let plan = run_step(
+                &runtime,
+                step,
+                world,
+                &input.tenant,
+                |pre, store| pre.instantiate(&mut *store)?.call_route(store, input),
+                |answer| {
+                    let plan = answer.map_err(PluginFailure::Returned)?;
+                    check_plan(&plan).map_err(PluginFailure::Invalid)?;
+                    Ok(plan)
+                },
+            )?;
+            if let Some(plan) = plan {
+                return Ok(Some(plan));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -4,30 +4,28 @@
 //! [`Runtime::compile_single`] compiles the bytes, finds which world they implement by trying
 //! each world's typed `*Pre` (the same check a plugin folder's load does), and
 //! [`SingleComponent::call`] runs one [`CallInput`] in a fresh store under the given limits,
-//! reporting what the call used ([`Usage`]): wall time, fuel, and the linear memory the
-//! instance grew to. Memory never shrinks in WebAssembly, so the total grown by the end of the
-//! call is its peak; the store's limiter adds up every successful grow to know it.
+//! through the same call path as plugin folders (`Runtime::call`: limits, classification of
+//! failures, metrics), reporting what the call used as a [`Budget`]: wall time, fuel, peak
+//! linear memory and, on failure, the guest backtrace.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{ResourceLimiter, Store};
-use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime::Store;
+use wasmtime::component::Component;
 
 use crate::bindings::edge_transform::EdgeTransformPre;
 use crate::bindings::metadata_extractor::MetadataExtractorPre;
 use crate::bindings::router::RouterPre;
-use crate::bindings::validator::{Validator, ValidatorPre};
-use crate::bindings::{http, media};
+use crate::bindings::validator::ValidatorPre;
+use crate::budget::Budget;
 use crate::call_input::{CallInput, CallOutput};
 use crate::engine::Runtime;
 use crate::error::PluginError;
-use crate::host::{HostState, PluginMeta};
+use crate::host::{self, HostState, PluginMeta};
 use crate::manifest::{Limits, World};
-use crate::plugin::plugin_error;
+use crate::plugin::CallOutcome;
 
 /// Why a component cannot be called as a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +84,10 @@ pub struct SingleComponent {
 }
 
 enum SinglePre {
-    Validator(ValidatorPre<SingleState>),
-    MetadataExtractor(MetadataExtractorPre<SingleState>),
-    Router(RouterPre<SingleState>),
-    EdgeTransform(EdgeTransformPre<SingleState>),
+    Validator(ValidatorPre<HostState>),
+    MetadataExtractor(MetadataExtractorPre<HostState>),
+    Router(RouterPre<HostState>),
+    EdgeTransform(EdgeTransformPre<HostState>),
 }
 
 /// Who the plugin is during a call, and what it may use.
@@ -105,67 +103,16 @@ pub struct CallSettings {
     pub config: BTreeMap<String, String>,
 }
 
-/// What one call used, next to its limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Wall time of instantiation plus the call.
-    pub wall_time: Duration,
-    /// Fuel consumed by instantiation plus the call.
-    pub fuel_consumed: u64,
-    /// Linear memory the instance held at its largest, in bytes (all its memories together).
-    pub peak_memory_bytes: u64,
-    /// The limits the call ran under.
-    pub limits: Limits,
-}
-
 /// A call's answer (or failure) and what it used.
 #[derive(Debug, Clone)]
 pub struct CallReport {
-    /// What the plugin returned, or how the call failed.
+    /// What the plugin returned, or how the call failed (its error carries the budget too).
     pub result: Result<CallOutput, PluginError>,
-    /// What the call used.
-    pub usage: Usage,
+    /// What the call used of each limit.
+    pub budget: Budget,
 }
 
-/// One call's store data: the host state every plugin call has, plus the memory tally.
-struct SingleState {
-    host: HostState,
-    /// Bytes of linear memory grown so far (including the initial sizes).
-    memory_bytes: u64,
-}
-
-impl WasiView for SingleState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.host.ctx()
-    }
-}
-
-impl ResourceLimiter for SingleState {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self
-            .host
-            .limiter
-            .memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.memory_bytes += desired.saturating_sub(current) as u64;
-        }
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.host.limiter.table_growing(current, desired, maximum)
-    }
-}
+impl CallOutcome for CallOutput {}
 
 impl Runtime {
     /// Compiles `bytes` and checks them against `world`, or, when `None`, finds the one world
@@ -177,7 +124,9 @@ impl Runtime {
     ) -> Result<SingleComponent, SingleError> {
         let component = Component::from_binary(self.engine(), bytes)
             .map_err(|e| SingleError::Compile(format!("{e:#}")))?;
-        let linker = self.single_linker()?;
+        let linker = self
+            .linker()
+            .map_err(|e| SingleError::Setup(e.to_string()))?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SingleError::Imports(format!("{e:#}")))?;
@@ -228,21 +177,6 @@ impl Runtime {
             sha256: hex::encode(Sha256::digest(bytes)),
         })
     }
-
-    /// The same imports as a plugin folder's linker (WASI granting nothing, `log`, `config`,
-    /// the type-only interfaces), over the tallying store data.
-    fn single_linker(&self) -> Result<Linker<SingleState>, SingleError> {
-        let mut linker = Linker::new(self.engine());
-        fn host(s: &mut SingleState) -> &mut HostState {
-            &mut s.host
-        }
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| Validator::add_to_linker::<_, HasSelf<HostState>>(&mut linker, host))
-            .and_then(|()| media::add_to_linker::<_, HasSelf<HostState>>(&mut linker, host))
-            .and_then(|()| http::add_to_linker::<_, HasSelf<HostState>>(&mut linker, host))
-            .map_err(|e| SingleError::Setup(format!("{e:#}")))?;
-        Ok(linker)
-    }
 }
 
 impl SingleComponent {
@@ -274,48 +208,39 @@ impl SingleComponent {
                 world: self.world(),
             });
         }
-        let limits = settings.limits;
         let meta = Arc::new(PluginMeta {
             name: settings.name.clone(),
             version: settings.version.clone(),
             world: self.world(),
-            limits,
-            config: settings.config.clone(),
+            limits: settings.limits,
+            config: Arc::new(settings.config.clone()),
             sha256: self.sha256.clone(),
         });
-        let state = SingleState {
-            host: HostState::new(meta.clone()),
-            memory_bytes: 0,
+        let call = host::CallSettings {
+            tenant: String::new(),
+            limits: settings.limits,
+            config: meta.config.clone(),
         };
-        let mut store = Store::new(self.runtime.engine(), state);
-        store.limiter(|state| state);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| SingleError::Setup(format!("{e:#}")))?;
-        store.set_epoch_deadline(
-            self.runtime
-                .deadline_ticks(Duration::from_millis(limits.timeout_ms)),
-        );
-
-        let started = Instant::now();
-        let result = self.invoke(&mut store, input);
-        let wall_time = started.elapsed();
-        let usage = Usage {
-            wall_time,
-            fuel_consumed: limits.fuel - store.get_fuel().unwrap_or(0),
-            peak_memory_bytes: store.data().memory_bytes,
-            limits,
-        };
-        let result = result.map_err(|e| {
-            let cause = self.runtime.classify(&e, limits, &store.data().host);
-            plugin_error(&meta, cause)
-        });
-        Ok(CallReport { result, usage })
+        Ok(
+            match self
+                .runtime
+                .call(&meta, call, |store| self.invoke(store, input))
+            {
+                Ok((output, budget)) => CallReport {
+                    result: Ok(output),
+                    budget,
+                },
+                Err(error) => CallReport {
+                    budget: error.budget.clone().unwrap_or_default(),
+                    result: Err(error),
+                },
+            },
+        )
     }
 
     fn invoke(
         &self,
-        store: &mut Store<SingleState>,
+        store: &mut Store<HostState>,
         input: &CallInput,
     ) -> wasmtime::Result<CallOutput> {
         Ok(match (&self.pre, input) {

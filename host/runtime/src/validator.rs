@@ -1,43 +1,53 @@
-//! Calls into the `validator` world: every loaded validator in name order, the first rejection
-//! wins.
+//! Calls into the `validator` world: the tenant's effective chain of validators in order, the
+//! first rejection wins.
 
-use crate::bindings::validator::Validator;
+use crate::bindings::validator::ValidatorPre;
+use crate::chain::run_step;
 use crate::error::PluginError;
 use crate::host::HostState;
+use crate::manifest::World;
 use crate::plugin::PluginHost;
 use crate::{Rejection, UploadInfo, Verdict};
 
 impl PluginHost {
-    /// Runs `check-upload` of every validator (when an upload is created). A plugin failure
-    /// stops the run: whether that accepts or refuses the upload is the caller's policy.
+    /// Runs `check-upload` of the validators bound for the upload's tenant (`info.tenant`)
+    /// when an upload is created. A failing validator whose binding is fail-closed stops the
+    /// run with its error; a fail-open one is skipped.
     pub fn check_upload(&self, info: &UploadInfo) -> Result<Verdict, PluginError> {
-        self.run_validators(info, |v, store| v.call_check_upload(store, info))
+        self.run_validators(info, |pre, store| {
+            pre.instantiate(&mut *store)?.call_check_upload(store, info)
+        })
     }
 
-    /// Runs `check-head` of every validator on the upload's first bytes (up to 64 KiB).
+    /// Runs `check-head` of the validators bound for the upload's tenant on the upload's first
+    /// bytes (up to 64 KiB).
     pub fn check_head(&self, info: &UploadInfo, head: &[u8]) -> Result<Verdict, PluginError> {
-        self.run_validators(info, |v, store| v.call_check_head(store, info, head))
+        self.run_validators(info, |pre, store| {
+            pre.instantiate(&mut *store)?
+                .call_check_head(store, info, head)
+        })
     }
 
     fn run_validators(
         &self,
         info: &UploadInfo,
-        call: impl Fn(&Validator, &mut wasmtime::Store<HostState>) -> wasmtime::Result<Verdict>,
+        call: impl Fn(
+            &ValidatorPre<HostState>,
+            &mut wasmtime::Store<HostState>,
+        ) -> wasmtime::Result<Verdict>,
     ) -> Result<Verdict, PluginError> {
         let Some((runtime, worlds)) = self.worlds() else {
             return Ok(Verdict::Accept);
         };
-        for plugin in &worlds.validators {
+        let steps = self.steps(&worlds.validators, World::Validator, Some(&info.tenant));
+        for step in &steps {
             // A fresh instance per call and plugin: nothing a plugin keeps in memory can leak
             // into another tenant's or request's call.
-            let verdict = runtime.call(&plugin.meta, |store| {
-                let instance = plugin.pre.instantiate(&mut *store)?;
-                call(&instance, store)
-            })?;
-            if let Verdict::Reject(rejection) = verdict {
+            let verdict = run_step(&runtime, step, World::Validator, &info.tenant, &call, Ok)?;
+            if let Some(Verdict::Reject(rejection)) = verdict {
                 let rejection = normalize(rejection);
                 tracing::info!(
-                    plugin = %plugin.meta.name,
+                    plugin = %step.binding.plugin,
                     tenant = %info.tenant,
                     video_id = %info.video_id,
                     status = rejection.status,

@@ -123,7 +123,7 @@ fn component(fixture: &str) -> Vec<u8> {
     let component = if text.contains("(component") {
         text
     } else {
-        support::validator_component(&text.replacen("(module", "(core module $m", 1))
+        mediahost_testkit::validator_component(&text.replacen("(module", "(core module $m", 1))
     };
     wat::parse_str(&component).unwrap_or_else(|e| panic!("fixture {fixture}: {e}"))
 }
@@ -161,7 +161,7 @@ fn hostile(fixture: &str, limits: Limits) -> PluginHost {
 }
 
 /// Unwraps the failure of a hostile call and checks its text names plugin, version, world and
-/// `cause`: `plugin <name> <version> (validator world) <cause>`.
+/// `cause`: `plugin <name> <version> (validator world, tenant acme) <cause>`.
 #[track_caller]
 fn failure(fixture: &str, result: Result<Verdict, PluginError>) -> PluginError {
     let err = match result {
@@ -172,15 +172,28 @@ fn failure(fixture: &str, result: Result<Verdict, PluginError>) -> PluginError {
     eprintln!("{err}");
     assert_eq!(err.plugin, name(fixture));
     assert_eq!(err.version, VERSION);
+    assert_eq!(err.tenant, "acme");
     assert_eq!(
-        err.to_string(),
+        summary(&err),
         format!(
-            "plugin {} {VERSION} (validator world) {}",
+            "plugin {} {VERSION} (validator world, tenant acme) {}",
             name(fixture),
             err.cause
         )
     );
+    // Every call that ran reports what it used, after the cause.
+    let budget = err
+        .budget
+        .as_ref()
+        .expect("a call that ran reports its budget");
+    assert_eq!(err.to_string(), format!("{}; used {budget}", summary(&err)));
     err
+}
+
+/// An error's text without its budget figures (which vary from run to run).
+fn summary(err: &PluginError) -> String {
+    let text = err.to_string();
+    text.split("; used ").next().unwrap().to_owned()
 }
 
 #[test]
@@ -220,13 +233,26 @@ fn an_infinite_loop_stops_at_the_time_limit() {
         let err = failure("infinite-loop", result);
         assert_eq!(err.cause, PluginFailure::Timeout { timeout_ms }, "{call}");
         assert_eq!(
-            err.to_string(),
-            "plugin hostile-infinite-loop 6.6.6 (validator world) exceeded its 100 ms time limit"
+            summary(&err),
+            "plugin hostile-infinite-loop 6.6.6 (validator world, tenant acme) exceeded its 100 ms time limit"
         );
         assert!(
             elapsed >= Duration::from_millis(timeout_ms) && elapsed < bound,
             "{call} returned after {elapsed:?}; expected between {timeout_ms} ms and {bound:?}"
         );
+        // The budget report shows the deadline reached, and where the guest was stopped.
+        let budget = err.budget.as_ref().unwrap();
+        assert_eq!(budget.timeout_ms, timeout_ms);
+        assert!(budget.wall_time_us >= timeout_ms * 1000, "{budget:?}");
+        assert!(
+            budget.fuel_used > 0 && budget.fuel_used < budget.fuel_limit,
+            "{budget:?}"
+        );
+        assert!(
+            !budget.backtrace.is_empty(),
+            "no guest backtrace: {budget:?}"
+        );
+        assert!(err.to_string().contains(" of 100 ms, fuel "), "{err}");
         assert_still_serving();
     }
 }
@@ -247,8 +273,8 @@ fn a_tight_loop_runs_out_of_fuel_long_before_its_time_limit() {
         let err = failure("infinite-loop", result);
         assert_eq!(err.cause, PluginFailure::OutOfFuel { fuel }, "{call}");
         assert_eq!(
-            err.to_string(),
-            "plugin hostile-infinite-loop 6.6.6 (validator world) ran out of fuel (limit 100000)"
+            summary(&err),
+            "plugin hostile-infinite-loop 6.6.6 (validator world, tenant acme) ran out of fuel (limit 100000)"
         );
         assert!(elapsed < Duration::from_secs(5), "{call} took {elapsed:?}");
         assert_still_serving();
@@ -294,11 +320,35 @@ fn a_memory_bomb_hits_the_memory_limit() {
         },
     );
     // check-upload grows 1 MiB at a time; check-head asks for ~4 GiB at once.
-    for result in [
-        host.check_upload(&upload(None, None)),
-        host.check_head(&upload(None, None), b"x"),
+    for (call, result) in [
+        ("check-upload", host.check_upload(&upload(None, None))),
+        ("check-head", host.check_head(&upload(None, None), b"x")),
     ] {
         let err = failure("memory-bomb", result);
+        // The budget report: what was granted, against the cap, and the growth refused.
+        let budget = err.budget.as_ref().unwrap();
+        assert_eq!(budget.memory_limit_bytes, memory_bytes, "{call}");
+        let refused = budget.refused_memory_bytes.expect("the refused growth");
+        assert!(refused > memory_bytes, "{call}: {budget:?}");
+        assert!(
+            budget.peak_memory_bytes <= memory_bytes,
+            "{call}: {budget:?}"
+        );
+        if call == "check-upload" {
+            // Grown 1 MiB at a time from one page: the peak is the last step under the cap.
+            assert!(
+                budget.peak_memory_bytes + (1 << 20) > memory_bytes,
+                "{budget:?}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("peak memory 3.06 MiB of 4 MiB (refused growth to 4.06 MiB)"),
+                "{err}"
+            );
+        } else {
+            // One grow of ~4 GiB from one page: nothing beyond the first page was granted.
+            assert_eq!(budget.peak_memory_bytes, 64 << 10, "{budget:?}");
+        }
         assert_eq!(
             err.cause,
             PluginFailure::Memory {
@@ -306,8 +356,8 @@ fn a_memory_bomb_hits_the_memory_limit() {
             }
         );
         assert_eq!(
-            err.to_string(),
-            "plugin hostile-memory-bomb 6.6.6 (validator world) exceeded its 4194304 byte memory limit"
+            summary(&err),
+            "plugin hostile-memory-bomb 6.6.6 (validator world, tenant acme) exceeded its 4194304 byte memory limit"
         );
         assert_still_serving();
     }
@@ -342,8 +392,8 @@ fn unreachable_and_stack_overflow_are_traps() {
         "{err:?}"
     );
     assert_eq!(
-        err.to_string(),
-        "plugin hostile-traps 6.6.6 (validator world) trapped: wasm trap: wasm `unreachable` instruction executed"
+        summary(&err),
+        "plugin hostile-traps 6.6.6 (validator world, tenant acme) trapped: wasm trap: wasm `unreachable` instruction executed"
     );
     assert_still_serving();
 
@@ -367,8 +417,8 @@ fn a_table_bomb_is_contained() {
     let err = failure("table-bomb", host.check_head(&upload(None, None), b"x"));
     assert_eq!(err.cause, PluginFailure::Table { limit: 20_000 });
     assert_eq!(
-        err.to_string(),
-        "plugin hostile-table-bomb 6.6.6 (validator world) exceeded its 20000 element table limit"
+        summary(&err),
+        "plugin hostile-table-bomb 6.6.6 (validator world, tenant acme) exceeded its 20000 element table limit"
     );
     assert_still_serving();
 }
@@ -462,8 +512,8 @@ fn a_hung_plugin_holding_every_slot_makes_others_fail_fast_not_queue() {
     let err = failure("accept", neighbour.check_upload(&upload(None, None)));
     assert_eq!(err.cause, PluginFailure::Busy(1));
     assert_eq!(
-        err.to_string(),
-        "plugin hostile-accept 6.6.6 (validator world) could not run: all 1 instance slots are busy"
+        summary(&err),
+        "plugin hostile-accept 6.6.6 (validator world, tenant acme) could not run: all 1 instance slots are busy"
     );
     // Failing fast: well before the hung call's 1 s limit frees the slot.
     let elapsed = started.elapsed();

@@ -45,7 +45,7 @@ fn component(reject: Option<(u16, &str)>) -> Vec<u8> {
       (i32.store8 (i32.const 0) (i32.const 0))
       (i32.const 0)))"#
     );
-    let text = support::validator_component(&core);
+    let text = mediahost_testkit::validator_component(&core);
     wat::parse_str(&text).unwrap()
 }
 

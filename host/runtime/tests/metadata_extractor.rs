@@ -6,7 +6,10 @@
 
 mod support;
 
-use mediahost_runtime::{ExtractInput, MediaInfo, PluginFailure, PluginHost, World};
+use mediahost_runtime::{
+    Binding, BindingSet, Chains, ExtractInput, FailurePolicy, MediaInfo, PluginFailure, PluginHost,
+    World,
+};
 use support::{audio, host_with, mp4, pairs, video};
 
 fn input(media: MediaInfo) -> ExtractInput {
@@ -164,11 +167,24 @@ fn limits_apply_to_extractors() {
         .replace("fuel = 10_000_000", "fuel = 10");
     std::fs::write(&path, manifest).unwrap();
     let host = PluginHost::load(dir.path(), &support::Settings::new()).unwrap();
+    // The world's default policy is fail-open: the starved extractor is skipped.
+    assert_eq!(host.extract_metadata(&input(mp4(1.0, vec![]))), Ok(vec![]));
+
+    // Bound fail-closed, its failure comes back, naming plugin, world, tenant and the limit.
+    let mut binding = Binding::implicit("metadata-extractor", World::MetadataExtractor);
+    binding.on_failure = FailurePolicy::FailClosed;
+    host.set_bindings(BindingSet {
+        global: Some(Chains {
+            metadata_extractor: vec![binding],
+            ..Chains::default()
+        }),
+        ..BindingSet::default()
+    });
     let err = host.extract_metadata(&input(mp4(1.0, vec![]))).unwrap_err();
     assert_eq!(err.cause, PluginFailure::OutOfFuel { fuel: 10 });
     assert!(
         err.to_string().starts_with(
-            "plugin metadata-extractor 0.1.0 (metadata-extractor world) ran out of fuel"
+            "plugin metadata-extractor 0.1.0 (metadata-extractor world, tenant acme) ran out of fuel"
         ),
         "{err}"
     );

@@ -4,7 +4,8 @@
 mod support;
 
 use mediahost_runtime::{
-    MediaInfo, PluginFailure, PluginHost, RenditionSpec, RouteInput, RoutePlan, World,
+    Binding, BindingSet, Chains, FailurePolicy, MediaInfo, PluginFailure, PluginHost,
+    RenditionSpec, RouteInput, RoutePlan, World,
 };
 use support::{audio, host_with, mp4, video};
 
@@ -176,6 +177,21 @@ fn without_a_router_there_is_no_plan() {
 #[test]
 fn a_bad_tier_is_an_error_naming_the_key() {
     let (_dir, host) = host_with("router", &[("tier.acme", "gold")]);
+    // The world's default policy is fail-open: the router is skipped, no plan (built-in ladder).
+    assert_eq!(
+        host.route(&input("acme", source(1920, 1080, 1.0))),
+        Ok(None)
+    );
+
+    let mut binding = Binding::implicit("router", World::Router);
+    binding.on_failure = FailurePolicy::FailClosed;
+    host.set_bindings(BindingSet {
+        global: Some(Chains {
+            router: vec![binding],
+            ..Chains::default()
+        }),
+        ..BindingSet::default()
+    });
     let err = host
         .route(&input("acme", source(1920, 1080, 1.0)))
         .unwrap_err();
@@ -183,10 +199,12 @@ fn a_bad_tier_is_an_error_naming_the_key() {
         err.cause,
         PluginFailure::Returned("tier.acme \"gold\" is neither \"free\" nor \"pro\"".into())
     );
-    assert_eq!(
-        err.to_string(),
-        "plugin router 0.1.0 (router world) returned an error: \
-         tier.acme \"gold\" is neither \"free\" nor \"pro\""
+    assert!(
+        err.to_string().starts_with(
+            "plugin router 0.1.0 (router world, tenant acme) returned an error: \
+             tier.acme \"gold\" is neither \"free\" nor \"pro\"; used wall time "
+        ),
+        "{err}"
     );
     // Another tenant is unaffected by acme's broken key.
     assert!(

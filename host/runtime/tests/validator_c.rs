@@ -46,7 +46,7 @@ fn head(len: usize, at: &[(usize, &[u8])]) -> Vec<u8> {
 
 /// An outcome both plugins can be compared on: the verdict, or the kind of failure.
 fn outcome(result: Result<Verdict, mediahost_runtime::PluginError>) -> Result<Verdict, String> {
-    result.map_err(|e| match e.cause {
+    result.map_err(|e| match &e.cause {
         PluginFailure::Trap { .. } => "trap".to_owned(),
         other => format!("{other}"),
     })

@@ -1,4 +1,5 @@
-//! The metadata store: tenants, API keys, videos and tus uploads (offsets, leases, expiry).
+//! The metadata store: tenants, API keys, videos, tus uploads (offsets, leases, expiry) and
+//! plugin bindings (global and per tenant, one JSON chain per world).
 //!
 //! One code path serves two engines, chosen by the `database.url` scheme at run time through
 //! sqlx's `Any` driver: the embedded default, one SQLite file under the data dir (WAL mode, so
@@ -12,6 +13,7 @@
 //! Every video query that serves a client is scoped by tenant, so another tenant's video is
 //! indistinguishable from a missing one.
 
+mod bindings;
 mod quotas;
 mod tenants;
 mod uploads;

@@ -195,3 +195,47 @@ pub fn ffprobe_duration(input: &str, headers: Option<&str>) -> f64 {
         .parse()
         .unwrap_or_else(|e| panic!("ffprobe printed no duration for {input}: {e}"))
 }
+
+/// The text of a `validator`-world component around `core`, a core module declared as
+/// `(core module $m ...)` that exports `memory`, `cabi_realloc`, `check-upload` and
+/// `check-head`: the world's types and the `canon lift` of both functions.
+pub fn validator_component(core: &str) -> String {
+    format!(
+        r#"(component
+  {core}
+  (core instance $i (instantiate $m))
+  (type $rejection' (record (field "status" u16) (field "reason" string)))
+  (export $rejection "rejection" (type $rejection'))
+  (type $verdict' (variant (case "accept") (case "reject" $rejection)))
+  (export $verdict "verdict" (type $verdict'))
+  (type $info' (record
+    (field "tenant" string)
+    (field "video-id" string)
+    (field "filename" (option string))
+    (field "declared-size" (option u64))
+    (field "content-type" (option string))
+    (field "metadata" (list (tuple string string)))))
+  (export $info "upload-info" (type $info'))
+  (func $check-upload (param "info" $info) (result $verdict)
+    (canon lift (core func $i "check-upload") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (export "check-upload" (func $check-upload))
+  (func $check-head (param "info" $info) (param "head" (list u8)) (result $verdict)
+    (canon lift (core func $i "check-head") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (export "check-head" (func $check-head))
+)"#
+    )
+}
+
+/// The component of hostile fixture `fixture` (`host/runtime/tests/hostile/<fixture>.wat`, a
+/// core module holding one misbehaviour) as a `validator`-world component.
+pub fn hostile_validator(fixture: &str) -> Vec<u8> {
+    let path = repo_root()
+        .join("host/runtime/tests/hostile")
+        .join(format!("{fixture}.wat"));
+    let core =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = validator_component(&core.replacen("(module", "(core module $m", 1));
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("fixture {fixture}: {e}"))
+}

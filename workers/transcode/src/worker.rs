@@ -80,11 +80,12 @@ pub struct Worker {
     renew_every: Duration,
 }
 
-/// Logs and counts a plugin failure that the pipeline steps over (fail-open policy).
-fn fail_open(world: &'static str, video_id: &str, error: &mediahost_runtime::PluginError) {
-    metrics::counter!("mediahost_plugin_failures_total", "world" => world, "policy" => "fail_open")
-        .increment(1);
-    tracing::warn!(video = %video_id, %error, world, "plugin failed; continuing without it (fail-open)");
+/// A plugin failure that reached the worker: its binding is fail-closed (fail-open failures
+/// are skipped and counted by the runtime), so the job fails for good with the plugin's error,
+/// which names plugin, world, tenant, cause and budget.
+fn fail_closed(video_id: &str, error: &mediahost_runtime::PluginError) -> JobError {
+    tracing::warn!(video = %video_id, %error, "plugin failed (fail-closed); the job fails");
+    JobError::Permanent(error.to_string())
 }
 
 /// How much of the source metadata extractors see (magic bytes, container headers).
@@ -282,10 +283,10 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs the metadata-extractor plugins, stores what they return and returns the video's
-    /// metadata for the router. Extraction is advisory, so it fails open: a failing plugin is
-    /// logged and counted and the video is still transcoded, because losing a video to a
-    /// metadata bug would be worse than missing keys.
+    /// Runs the metadata-extractor plugins bound for the video's tenant, stores what they
+    /// return and returns the video's metadata for the router. The world's default policy is
+    /// fail-open (the runtime skips a failing extractor, because losing a video to a metadata
+    /// bug would be worse than missing keys); a fail-closed binding fails the job.
     async fn extract_metadata(
         &self,
         video: &Video,
@@ -309,19 +310,18 @@ impl Worker {
         };
         let plugins = self.plugins.clone();
         let mut metadata = BTreeMap::from([("title".to_owned(), video.title.clone())]);
-        match tokio::task::spawn_blocking(move || plugins.extract_metadata(&input)).await? {
-            Ok(pairs) => {
-                let extracted = pairs.into_iter().collect();
-                self.store.set_metadata(&video.id, &extracted).await?;
-                metadata.extend(extracted);
-            }
-            Err(e) => fail_open("metadata-extractor", &video.id, &e),
-        }
+        let pairs = tokio::task::spawn_blocking(move || plugins.extract_metadata(&input))
+            .await?
+            .map_err(|e| fail_closed(&video.id, &e))?;
+        let extracted = pairs.into_iter().collect();
+        self.store.set_metadata(&video.id, &extracted).await?;
+        metadata.extend(extracted);
         Ok(metadata)
     }
 
-    /// Asks the router plugin for the rendition ladder; an empty ladder means the built-in
-    /// plan. Fails open to the built-in plan, like extraction.
+    /// Asks the routers bound for the video's tenant for the rendition ladder; an empty ladder
+    /// means the built-in plan. A failing router is skipped under the world's default
+    /// (fail-open), leaving the built-in plan; a fail-closed binding fails the job.
     async fn route(
         &self,
         video: &Video,
@@ -335,13 +335,12 @@ impl Worker {
             metadata: metadata.clone().into_iter().collect(),
         };
         let plugins = self.plugins.clone();
-        let plan = match tokio::task::spawn_blocking(move || plugins.route(&input)).await? {
-            Ok(Some(plan)) => plan,
-            Ok(None) => return Ok(Vec::new()),
-            Err(e) => {
-                fail_open("router", &video.id, &e);
-                return Ok(Vec::new());
-            }
+        let plan = match tokio::task::spawn_blocking(move || plugins.route(&input))
+            .await?
+            .map_err(|e| fail_closed(&video.id, &e))?
+        {
+            Some(plan) => plan,
+            None => return Ok(Vec::new()),
         };
         tracing::info!(
             video = %video.id,

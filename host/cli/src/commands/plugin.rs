@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use mediahost_runtime::call_input::CallInput;
 use mediahost_runtime::conformance::run_case;
 use mediahost_runtime::{
-    CallSettings, Limits, Manifest, Runtime, RuntimeOptions, SingleComponent, Usage,
+    Budget, CallSettings, Limits, Manifest, Runtime, RuntimeOptions, SingleComponent,
 };
 
 include!(concat!(env!("OUT_DIR"), "/conformance_cases.rs"));
@@ -167,11 +167,11 @@ impl Check {
         let mut failed = 0;
         for (_, name, json) in &cases {
             let outcome = run_case(&component, &settings, name, json);
-            let (wall, fuel, memory) = match &outcome.usage {
-                Some(u) => (
-                    duration_text(u),
-                    u.fuel_consumed.to_string(),
-                    bytes_text(u.peak_memory_bytes),
+            let (wall, fuel, memory) = match &outcome.budget {
+                Some(b) => (
+                    duration_text(b),
+                    b.fuel_used.to_string(),
+                    bytes_text(b.peak_memory_bytes),
                 ),
                 None => ("-".into(), "-".into(), "-".into()),
             };
@@ -208,7 +208,7 @@ pub struct Run {
     /// The call as JSON (see `host/runtime/src/call_input.rs`), or `-` for standard input.
     #[arg(long)]
     input: PathBuf,
-    /// Print one JSON object (`world`, `function`, `output` or `error`, `usage`) instead of text.
+    /// Print one JSON object (`world`, `function`, `output` or `error`, `budget`) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -238,19 +238,12 @@ impl Run {
         })?;
         let (component, settings) = self.target.load()?;
         let report = component.call(&settings, &input)?;
-        let usage = &report.usage;
+        let budget = &report.budget;
         if self.json {
             let mut out = serde_json::json!({
                 "world": component.world().as_str(),
                 "function": input.function(),
-                "usage": {
-                    "wall_time_us": u64::try_from(usage.wall_time.as_micros()).unwrap_or(u64::MAX),
-                    "timeout_ms": usage.limits.timeout_ms,
-                    "fuel_consumed": usage.fuel_consumed,
-                    "fuel_limit": usage.limits.fuel,
-                    "peak_memory_bytes": usage.peak_memory_bytes,
-                    "memory_limit_bytes": usage.limits.memory_bytes,
-                },
+                "budget": budget,
             });
             match &report.result {
                 Ok(output) => out["output"] = serde_json::to_value(output)?,
@@ -265,13 +258,16 @@ impl Run {
             }
             println!(
                 "used: {} of {} ms wall time, {} of {} fuel, {} of {} linear memory",
-                duration_text(usage),
-                usage.limits.timeout_ms,
-                usage.fuel_consumed,
-                usage.limits.fuel,
-                bytes_text(usage.peak_memory_bytes),
-                bytes_text(usage.limits.memory_bytes)
+                duration_text(budget),
+                budget.timeout_ms,
+                budget.fuel_used,
+                budget.fuel_limit,
+                bytes_text(budget.peak_memory_bytes),
+                bytes_text(budget.memory_limit_bytes)
             );
+            for frame in &budget.backtrace {
+                println!("  at {frame}");
+            }
         }
         if let Err(e) = report.result {
             anyhow::bail!("the call failed: {}", e.cause);
@@ -289,8 +285,8 @@ fn limits_text(limits: &Limits) -> String {
     )
 }
 
-fn duration_text(usage: &Usage) -> String {
-    format!("{:.3} ms", usage.wall_time.as_secs_f64() * 1000.0)
+fn duration_text(budget: &Budget) -> String {
+    format!("{:.3} ms", budget.wall_time_us as f64 / 1000.0)
 }
 
 fn bytes_text(bytes: u64) -> String {

@@ -35,6 +35,18 @@ const PLUGIN_CALL_SECONDS_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// Peak linear memory of a plugin call: 64 KiB (one page) .. 1 GiB, by powers of 4.
+const PLUGIN_MEMORY_BYTES_BUCKETS: &[f64] = &[
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+    268_435_456.0,
+    1_073_741_824.0,
+];
+
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -44,6 +56,10 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(
             Matcher::Full("mediahost_plugin_call_duration_seconds".into()),
             PLUGIN_CALL_SECONDS_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("mediahost_plugin_peak_memory_bytes".into()),
+            PLUGIN_MEMORY_BYTES_BUCKETS,
         )?
         .install_recorder()
         .context("install the Prometheus metrics recorder")
@@ -146,6 +162,11 @@ impl Serve {
                 tracing::info!(plugin = %p.name, version = %v.version, world = %v.world, sha256 = %v.sha256, "plugin loaded");
             }
         }
+        // Bindings: the config file's are checked and written to the DB, then every stored one
+        // is loaded and kept in step with the DB (other processes may change them).
+        mediahost_api::bindings::apply_config(&store, &plugins, &config.plugins)
+            .await
+            .context("plugin bindings")?;
         // Hot reload for the server's whole life; without it the loaded plugins still serve.
         let watcher = plugins
             .watch()
@@ -189,6 +210,12 @@ impl Serve {
             Duration::from_secs(config.tus.sweep_interval_seconds.max(1)),
             shutdown.clone(),
         ));
+        let bindings_sync = tokio::spawn(mediahost_api::bindings::sync_loop(
+            state.store.clone(),
+            state.plugins.clone(),
+            Duration::from_secs(config.plugins.sync_interval_seconds.max(1)),
+            shutdown.clone().cancelled_owned(),
+        ));
         let app = mediahost_api::app(state);
         let https = match start_https(&config.tls, &app, &shutdown).await {
             Ok(https) => https,
@@ -212,6 +239,7 @@ impl Serve {
             https.await?;
         }
         sweeper.await?;
+        bindings_sync.await?;
         // Stopping the watcher waits for a reload in progress; keep that off the async workers.
         tokio::task::spawn_blocking(move || drop(watcher)).await?;
         for w in workers {

@@ -41,38 +41,6 @@ pub fn install_files(dir: &Path, folder: &str, manifest: &str, file: &str, compo
     std::fs::write(folder.join(file), component).unwrap();
 }
 
-/// The text of a `validator`-world component around `core`, a core module declared as
-/// `(core module $m ...)` that exports `memory`, `cabi_realloc`, `check-upload` and
-/// `check-head`: the world's types and the `canon lift` of both functions.
-pub fn validator_component(core: &str) -> String {
-    format!(
-        r#"(component
-  {core}
-  (core instance $i (instantiate $m))
-  (type $rejection' (record (field "status" u16) (field "reason" string)))
-  (export $rejection "rejection" (type $rejection'))
-  (type $verdict' (variant (case "accept") (case "reject" $rejection)))
-  (export $verdict "verdict" (type $verdict'))
-  (type $info' (record
-    (field "tenant" string)
-    (field "video-id" string)
-    (field "filename" (option string))
-    (field "declared-size" (option u64))
-    (field "content-type" (option string))
-    (field "metadata" (list (tuple string string)))))
-  (export $info "upload-info" (type $info'))
-  (func $check-upload (param "info" $info) (result $verdict)
-    (canon lift (core func $i "check-upload") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-upload" (func $check-upload))
-  (func $check-head (param "info" $info) (param "head" (list u8)) (result $verdict)
-    (canon lift (core func $i "check-head") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-head" (func $check-head))
-)"#
-    )
-}
-
 /// A plugin folder holding reference plugin `name`, loaded with `settings` for it.
 pub fn host_with(name: &str, settings: &[(&str, &str)]) -> (tempfile::TempDir, PluginHost) {
     let dir = tempfile::tempdir().unwrap();
