@@ -306,4 +306,43 @@ mod tests {
         let (status, body) = call(&app, "PUT", path, Some(OPERATOR), "{}").await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+
+    #[tokio::test]
+    async fn bindings_written_by_another_process_reach_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = test_support::state(&dir).await;
+        let (tenant, _) = state.store.create_tenant("acme").await.unwrap();
+        let plugins = state.plugins.clone();
+        let stop = tokio::sync::Notify::new();
+        let sync = super::sync_loop(
+            state.store.clone(),
+            plugins.clone(),
+            std::time::Duration::from_millis(20),
+            stop.notified(),
+        );
+        // What another process's PUT leaves in the shared DB.
+        let chains = mediahost_core::Chains {
+            router: vec![mediahost_core::Binding::implicit(
+                "router",
+                mediahost_core::World::Router,
+            )],
+            ..Default::default()
+        };
+        state
+            .store
+            .set_tenant_bindings(&tenant.id, &chains)
+            .await
+            .unwrap();
+        let converged = async {
+            while plugins.bindings().tenants.get(&tenant.id) != Some(&chains) {
+                tokio::task::yield_now().await;
+            }
+            stop.notify_one();
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(sync, converged)
+        })
+        .await
+        .expect("the sync loop applies the stored bindings and stops when told");
+    }
 }

@@ -350,3 +350,26 @@ fn config_file_bindings_are_checked_at_start_up() {
     );
     assert!(log.contains("no tenant named \"nobody\""), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fail_closed_extractor_fails_the_video_with_its_report() {
+    let server = Server::start(Options {
+        plugins: vec![reference("metadata-extractor")],
+        // Starved of fuel and bound fail-closed: every extraction fails the job.
+        config: "[[plugins.bindings.metadata-extractor]]\nplugin = \"metadata-extractor\"\n\
+                 on_failure = \"fail-closed\"\nlimits = { fuel = 10 }\n"
+            .into(),
+    });
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let media = tempfile::tempdir().unwrap();
+    let clip = common::clip(media.path(), "clip.mp4", 1.0);
+    let id = client.upload("starved", "clip.mp4", &clip).await;
+    let video = client.wait_settled(&id).await;
+    assert_eq!(video["status"], "failed", "{video}");
+    let error = video["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("plugin metadata-extractor 0.1.0 (metadata-extractor world, tenant ")
+            && error.contains("ran out of fuel (limit 10); used wall time"),
+        "{error}"
+    );
+}
