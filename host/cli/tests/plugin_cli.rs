@@ -120,8 +120,9 @@ fn the_edge_plugin_without_its_secret_fails_the_kit_naming_the_cause() {
 }
 
 /// A validator whose `check-upload` accepts and whose `check-head` traps.
-const TRAPS_ON_HEAD: &str = r#"(component
-  (core module $m
+fn traps_on_head() -> String {
+    mediahost_testkit::validator_component(
+        r#"(core module $m
     (memory (export "memory") 1)
     (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
     (func (export "check-upload")
@@ -130,29 +131,9 @@ const TRAPS_ON_HEAD: &str = r#"(component
       (i32.const 0))
     (func (export "check-head")
       (param i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32 i32 i32 i32 i32) (result i32)
-      unreachable))
-  (core instance $i (instantiate $m))
-  (type $rejection' (record (field "status" u16) (field "reason" string)))
-  (export $rejection "rejection" (type $rejection'))
-  (type $verdict' (variant (case "accept") (case "reject" $rejection)))
-  (export $verdict "verdict" (type $verdict'))
-  (type $info' (record
-    (field "tenant" string)
-    (field "video-id" string)
-    (field "filename" (option string))
-    (field "declared-size" (option u64))
-    (field "content-type" (option string))
-    (field "metadata" (list (tuple string string)))))
-  (export $info "upload-info" (type $info'))
-  (func $check-upload (param "info" $info) (result $verdict)
-    (canon lift (core func $i "check-upload") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-upload" (func $check-upload))
-  (func $check-head (param "info" $info) (param "head" (list u8)) (result $verdict)
-    (canon lift (core func $i "check-head") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (export "check-head" (func $check-head))
-)"#;
+      unreachable))"#,
+    )
+}
 
 fn write_wat(dir: &Path, name: &str, wat: &str) -> PathBuf {
     let file = dir.join(name);
@@ -163,7 +144,7 @@ fn write_wat(dir: &Path, name: &str, wat: &str) -> PathBuf {
 #[test]
 fn a_hostile_component_fails_the_kit_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = write_wat(dir.path(), "hostile.wasm", TRAPS_ON_HEAD);
+    let wasm = write_wat(dir.path(), "hostile.wasm", &traps_on_head());
     let out = mediahost(&["plugin", "check", path(&wasm)]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(!out.status.success(), "{stdout}");
@@ -304,7 +285,7 @@ fn run_prints_the_answer_and_what_the_call_used() {
 #[test]
 fn run_reports_a_failed_call_and_refuses_a_call_of_another_world() {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = write_wat(dir.path(), "hostile.wasm", TRAPS_ON_HEAD);
+    let wasm = write_wat(dir.path(), "hostile.wasm", &traps_on_head());
     let input = dir.path().join("head.json");
     std::fs::write(
         &input,
