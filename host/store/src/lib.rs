@@ -9,6 +9,7 @@
 //! indistinguishable from a missing one.
 
 mod quotas;
+mod signing;
 mod tenants;
 mod uploads;
 mod videos;

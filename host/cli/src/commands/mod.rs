@@ -1,5 +1,6 @@
 //! One module per command; each has a one-line doc that clap shows as its help.
 
+mod edge;
 mod migrate;
 mod serve;
 mod tenant;
@@ -29,6 +30,8 @@ enum Command {
     Migrate(migrate::Migrate),
     /// Upload a video file to a running server and print its id.
     Upload(upload::Upload),
+    /// Run an edge cache in front of an origin until interrupted.
+    Edge(edge::EdgeCommand),
 }
 
 impl Cli {
@@ -39,6 +42,7 @@ impl Cli {
             Command::Tenant(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
             Command::Upload(cmd) => cmd.run().await,
+            Command::Edge(cmd) => cmd.run().await,
         }
     }
 }
