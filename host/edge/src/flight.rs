@@ -76,17 +76,14 @@ impl Flight {
         self.update(|p| p.end = Some(end));
     }
 
-    /// The whole body, once complete.
-    pub fn body(&self) -> Option<Bytes> {
+    /// The body received so far in one piece (the whole body once the origin is done).
+    pub fn body(&self) -> Bytes {
         let p = self.progress.lock().expect("flight lock");
-        if !matches!(p.end, Some(End::Complete)) {
-            return None;
-        }
         let mut body = bytes::BytesMut::with_capacity(p.received as usize);
         for chunk in &p.chunks {
             body.extend_from_slice(chunk);
         }
-        Some(body.freeze())
+        body.freeze()
     }
 
     /// Waits for the head; `Err` with the reason when the fetch failed before it.
@@ -207,7 +204,7 @@ mod tests {
         flight.finish(End::Complete);
         assert_eq!(&whole.await.unwrap().unwrap()[..], b"hello world");
         assert_eq!(&middle.await.unwrap().unwrap()[..], b"lo wo");
-        assert_eq!(flight.body().unwrap(), Bytes::from_static(b"hello world"));
+        assert_eq!(flight.body(), Bytes::from_static(b"hello world"));
     }
 
     #[tokio::test]
@@ -218,6 +215,5 @@ mod tests {
         let got: Vec<_> = futures::StreamExt::collect(flight.clone().stream(0, None)).await;
         assert_eq!(got.len(), 2);
         assert!(got[1].is_err());
-        assert!(flight.body().is_none());
     }
 }

@@ -107,38 +107,37 @@ async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) 
     let started = Instant::now();
     let result = fetch_into(&edge, &key, &flight).await;
     metrics::histogram!("mediahost_edge_origin_fetch_seconds").record(started.elapsed());
-    let head = match result {
+    match result {
         Ok(head) => {
+            // Stored before the flight completes, so a client that has read a whole response
+            // finds the object in the cache with its next request.
+            if shared {
+                let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
+                if let Some(fresh_for) = cacheable(&head) {
+                    edge.cache.insert(
+                        &key,
+                        Cached {
+                            headers: head.headers,
+                            body: flight.body(),
+                            stored: Instant::now(),
+                            fresh_for,
+                        },
+                    );
+                    metrics::gauge!("mediahost_edge_cache_bytes").set(edge.cache.bytes() as f64);
+                }
+                in_flight.remove(&key);
+            }
             flight.finish(End::Complete);
-            Some(head)
         }
         Err(why) => {
             metrics::counter!("mediahost_edge_origin_errors_total").increment(1);
             tracing::warn!(%key, %why, "origin fetch failed");
+            if shared {
+                edge.in_flight.lock().expect("in-flight lock").remove(&key);
+            }
             flight.finish(End::Failed(why));
-            None
         }
-    };
-    if !shared {
-        return;
     }
-    let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
-    if let Some(head) = head
-        && let Some(fresh_for) = cacheable(&head)
-        && let Some(body) = flight.body()
-    {
-        edge.cache.insert(
-            &key,
-            Cached {
-                headers: head.headers,
-                body,
-                stored: Instant::now(),
-                fresh_for,
-            },
-        );
-        metrics::gauge!("mediahost_edge_cache_bytes").set(edge.cache.bytes() as f64);
-    }
-    in_flight.remove(&key);
 }
 
 async fn fetch_into(edge: &Edge, key: &str, flight: &Flight) -> Result<Head, String> {
