@@ -244,44 +244,6 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_file_gives_defaults() {
-        let cfg: Config = toml::from_str("").unwrap();
-        assert_eq!(cfg, Config::default());
-        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let err = toml::from_str::<Config>("[worker]\nconcurency = 2\n").unwrap_err();
-        assert!(err.to_string().contains("concurency"), "{err}");
-    }
-
-    #[test]
-    fn plugin_settings_parse() {
-        let cfg: Config = toml::from_str(
-            "[plugins]\ndir = \"/p\"\n[plugins.config.validator]\nmax_size = \"100\"\n",
-        )
-        .unwrap();
-        assert_eq!(cfg.plugin_dir(), PathBuf::from("/p"));
-        assert_eq!(cfg.plugins.config["validator"]["max_size"], "100");
-    }
-
-    #[test]
-    fn operator_key_parses_and_stays_out_of_debug_output() {
-        let cfg: Config = toml::from_str("[admin]\noperator_key = \"s3cret\"\n").unwrap();
-        assert_eq!(cfg.admin.operator_key(), Some("s3cret"));
-        assert!(!format!("{cfg:?}").contains("s3cret"));
-        let blank: Config = toml::from_str("[admin]\noperator_key = \" \"\n").unwrap();
-        assert_eq!(blank.admin.operator_key(), None);
-        assert_eq!(Config::default().admin.operator_key(), None);
-    }
-}
-
 /// Signed playback URLs (`?exp=&sig=`), which play without an API key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -324,5 +286,43 @@ impl Default for EdgeConfig {
             cache_bytes: 256 * 1024 * 1024,
             origin_timeout_seconds: 10,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg: Config = toml::from_str("").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = toml::from_str::<Config>("[worker]\nconcurency = 2\n").unwrap_err();
+        assert!(err.to_string().contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn plugin_settings_parse() {
+        let cfg: Config = toml::from_str(
+            "[plugins]\ndir = \"/p\"\n[plugins.config.validator]\nmax_size = \"100\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.plugin_dir(), PathBuf::from("/p"));
+        assert_eq!(cfg.plugins.config["validator"]["max_size"], "100");
+    }
+
+    #[test]
+    fn operator_key_parses_and_stays_out_of_debug_output() {
+        let cfg: Config = toml::from_str("[admin]\noperator_key = \"s3cret\"\n").unwrap();
+        assert_eq!(cfg.admin.operator_key(), Some("s3cret"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        let blank: Config = toml::from_str("[admin]\noperator_key = \" \"\n").unwrap();
+        assert_eq!(blank.admin.operator_key(), None);
+        assert_eq!(Config::default().admin.operator_key(), None);
     }
 }
