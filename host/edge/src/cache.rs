@@ -44,6 +44,8 @@ struct Inner {
     order: BTreeMap<u64, String>,
     bytes: u64,
     next_tick: u64,
+    /// Purges so far: a fetch that started before a purge must not store what it fetched.
+    purges: u64,
 }
 
 impl Inner {
@@ -95,11 +97,26 @@ impl Cache {
     /// Stores `entry` under `key`, evicting least recently used entries to stay within the
     /// budget. An object larger than the whole budget is not stored.
     pub fn insert(&self, key: &str, entry: Cached) {
+        self.insert_unless_purged(key, entry, None);
+    }
+
+    /// The number of purges so far, to pass to [`Cache::insert_unless_purged`].
+    pub fn purges(&self) -> u64 {
+        self.inner.lock().expect("cache lock").purges
+    }
+
+    /// Like [`Cache::insert`], but stores nothing when a purge happened since [`Cache::purges`]
+    /// returned `since` (`None`: always store), so an object fetched before a purge does not
+    /// come back after it.
+    pub fn insert_unless_purged(&self, key: &str, entry: Cached, since: Option<u64>) {
         let cost = entry.cost(key);
         if cost > self.budget {
             return;
         }
         let mut inner = self.inner.lock().expect("cache lock");
+        if since.is_some_and(|since| since != inner.purges) {
+            return;
+        }
         inner.remove(key);
         while inner.bytes + cost > self.budget {
             let Some((_, oldest)) = inner.order.pop_first() else {
@@ -128,6 +145,7 @@ impl Cache {
     /// Removes every entry whose key starts with `prefix`; returns how many.
     pub fn purge(&self, prefix: &str) -> usize {
         let mut inner = self.inner.lock().expect("cache lock");
+        inner.purges += 1;
         let keys: Vec<String> = inner
             .slots
             .keys()
@@ -186,6 +204,17 @@ mod tests {
         assert!(cache.get("/v/1/a").is_none());
         assert!(cache.get("/v/2/a").is_some());
         assert_eq!(cache.bytes(), 16);
+    }
+
+    #[test]
+    fn fetches_started_before_a_purge_are_not_stored() {
+        let cache = Cache::new(100);
+        let before = cache.purges();
+        cache.purge("/v/1/");
+        cache.insert_unless_purged("/v/1/a", entry(10), Some(before));
+        assert!(cache.get("/v/1/a").is_none());
+        cache.insert_unless_purged("/v/1/a", entry(10), Some(cache.purges()));
+        assert!(cache.get("/v/1/a").is_some());
     }
 
     #[test]

@@ -126,3 +126,78 @@ pub async fn run(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    fn edge(operator_key: Option<&str>) -> Arc<Edge> {
+        let config = mediahost_core::config::EdgeConfig {
+            origin: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        Arc::new(Edge::new(&config, operator_key, metrics).unwrap())
+    }
+
+    async fn call(edge: Arc<Edge>, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app(edge).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn purge(key: Option<&str>, body: &str) -> Request<Body> {
+        let mut request =
+            Request::post("/v1/edge/purge").header("content-type", "application/json");
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn the_origin_must_be_an_http_url() {
+        let config = mediahost_core::config::EdgeConfig::default();
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        let err = Edge::new(&config, None, metrics).err().unwrap();
+        assert!(matches!(err, EdgeError::InvalidOrigin(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn purge_needs_the_operator_key_and_one_target() {
+        let (status, body) = call(edge(None), purge(Some("k"), r#"{"video_id":"v"}"#)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, _) = call(edge(Some("k")), purge(None, r#"{"video_id":"v"}"#)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = call(edge(Some("k")), purge(Some("k"), r#"{"video_id":"v"}"#)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["prefix"], "/v1/videos/v/");
+        for bad in [
+            r#"{}"#,
+            r#"{"video_id":"v","prefix":"/x"}"#,
+            r#"{"prefix":"x"}"#,
+        ] {
+            let (status, body) = call(edge(Some("k")), purge(Some("k"), bad)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(body["error"]["code"], "invalid_request");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_json_404s() {
+        let request = Request::get("/v1/videos").body(Body::empty()).unwrap();
+        let (status, body) = call(edge(None), request).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}

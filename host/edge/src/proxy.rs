@@ -104,6 +104,7 @@ pub(crate) async fn playback(
 /// removes the flight from the in-flight map.
 async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) {
     metrics::counter!("mediahost_edge_origin_fetches_total").increment(1);
+    let purges = edge.cache.purges();
     let started = Instant::now();
     let result = fetch_into(&edge, &key, &flight).await;
     metrics::histogram!("mediahost_edge_origin_fetch_seconds").record(started.elapsed());
@@ -114,7 +115,7 @@ async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) 
             if shared {
                 let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
                 if let Some(fresh_for) = cacheable(&head) {
-                    edge.cache.insert(
+                    edge.cache.insert_unless_purged(
                         &key,
                         Cached {
                             headers: head.headers,
@@ -122,6 +123,7 @@ async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) 
                             stored: Instant::now(),
                             fresh_for,
                         },
+                        Some(purges),
                     );
                     metrics::gauge!("mediahost_edge_cache_bytes").set(edge.cache.bytes() as f64);
                 }
