@@ -16,6 +16,10 @@ fn new_secret() -> String {
 impl Store {
     /// The tenant's playback signing secret, created on first use.
     pub async fn playback_secret(&self, tenant_id: &str) -> Result<String, StoreError> {
+        // Read first: this runs on every signed playback request, which should not write.
+        if let Some(secret) = self.stored_playback_secret(tenant_id).await? {
+            return Ok(secret);
+        }
         // Two concurrent first uses both insert; the loser's row is dropped by the conflict
         // clause and both read the winner's secret.
         sqlx::query(
@@ -27,12 +31,19 @@ impl Store {
         .bind(now_rfc3339())
         .execute(&self.pool)
         .await?;
-        let secret: String =
+        // Absent only when the tenant was deleted meanwhile (the row cascades away).
+        self.stored_playback_secret(tenant_id)
+            .await?
+            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
+    }
+
+    async fn stored_playback_secret(&self, tenant_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
             sqlx::query_scalar("SELECT secret FROM playback_signing WHERE tenant_id = $1")
                 .bind(tenant_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(secret)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Replaces the tenant's playback signing secret with a new random one and returns it;
