@@ -119,6 +119,14 @@ async fn edge_coalesces_serves_ranges_purges_and_outlives_the_origin() {
     );
     assert_eq!(hit.headers()["content-type"], "video/iso.segment");
     assert_eq!(hit.bytes().await.unwrap(), expected);
+    let head = http.head(&segment_edge).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(x_cache(&head), "HIT");
+    assert_eq!(
+        head.headers()["content-length"],
+        expected.len().to_string().as_str()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
 
     // Ranges on misses (each a distinct cold URL: the cache key is the whole URL) and on hits.
     let n = expected.len();
