@@ -65,6 +65,9 @@ pub enum ApiError {
     /// 403 `forbidden`: the operation is not allowed on this resource (PATCH of a final upload),
     /// or the admin API without the operator key (disabled, or called with a tenant key).
     Forbidden(String),
+    /// 403 `invalid_signature`: a signed playback URL that expired, is malformed, or was not
+    /// signed for this video with its tenant's secret; the message says which.
+    InvalidSignature(String),
     /// 429 `too_many_uploads`: the tenant has as many uploads open as its quota allows.
     TooManyUploads(String),
     /// 403 `quota_exceeded`: the upload would take the tenant past its storage quota.
@@ -116,6 +119,7 @@ impl ApiError {
             ),
             Self::Gone(m) => (StatusCode::GONE, "upload_expired", m.clone()),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            Self::InvalidSignature(m) => (StatusCode::FORBIDDEN, "invalid_signature", m.clone()),
             Self::TooManyUploads(m) => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads", m.clone())
             }

@@ -21,6 +21,7 @@ mod ops;
 mod playback;
 mod quota;
 mod range;
+mod signing;
 #[cfg(test)]
 mod test_support;
 pub mod tus;
@@ -69,6 +70,9 @@ pub struct AppState {
     pub operator_key: Option<String>,
     /// Default tenant quotas (`[quotas]`); set with [`AppState::with_quotas`].
     pub quotas: mediahost_core::Quota,
+    /// Seconds a signed playback URL handed out by `GET /v1/videos/{id}` stays valid
+    /// (`[playback] signed_url_seconds`); set with [`AppState::with_signed_url_seconds`].
+    pub signed_url_seconds: u64,
 }
 
 impl AppState {
@@ -92,6 +96,8 @@ impl AppState {
             tus: Default::default(),
             quotas: Default::default(),
             operator_key: None,
+            signed_url_seconds: mediahost_core::config::PlaybackConfig::default()
+                .signed_url_seconds,
         }
     }
 
@@ -109,6 +115,12 @@ impl AppState {
     /// Uses these default tenant quotas (no limits otherwise).
     pub fn with_quotas(mut self, quotas: mediahost_core::Quota) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    /// Signed playback URLs from `GET /v1/videos/{id}` last `seconds` (at least 1).
+    pub fn with_signed_url_seconds(mut self, seconds: u64) -> Self {
+        self.signed_url_seconds = seconds.max(1);
         self
     }
 

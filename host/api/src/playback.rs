@@ -2,15 +2,19 @@
 //! object storage.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
 use mediahost_blob::BlobError;
-use mediahost_core::VideoStatus;
 use mediahost_core::video::keys;
+use mediahost_core::{Video, VideoStatus};
+use serde::Deserialize;
 
 use crate::auth::AuthTenant;
 use crate::range::{self, Ranged};
+use crate::signing;
 use crate::{ApiError, SharedState};
 
 /// Content type by file extension, as HLS players expect.
@@ -39,17 +43,72 @@ fn safe_relative(path: &str) -> bool {
 /// change once written (a re-transcode writes the same names with the same content role), so
 /// they are immutable; playlists of a ready video may be reused briefly; anything else is revalidated.
 /// `private` while playback is authenticated by tenant key: a shared cache must not hand one
-/// tenant's media to a client without the key.
-fn cache_control(path: &str, status: VideoStatus) -> &'static str {
-    match path.rsplit('.').next() {
-        Some("m4s" | "mp4" | "ts" | "jpg" | "vtt") => "private, max-age=31536000, immutable",
-        Some("m3u8") if status == VideoStatus::Ready => "private, max-age=60",
+/// tenant's media to a client without the key. `public` for signed URLs: the signature in the
+/// URL is the credential, so a shared cache keying by the full URL hands the file only to
+/// clients holding the same signature.
+fn cache_control(path: &str, status: VideoStatus, signed: bool) -> &'static str {
+    match (path.rsplit('.').next(), signed) {
+        (Some("m4s" | "mp4" | "ts" | "jpg" | "vtt"), false) => {
+            "private, max-age=31536000, immutable"
+        }
+        (Some("m4s" | "mp4" | "ts" | "jpg" | "vtt"), true) => "public, max-age=31536000, immutable",
+        (Some("m3u8"), false) if status == VideoStatus::Ready => "private, max-age=60",
+        (Some("m3u8"), true) if status == VideoStatus::Ready => "public, max-age=60",
         _ => "no-cache",
     }
 }
 
+/// The signature query of a signed playback URL.
+#[derive(Debug, Deserialize)]
+pub struct SignedQuery {
+    /// Unix seconds after which the URL stops working.
+    exp: Option<String>,
+    /// Hex HMAC-SHA256 of `"<video id>/<exp>"` with the tenant's playback secret.
+    sig: Option<String>,
+}
+
+/// The video a playback request may read, and the signature query when it came through a
+/// signed URL. A request with an `Authorization` header is authenticated by tenant key as
+/// before; one without it must carry a valid `exp`/`sig` pair.
+async fn authorize(
+    state: &SharedState,
+    parts: &mut Parts,
+    id: &str,
+    query: &SignedQuery,
+) -> Result<(Video, Option<String>), ApiError> {
+    let has_signature = query.exp.is_some() || query.sig.is_some();
+    if !has_signature || parts.headers.contains_key(header::AUTHORIZATION) {
+        let AuthTenant(tenant) = AuthTenant::from_request_parts(parts, state).await?;
+        let video = state
+            .store
+            .video(&tenant.id, id)
+            .await?
+            .ok_or_else(|| ApiError::video_not_found(id))?;
+        return Ok((video, None));
+    }
+    let (Some(exp), Some(sig)) = (&query.exp, &query.sig) else {
+        return Err(ApiError::InvalidSignature(
+            "malformed signed URL: it needs both `exp` and `sig`".into(),
+        ));
+    };
+    // An unknown video is answered like a forged signature, so signed URLs do not reveal
+    // which ids exist.
+    let secret = match state.store.video_by_id(id).await? {
+        Some(video) => Some((state.store.playback_secret(&video.tenant_id).await?, video)),
+        None => None,
+    };
+    let Some((secret, video)) = secret else {
+        return Err(signing::forged());
+    };
+    signing::verify(&secret, id, exp, sig, signing::unix_now())?;
+    Ok((video, Some(format!("exp={exp}&sig={sig}"))))
+}
+
 /// `GET` (and `HEAD`) `/v1/videos/{id}/hls/{*path}`: a playback file with range and
-/// conditional request support.
+/// conditional request support, authorised by tenant key or by a signed URL
+/// (`?exp=&sig=`, see [`crate::signing`]). Playlists served through a signed URL have every URI
+/// rewritten to carry the same signature; they are answered whole (no ranges or validators,
+/// since their bytes depend on the signature).
 ///
 /// Routed as `/videos/{id}/hls/{*path}` (the path may hold slashes), which OpenAPI cannot
 /// spell; the document names the parameter `path`.
@@ -58,9 +117,11 @@ fn cache_control(path: &str, status: VideoStatus) -> &'static str {
     path = "/videos/{id}/hls/{path}",
     operation_id = "get_playback_file",
     tag = crate::openapi::PLAYBACK,
-    security(("tenant_key" = [])),
+    security((), ("tenant_key" = [])),
     params(
         ("id" = String, Path, description = "Video id"),
+        ("exp" = Option<u64>, Query, description = "Signed URL: unix seconds until which it is valid; with `sig`, replaces the API key"),
+        ("sig" = Option<String>, Query, description = "Signed URL: hex HMAC-SHA256 of `<video id>/<exp>` with the tenant's playback secret (`playback.signed_hls` of the video carries both)"),
         ("path" = String, Path, description = "`master.m3u8` or a file it names, e.g. `720p/index.m3u8`, `720p/seg_00001.m4s`; may contain slashes"),
         ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `a-` or `-n`"),
         ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy"),
@@ -72,27 +133,25 @@ fn cache_control(path: &str, status: VideoStatus) -> &'static str {
         (status = 206, description = "The requested range, with Content-Range"),
         (status = 304, description = "Not modified"),
         (status = 400, description = "Invalid path", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown or revoked key (and no signature)", body = crate::error::ErrorBody),
+        (status = 403, description = "`invalid_signature`: the signed URL expired, is malformed, or is not valid for this video", body = crate::error::ErrorBody),
         (status = 404, description = "No such video or file", body = crate::error::ErrorBody),
         (status = 416, description = "The range starts beyond the end (Content-Range: bytes */size)", body = crate::error::ErrorBody),
     )
 )]
 pub async fn hls_file(
     State(state): State<SharedState>,
-    AuthTenant(tenant): AuthTenant,
     Path((id, path)): Path<(String, String)>,
-    headers: HeaderMap,
+    Query(query): Query<SignedQuery>,
+    mut parts: Parts,
 ) -> Result<Response, ApiError> {
     if !safe_relative(&path) {
         return Err(ApiError::BadRequest(format!(
             "invalid playback path {path:?}"
         )));
     }
-    let video = state
-        .store
-        .video(&tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::video_not_found(&id))?;
+    let (video, signature) = authorize(&state, &mut parts, &id, &query).await?;
+    let headers = parts.headers;
     let key = keys::hls(&video.tenant_id, &video.id, &path);
     let info = match state.blobs.head(&key).await {
         Ok(info) => info,
@@ -105,6 +164,12 @@ pub async fn hls_file(
         Err(e) => return Err(e.into()),
     };
 
+    if let Some(signature) = &signature
+        && path.ends_with(".m3u8")
+    {
+        return signed_playlist(&state, &key, &path, video.status, signature).await;
+    }
+
     let etag = info.e_tag.as_deref().map(range::entity_tag);
     let last_modified = httpdate::fmt_http_date(info.last_modified);
     let header = |name| {
@@ -114,7 +179,10 @@ pub async fn hls_file(
     };
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, content_type(&path))
-        .header(header::CACHE_CONTROL, cache_control(&path, video.status))
+        .header(
+            header::CACHE_CONTROL,
+            cache_control(&path, video.status, signature.is_some()),
+        )
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::LAST_MODIFIED, &last_modified);
     if let Some(etag) = &etag {
@@ -178,6 +246,31 @@ pub async fn hls_file(
         .status(status)
         .header(header::CONTENT_LENGTH, length)
         .body(Body::from_stream(object.body))
+        .expect("valid response"))
+}
+
+/// A playlist read through a signed URL: whole, with every URI carrying `signature`.
+async fn signed_playlist(
+    state: &SharedState,
+    key: &str,
+    path: &str,
+    status: VideoStatus,
+    signature: &str,
+) -> Result<Response, ApiError> {
+    let object = state.blobs.get(key).await?;
+    let bytes: Vec<u8> = object
+        .body
+        .map_ok(|chunk| chunk.to_vec())
+        .try_concat()
+        .await?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ApiError::Internal(format!("playlist {key} is not UTF-8")))?;
+    let body = signing::sign_playlist(&text, signature);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type(path))
+        .header(header::CACHE_CONTROL, cache_control(path, status, true))
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
         .expect("valid response"))
 }
 

@@ -71,8 +71,12 @@ pub struct VideoList {
 /// Where to play a ready video.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Playback {
-    /// HLS master playlist URL, once ready.
+    /// HLS master playlist URL, once ready; needs the tenant's API key.
     hls: Option<String>,
+    /// The master playlist as a signed URL that plays without an API key until it expires
+    /// (`[playback] signed_url_seconds` after this response); every playlist fetched through it
+    /// names its files with the same signature. Only in `GET /v1/videos/{id}`, once ready.
+    signed_hls: Option<String>,
     /// Poster image URL (JPEG at the best rendition's size), once ready.
     poster: Option<String>,
     /// Seek-preview storyboard: a WebVTT index whose cues point into one JPEG sprite.
@@ -106,6 +110,7 @@ impl VideoView {
         };
         let playback = Playback {
             hls: file("master.m3u8"),
+            signed_hls: None,
             poster: file("poster.jpg"),
             storyboard: file("storyboard.vtt"),
         };
@@ -210,10 +215,19 @@ pub async fn show(
         .video(&tenant.id, &id)
         .await?
         .ok_or_else(|| ApiError::video_not_found(&id))?;
-    Ok(Json(VideoView::new(
-        video,
-        &base_url(&state, &headers, &uri),
-    )))
+    let ready = video.status == VideoStatus::Ready;
+    let mut view = VideoView::new(video, &base_url(&state, &headers, &uri));
+    if ready {
+        let secret = state.store.playback_secret(&tenant.id).await?;
+        let exp = crate::signing::unix_now() + state.signed_url_seconds;
+        let query = crate::signing::query(&secret, &view.id, exp);
+        view.playback.signed_hls = view
+            .playback
+            .hls
+            .as_ref()
+            .map(|hls| format!("{hls}?{query}"));
+    }
+    Ok(Json(view))
 }
 
 /// Query of `GET /v1/videos`.

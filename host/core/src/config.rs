@@ -70,6 +70,10 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The metadata database (and embedded job queue).
     pub database: DatabaseConfig,
+    /// Signed playback URLs.
+    pub playback: PlaybackConfig,
+    /// The edge role (`mediahost edge`): a caching proxy in front of the origin.
+    pub edge: EdgeConfig,
 }
 
 impl Default for Config {
@@ -87,6 +91,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
+            playback: PlaybackConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -459,6 +465,51 @@ pub fn redact_url(url: &str) -> String {
             format!("{scheme}://{user}:***@{host}{tail}")
         }
         _ => url.to_owned(),
+    }
+}
+
+/// Signed playback URLs (`?exp=&sig=`), which play without an API key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybackConfig {
+    /// Seconds a `playback.signed_hls` URL from `GET /v1/videos/{id}` stays valid.
+    pub signed_url_seconds: u64,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        Self {
+            signed_url_seconds: 3600,
+        }
+    }
+}
+
+/// The edge role (`mediahost edge`): serves signed playback URLs from a memory cache, pulling
+/// misses from the origin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Base URL of the origin (the api role), e.g. `http://127.0.0.1:8080`; required to run an
+    /// edge. Also `--origin` / `MEDIAHOST_EDGE_ORIGIN`.
+    pub origin: Option<String>,
+    /// Address the edge listens on. Also `--listen` / `MEDIAHOST_EDGE_LISTEN`.
+    pub listen: SocketAddr,
+    /// Byte budget of the memory cache; least recently used objects are evicted beyond it.
+    /// Also `--cache-bytes` / `MEDIAHOST_EDGE_CACHE_BYTES`.
+    pub cache_bytes: u64,
+    /// Seconds to wait for the origin to accept a connection and answer with headers before
+    /// the request fails with 502.
+    pub origin_timeout_seconds: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            cache_bytes: 256 * 1024 * 1024,
+            origin_timeout_seconds: 10,
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod bindings;
 mod quotas;
+mod signing;
 mod tenants;
 mod uploads;
 mod videos;

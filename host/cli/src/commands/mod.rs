@@ -1,5 +1,6 @@
 //! One module per command; each has a one-line doc that clap shows as its help.
 
+mod edge;
 mod migrate;
 mod plugin;
 mod serve;
@@ -33,6 +34,8 @@ enum Command {
     /// Check and try plugin components (conformance cases, one-off calls).
     #[command(subcommand)]
     Plugin(plugin::Plugin),
+    /// Run an edge cache in front of an origin until interrupted.
+    Edge(edge::EdgeCommand),
 }
 
 impl Cli {
@@ -44,6 +47,7 @@ impl Cli {
             Command::Migrate(cmd) => cmd.run().await,
             Command::Upload(cmd) => cmd.run().await,
             Command::Plugin(cmd) => cmd.run().await,
+            Command::Edge(cmd) => cmd.run().await,
         }
     }
 }

@@ -65,7 +65,7 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("install the Prometheus metrics recorder")
 }
 
-async fn shutdown_signal(token: CancellationToken) {
+pub(super) async fn shutdown_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let term = async {
@@ -202,7 +202,8 @@ impl Serve {
             )
             .with_operator_key(config.admin.operator_key())
             .with_tus(config.tus.clone())
-            .with_quotas(config.quotas),
+            .with_quotas(config.quotas)
+            .with_signed_url_seconds(config.playback.signed_url_seconds),
         );
         let sweeper = tokio::spawn(sweep_uploads(
             state.store.clone(),

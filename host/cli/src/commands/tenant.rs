@@ -14,6 +14,21 @@ pub enum Tenant {
     Key(Key),
     /// Show a tenant's quota and usage, or change its limits (the others stay as they are).
     Quota(QuotaArgs),
+    /// Print the tenant's playback signing secret (the last line of stdout); `--rotate`
+    /// replaces it first, which invalidates every signed URL handed out before.
+    PlaybackSecret(PlaybackSecret),
+}
+
+/// Arguments of `tenant playback-secret`.
+#[derive(Debug, Args)]
+pub struct PlaybackSecret {
+    /// Tenant name.
+    name: String,
+    /// Replace the secret with a new random one.
+    #[arg(long)]
+    rotate: bool,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// Arguments of `tenant quota`. Sizes take binary units: `500MiB`, `2GiB`, `1TiB`.
@@ -184,6 +199,22 @@ impl Tenant {
                 }
             }
             Self::Quota(cmd) => cmd.run().await?,
+            Self::PlaybackSecret(cmd) => {
+                let named = Named {
+                    name: cmd.name,
+                    common: cmd.common,
+                };
+                let (name, store) = named.store().await?;
+                let tenant = store.tenant_by_name(&name).await?;
+                let secret = if cmd.rotate {
+                    let secret = store.rotate_playback_secret(&tenant.id).await?;
+                    println!("rotated the playback signing secret of tenant {name}");
+                    secret
+                } else {
+                    store.playback_secret(&tenant.id).await?
+                };
+                println!("{secret}");
+            }
             Self::Key(Key::Revoke(cmd)) => {
                 let named = Named {
                     name: cmd.name,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mediahost_blob::test_support::TestS3;
 use mediahost_store::testing::{ScratchPostgres, postgres_server_url};
 
+pub mod edge;
 pub mod tus;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mediahost");

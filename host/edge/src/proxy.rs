@@ -1,0 +1,409 @@
+//! The edge's HTTP handlers: playback through the cache, purge, health and metrics.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+use crate::Edge;
+use crate::cache::Cached;
+use crate::flight::{End, Flight, Head};
+use crate::range::{self, Ranged};
+
+/// Origin response headers the edge keeps and serves again: what describes the
+/// representation and how it may be cached. Hop-by-hop and length headers are the edge's own.
+pub(crate) const KEPT_HEADERS: &[HeaderName] = &[
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::WWW_AUTHENTICATE,
+];
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// `{"error": {"code", "message"}}` with `status`, like the origin's errors.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// Whether the URL's `exp` (unix seconds) has passed. Such a URL is never answered from the
+/// cache: the origin decides (and answers 403).
+fn expired(uri: &Uri) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    uri.query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.strip_prefix("exp="))
+        .any(|exp| exp.parse::<u64>().map_or(true, |exp| exp < now))
+}
+
+/// `GET`/`HEAD /v1/videos/{id}/hls/{*path}`: from the cache, or from the origin once for all
+/// concurrent requests of the same URL.
+pub(crate) async fn playback(
+    State(edge): State<Arc<Edge>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let key = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let bypass = expired(&uri);
+
+    let (flight, leader) = if bypass {
+        (Arc::new(Flight::default()), true)
+    } else {
+        if let Some(hit) = edge.cache.get(&key) {
+            return from_cache(&hit, range);
+        }
+        let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
+        // Looked up again under the lock: a fetch that finished since the first look has
+        // stored its object and left the map, and must not be fetched a second time.
+        if let Some(hit) = edge.cache.get(&key) {
+            drop(in_flight);
+            return from_cache(&hit, range);
+        }
+        match in_flight.get(&key) {
+            Some(flight) => (flight.clone(), false),
+            None => {
+                let flight = Arc::new(Flight::default());
+                in_flight.insert(key.clone(), flight.clone());
+                (flight, true)
+            }
+        }
+    };
+    if leader {
+        metrics::counter!("mediahost_edge_misses_total").increment(1);
+        // Its own task, so the fetch completes (and is cached) even when this client leaves.
+        tokio::spawn(fetch(edge.clone(), key, flight.clone(), !bypass));
+    } else {
+        metrics::counter!("mediahost_edge_coalesced_waits_total").increment(1);
+    }
+    from_flight(flight, range).await
+}
+
+/// Fetches `key` from the origin into `flight`; when `shared`, stores a cacheable result and
+/// removes the flight from the in-flight map.
+async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) {
+    metrics::counter!("mediahost_edge_origin_fetches_total").increment(1);
+    let purges = edge.cache.purges();
+    let started = Instant::now();
+    let result = fetch_into(&edge, &key, &flight).await;
+    metrics::histogram!("mediahost_edge_origin_fetch_seconds").record(started.elapsed());
+    match result {
+        Ok(head) => {
+            // Stored before the flight completes, so a client that has read a whole response
+            // finds the object in the cache with its next request.
+            if shared {
+                let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
+                if let Some(fresh_for) = cacheable(&head) {
+                    edge.cache.insert_unless_purged(
+                        &key,
+                        Cached {
+                            headers: head.headers,
+                            body: flight.body(),
+                            stored: Instant::now(),
+                            fresh_for,
+                        },
+                        Some(purges),
+                    );
+                    metrics::gauge!("mediahost_edge_cache_bytes").set(edge.cache.bytes() as f64);
+                }
+                in_flight.remove(&key);
+            }
+            flight.finish(End::Complete);
+        }
+        Err(why) => {
+            metrics::counter!("mediahost_edge_origin_errors_total").increment(1);
+            tracing::warn!(%key, %why, "origin fetch failed");
+            if shared {
+                edge.in_flight.lock().expect("in-flight lock").remove(&key);
+            }
+            flight.finish(End::Failed(why));
+        }
+    }
+}
+
+async fn fetch_into(edge: &Edge, key: &str, flight: &Flight) -> Result<Head, String> {
+    let url = format!("{}{key}", edge.origin);
+    let response = edge
+        .client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("origin {} unreachable: {e}", edge.origin))?;
+    let mut headers = HeaderMap::new();
+    for name in KEPT_HEADERS {
+        for value in response.headers().get_all(name) {
+            headers.append(name, value.clone());
+        }
+    }
+    let head = Head {
+        status: response.status(),
+        headers,
+        length: response.content_length(),
+    };
+    flight.set_head(head.clone());
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("origin {} broke off: {e}", edge.origin))?;
+        flight.push(chunk);
+    }
+    Ok(head)
+}
+
+/// How long a response may be cached: only `200`s the origin marked `public` with a positive
+/// `max-age` (signed playback), never `private` or `no-store` ones.
+fn cacheable(head: &Head) -> Option<Duration> {
+    if head.status != StatusCode::OK {
+        return None;
+    }
+    let directives: Vec<String> = head
+        .headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    let has = |name: &str| directives.iter().any(|d| d == name);
+    if !has("public") || has("private") || has("no-store") || has("no-cache") {
+        return None;
+    }
+    directives
+        .iter()
+        .filter_map(|d| d.strip_prefix("max-age="))
+        .filter_map(|s| s.parse::<u64>().ok())
+        .find(|&s| s > 0)
+        .map(Duration::from_secs)
+}
+
+fn respond(
+    status: StatusCode,
+    headers: &HeaderMap,
+    x_cache: &'static str,
+    age: u64,
+) -> axum::http::response::Builder {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::AGE, age)
+        .header(X_CACHE, HeaderValue::from_static(x_cache))
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    let mut response = error(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range_not_satisfiable",
+        format!("the object is {size} bytes; the requested range starts beyond its end"),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_RANGE,
+        HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+    );
+    response
+}
+
+fn content_range(start: u64, end: u64, size: u64) -> String {
+    format!("bytes {start}-{}/{size}", end - 1)
+}
+
+/// A hit: the cached object, or the requested range of it.
+fn from_cache(hit: &Cached, range: Option<&str>) -> Response {
+    metrics::counter!("mediahost_edge_hits_total").increment(1);
+    let size = hit.body.len() as u64;
+    let age = hit.stored.elapsed().as_secs();
+    let (status, body, range_header) = match range::parse(range, size) {
+        Ranged::Full => (StatusCode::OK, hit.body.clone(), None),
+        Ranged::Partial(start, end) => (
+            StatusCode::PARTIAL_CONTENT,
+            hit.body.slice(start as usize..end as usize),
+            Some(content_range(start, end, size)),
+        ),
+        Ranged::Unsatisfiable => return unsatisfiable(size),
+    };
+    metrics::counter!("mediahost_edge_bytes_out_total").increment(body.len() as u64);
+    let mut builder =
+        respond(status, &hit.headers, "HIT", age).header(header::CONTENT_LENGTH, body.len());
+    if let Some(value) = range_header {
+        builder = builder.header(header::CONTENT_RANGE, value);
+    }
+    builder.body(Body::from(body)).expect("valid response")
+}
+
+/// A miss: the body streamed from the shared fetch as it arrives.
+async fn from_flight(flight: Arc<Flight>, range: Option<&str>) -> Response {
+    let unavailable = |why: String| {
+        error(
+            StatusCode::BAD_GATEWAY,
+            "origin_unavailable",
+            format!(
+                "the edge could not fetch this object from the origin and has no cached copy: \
+                 {why}; retry later"
+            ),
+        )
+    };
+    let head = match flight.head().await {
+        Ok(head) => head,
+        Err(why) => return unavailable(why),
+    };
+    let counted =
+        |stream: futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>| {
+            Body::from_stream(stream.inspect_ok(|chunk| {
+                metrics::counter!("mediahost_edge_bytes_out_total").increment(chunk.len() as u64);
+            }))
+        };
+    if head.status != StatusCode::OK {
+        // Errors (403 for a bad signature, 404, …) pass through whole and are never cached.
+        let mut builder = respond(head.status, &head.headers, "MISS", 0);
+        if let Some(length) = head.length {
+            builder = builder.header(header::CONTENT_LENGTH, length);
+        }
+        return builder
+            .body(counted(flight.stream(0, None).boxed()))
+            .expect("valid response");
+    }
+    let size = match head.length {
+        Some(size) => size,
+        // Without a Content-Length the size, and so any range, is known only at the end.
+        None => match flight.complete_length().await {
+            Ok(size) => size,
+            Err(why) => return unavailable(why),
+        },
+    };
+    let (status, start, end) = match range::parse(range, size) {
+        Ranged::Full => (StatusCode::OK, 0, size),
+        Ranged::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Ranged::Unsatisfiable => return unsatisfiable(size),
+    };
+    let mut builder =
+        respond(status, &head.headers, "MISS", 0).header(header::CONTENT_LENGTH, end - start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(header::CONTENT_RANGE, content_range(start, end, size));
+    }
+    builder
+        .body(counted(flight.stream(start, Some(end)).boxed()))
+        .expect("valid response")
+}
+
+/// Body of `POST /v1/edge/purge`: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Purge {
+    /// Purges every cached file of this video (`/v1/videos/{id}/`).
+    video_id: Option<String>,
+    /// Purges every cached URL starting with this path, e.g. `/v1/videos/abc/hls/720p/`.
+    prefix: Option<String>,
+}
+
+/// The refusal unless `headers` carry `Authorization: Bearer <operator key>`; compared as
+/// hashes in constant time, so neither the key nor its length leaks through timing.
+fn refuse_non_operator(edge: &Edge, headers: &HeaderMap) -> Option<Response> {
+    let Some(expected) = edge.operator_key.as_deref() else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "purging is disabled: set `[admin] operator_key` or MEDIAHOST_OPERATOR_KEY for the edge",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(given) = given else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing operator key: send `Authorization: Bearer <operator key>`",
+        ));
+    };
+    let same: bool = Sha256::digest(given.as_bytes())
+        .ct_eq(&Sha256::digest(expected.as_bytes()))
+        .into();
+    (!same).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown operator key",
+        )
+    })
+}
+
+/// `POST /v1/edge/purge` `{"video_id"}` or `{"prefix"}` (operator key): drops matching
+/// objects from the cache; answers `{"purged": n, "prefix": …}`.
+pub(crate) async fn purge(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Result<Json<Purge>, JsonRejection>,
+) -> Response {
+    if let Some(response) = refuse_non_operator(&edge, &headers) {
+        return response;
+    }
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+    };
+    let prefix = match (body.video_id, body.prefix) {
+        (Some(id), None) if !id.is_empty() && !id.contains('/') => format!("/v1/videos/{id}/"),
+        (None, Some(prefix)) if prefix.starts_with('/') => prefix,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send exactly one of `video_id` (a video id) or `prefix` (a path starting with `/`)",
+            );
+        }
+    };
+    let purged = edge.cache.purge(&prefix);
+    metrics::gauge!("mediahost_edge_cache_bytes").set(edge.cache.bytes() as f64);
+    tracing::info!(%prefix, purged, "purged");
+    Json(json!({"purged": purged, "prefix": prefix})).into_response()
+}
+
+/// `GET /healthz`: the edge process is up (the origin is not consulted).
+pub(crate) async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        edge.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Any other path: 404 JSON.
+pub(crate) async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "the edge serves only /v1/videos/{{id}}/hls/…, /v1/edge/purge, /healthz and /metrics, not {}",
+            uri.path()
+        ),
+    )
+}
