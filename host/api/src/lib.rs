@@ -21,6 +21,7 @@ mod ops;
 mod playback;
 mod quota;
 mod range;
+mod refused_body;
 mod signing;
 #[cfg(test)]
 mod test_support;
@@ -171,6 +172,9 @@ pub fn app(state: SharedState) -> Router {
             tus::discovery,
         ))
         .layer(cors::layer())
+        .layer(axum::middleware::from_fn(
+            refused_body::close_after_refused_body,
+        ))
         .service(v1);
     Router::new()
         .route("/healthz", get(ops::healthz))

@@ -174,8 +174,10 @@ async fn a_streamed_source_past_the_tenants_limit_is_cut_off_and_nothing_is_kept
     assert_eq!(after["status"], "awaiting_upload", "{after}");
     assert!(after["size"].is_null(), "{after}");
 
-    // With a Content-Length the refusal comes before any byte is read.
+    // With a Content-Length the refusal comes before any byte is read, and the connection,
+    // with the unread rest of the body on it, is not offered for reuse.
     let res = acme.put_source(id, vec![0u8; 300 << 10].into()).await;
+    assert_eq!(header(&res, "connection"), "close");
     refused(res, 413, "too_large").await;
 
     // Within the limit the same video still takes its source.
