@@ -373,3 +373,67 @@ async fn a_fail_closed_extractor_fails_the_video_with_its_report() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_failure_replays_locally_with_plugin_run() {
+    let fixtures = tempfile::tempdir().unwrap();
+    let trap = trap_plugin(fixtures.path());
+    let component = trap.1.clone();
+    let server = Server::start(Options {
+        plugins: vec![reference("validator"), trap],
+        config: format!(
+            "[admin]\noperator_key = \"{OPERATOR_KEY}\"\n\
+             [[plugins.bindings.validator]]\nplugin = \"validator\"\n"
+        ),
+    });
+    let a = Client::new(&server, &server.create_tenant("a"));
+    let b = Client::new(&server, &server.create_tenant("b"));
+    put(
+        &server,
+        "a",
+        json!({"validator": [{"plugin": "trap", "on_failure": "fail-open", "record_failures": true}]}),
+    )
+    .await;
+    put(
+        &server,
+        "b",
+        json!({"validator": [{"plugin": "trap", "on_failure": "fail-open"}]}),
+    )
+    .await;
+    assert_eq!(upload(&a, "clip.mp4").await.0, 202);
+    assert_eq!(upload(&b, "clip.mp4").await.0, 202);
+
+    // Only the binding that opted in recorded its failures: check-upload and check-head.
+    let folder = server.data_path().join("plugin-failures/trap");
+    let mut recorded: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    let upload_input = recorded
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("-check-upload.json"))
+        .expect("a check-upload recording");
+    let input: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(upload_input).unwrap()).unwrap();
+    let a_view = bindings(&server, reqwest::Method::GET, "a", Some(OPERATOR_KEY), None)
+        .await
+        .1;
+    assert_eq!(
+        input["check-upload"]["info"]["tenant"], a_view["tenant"]["id"],
+        "{input}"
+    );
+
+    // The recording is a `plugin run` input: the same failure, on the author's machine.
+    let out = Command::new(BIN)
+        .args(["plugin", "run"])
+        .arg(&component)
+        .arg("--input")
+        .arg(upload_input)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("trapped"), "{stdout}");
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{BIN, Client, Options, Server, clip};
+use common::{Client, Options, Server, clip};
 use hmac::{Hmac, Mac};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +17,7 @@ fn sign(secret: &str, id: &str, exp: u64) -> String {
 
 /// `mediahost tenant playback-secret NAME [--rotate]`: the secret is the last line.
 fn playback_secret(server: &Server, tenant: &str, rotate: bool) -> String {
-    let mut cmd = std::process::Command::new(BIN);
+    let mut cmd = server.command();
     cmd.args(["tenant", "playback-secret", tenant, "--data-dir"])
         .arg(server.data_path());
     if rotate {

@@ -165,6 +165,11 @@ pub struct Binding {
     /// Limit overrides for this binding's calls.
     #[serde(skip_serializing_if = "LimitOverrides::is_empty")]
     pub limits: LimitOverrides,
+    /// Keep the input of each failed call as a JSON file that `mediahost plugin run --input`
+    /// replays (under `<data_dir>/plugin-failures/<plugin>/`), to debug a production failure
+    /// on a developer's machine. Off by default: inputs may hold user metadata.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub record_failures: bool,
 }
 
 impl Binding {
@@ -176,6 +181,7 @@ impl Binding {
             on_failure: world.default_policy(),
             config: BTreeMap::new(),
             limits: LimitOverrides::default(),
+            record_failures: false,
         }
     }
 }
@@ -196,6 +202,9 @@ pub struct BindingSpec {
     /// See [`Binding::limits`].
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// See [`Binding::record_failures`].
+    #[serde(default)]
+    pub record_failures: bool,
 }
 
 impl BindingSpec {
@@ -206,6 +215,7 @@ impl BindingSpec {
             on_failure: self.on_failure.unwrap_or(world.default_policy()),
             config: self.config,
             limits: self.limits,
+            record_failures: self.record_failures,
         }
     }
 }

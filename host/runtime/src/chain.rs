@@ -19,11 +19,13 @@ use std::sync::Arc;
 use mediahost_core::{Binding, BindingSet, Chains, FailurePolicy};
 use wasmtime::Store;
 
+use crate::call_input::CallInput;
 use crate::engine::{Runtime, RuntimeOptions};
 use crate::error::{BindingError, PluginError, PluginErrorReport, PluginFailure};
 use crate::host::{CallSettings, HostState, PluginMeta};
 use crate::manifest::{Limits, World};
 use crate::plugin::{CallOutcome, Loaded, PluginHost};
+use crate::record::record_failure;
 
 const MIB: u64 = 1 << 20;
 
@@ -182,7 +184,8 @@ impl PluginHost {
 /// Runs one step of a chain: `call` on a fresh instance under the binding's limits and
 /// settings, then `check` on the answer. `Ok(Some(_))` is a usable answer; `Ok(None)` means the
 /// plugin failed and its binding is fail-open (logged and counted); `Err` means it failed and
-/// its binding is fail-closed.
+/// its binding is fail-closed. A failure of a binding with `record_failures` also keeps the
+/// call's input, as `input()` describes it, for `mediahost plugin run` (see `record`).
 pub(crate) fn run_step<P, R: CallOutcome, T>(
     runtime: &Runtime,
     step: &Step<'_, P>,
@@ -190,6 +193,7 @@ pub(crate) fn run_step<P, R: CallOutcome, T>(
     tenant: &str,
     call: impl FnOnce(&P, &mut Store<HostState>) -> wasmtime::Result<R>,
     check: impl FnOnce(R) -> Result<T, PluginFailure>,
+    input: impl FnOnce() -> CallInput,
 ) -> Result<Option<T>, PluginError> {
     let binding = &step.binding;
     let result = match &step.plugin {
@@ -223,6 +227,14 @@ pub(crate) fn run_step<P, R: CallOutcome, T>(
                 })
         }
     };
+    if let (Err(error), true, Some(dir)) = (
+        &result,
+        binding.record_failures,
+        runtime.options().failure_dir.as_deref(),
+    ) && let Some(file) = record_failure(dir, &binding.plugin, &input())
+    {
+        tracing::info!(plugin = %binding.plugin, tenant, file = %file.display(), %error, "failed call's input recorded; replay it with `mediahost plugin run`");
+    }
     match result {
         Ok(answer) => Ok(Some(answer)),
         Err(error) => match binding.on_failure {

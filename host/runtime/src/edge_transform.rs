@@ -8,6 +8,7 @@
 //! `received-at` are restored after every plugin, so no plugin can move a request to another
 //! tenant or change the time later plugins check tokens against.
 
+use crate::call_input::{Bytes, CallInput};
 use crate::chain::run_step;
 use crate::error::{PluginError, PluginFailure};
 use crate::manifest::World;
@@ -42,6 +43,7 @@ impl PluginHost {
                     .map_err(PluginFailure::Invalid)?;
                     Ok(action)
                 },
+                || CallInput::OnRequest { req: head.clone() },
             )?;
             match action {
                 None => {}
@@ -103,6 +105,11 @@ impl PluginHost {
                         .and_then(|()| check_headers(&next.head.headers))
                         .map_err(PluginFailure::Invalid)?;
                     Ok(next)
+                },
+                || CallInput::OnResponse {
+                    req: req.clone(),
+                    resp: update.head.clone(),
+                    body: current.map(|b| Bytes(b.to_vec())),
                 },
             )?;
             if let Some(next) = next {

@@ -24,6 +24,9 @@ pub struct RuntimeOptions {
     /// Folder for wasmtime's compilation cache (keyed by the component's bytes, the engine
     /// settings and the wasmtime version), so a restart does not recompile. `None` disables it.
     pub cache_dir: Option<PathBuf>,
+    /// Folder where bindings with `record_failures` keep the inputs of failed calls (one
+    /// subfolder per plugin). `None`: nothing is recorded.
+    pub failure_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeOptions {
@@ -33,6 +36,7 @@ impl Default for RuntimeOptions {
             max_memory_bytes: 256 << 20,
             epoch_tick: Duration::from_millis(5),
             cache_dir: None,
+            failure_dir: None,
         }
     }
 }

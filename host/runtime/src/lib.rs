@@ -66,6 +66,7 @@ mod manifest;
 mod media;
 mod metadata_extractor;
 mod plugin;
+mod record;
 mod reload;
 mod router;
 mod validator;

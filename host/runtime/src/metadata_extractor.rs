@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::ExtractInput;
+use crate::call_input::CallInput;
 use crate::chain::run_step;
 use crate::error::{PluginError, PluginFailure};
 use crate::manifest::World;
@@ -32,6 +33,9 @@ impl PluginHost {
                 &input.tenant,
                 |pre, store| pre.instantiate(&mut *store)?.call_extract(store, input),
                 |answer| answer.map_err(PluginFailure::Returned),
+                || CallInput::Extract {
+                    input: input.clone(),
+                },
             )?;
             merged.extend(pairs.into_iter().flatten());
         }

@@ -61,6 +61,8 @@ pub(crate) struct Source {
     pub dir: PathBuf,
     /// Operator settings applied at every (re)load.
     pub settings: Settings,
+    /// Options of the runtime a reload creates when none exists yet (the folder was empty).
+    pub options: RuntimeOptions,
 }
 
 /// One immutable plugin set.
@@ -309,15 +311,25 @@ impl PluginHost {
     /// broken plugin fails the whole load, naming its folder, so a mistake never silently drops a
     /// check at start-up; later reloads keep the old version of a broken plugin instead.
     pub fn load(dir: &Path, settings: &Settings) -> Result<Self, RuntimeError> {
+        Self::load_with(dir, settings, RuntimeOptions::default())
+    }
+
+    /// As [`PluginHost::load`], on a runtime with these options.
+    pub fn load_with(
+        dir: &Path,
+        settings: &Settings,
+        options: RuntimeOptions,
+    ) -> Result<Self, RuntimeError> {
         if !dir.exists() {
             tracing::info!(dir = %dir.display(), "plugin folder does not exist; no plugins loaded");
             let source = Source {
                 dir: dir.to_owned(),
                 settings: settings.clone(),
+                options,
             };
             return Ok(Self::with(Some(source), Snapshot::new(None, Vec::new())));
         }
-        Runtime::new(RuntimeOptions::default())?.load(dir, settings)
+        Runtime::new(options)?.load(dir, settings)
     }
 
     /// Every known plugin, sorted by name: what serves, and what failed to load.
@@ -400,6 +412,7 @@ impl Runtime {
         let source = Source {
             dir: dir.to_owned(),
             settings: settings.clone(),
+            options: self.options().clone(),
         };
         Ok(PluginHost::with(
             Some(source),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
-use crate::engine::{Runtime, RuntimeOptions};
+use crate::engine::Runtime;
 use crate::error::RuntimeError;
 use crate::manifest::MANIFEST_FILE;
 use crate::plugin::{Entry, PluginHost, Snapshot, read_folder};
@@ -50,7 +50,7 @@ impl PluginHost {
         let runtime = match (&current.runtime, folders.is_empty()) {
             (Some(runtime), _) => Some(runtime.clone()),
             (None, true) => None,
-            (None, false) => Some(Runtime::new(RuntimeOptions::default())?),
+            (None, false) => Some(Runtime::new(source.options.clone())?),
         };
         let old: BTreeMap<&Path, &Entry> = current
             .entries

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::call_input::CallInput;
 use crate::chain::run_step;
 use crate::error::{PluginError, PluginFailure};
 use crate::manifest::World;
@@ -31,6 +32,9 @@ impl PluginHost {
                     let plan = answer.map_err(PluginFailure::Returned)?;
                     check_plan(&plan).map_err(PluginFailure::Invalid)?;
                     Ok(plan)
+                },
+                || CallInput::Route {
+                    input: input.clone(),
                 },
             )?;
             if let Some(plan) = plan {

@@ -2,6 +2,7 @@
 //! first rejection wins.
 
 use crate::bindings::validator::ValidatorPre;
+use crate::call_input::{Bytes, CallInput};
 use crate::chain::run_step;
 use crate::error::PluginError;
 use crate::host::HostState;
@@ -14,18 +15,27 @@ impl PluginHost {
     /// when an upload is created. A failing validator whose binding is fail-closed stops the
     /// run with its error; a fail-open one is skipped.
     pub fn check_upload(&self, info: &UploadInfo) -> Result<Verdict, PluginError> {
-        self.run_validators(info, |pre, store| {
-            pre.instantiate(&mut *store)?.call_check_upload(store, info)
-        })
+        self.run_validators(
+            info,
+            |pre, store| pre.instantiate(&mut *store)?.call_check_upload(store, info),
+            || CallInput::CheckUpload { info: info.clone() },
+        )
     }
 
     /// Runs `check-head` of the validators bound for the upload's tenant on the upload's first
     /// bytes (up to 64 KiB).
     pub fn check_head(&self, info: &UploadInfo, head: &[u8]) -> Result<Verdict, PluginError> {
-        self.run_validators(info, |pre, store| {
-            pre.instantiate(&mut *store)?
-                .call_check_head(store, info, head)
-        })
+        self.run_validators(
+            info,
+            |pre, store| {
+                pre.instantiate(&mut *store)?
+                    .call_check_head(store, info, head)
+            },
+            || CallInput::CheckHead {
+                info: info.clone(),
+                head: Bytes(head.to_vec()),
+            },
+        )
     }
 
     fn run_validators(
@@ -35,6 +45,7 @@ impl PluginHost {
             &ValidatorPre<HostState>,
             &mut wasmtime::Store<HostState>,
         ) -> wasmtime::Result<Verdict>,
+        input: impl Fn() -> CallInput,
     ) -> Result<Verdict, PluginError> {
         let Some((runtime, worlds)) = self.worlds() else {
             return Ok(Verdict::Accept);
@@ -43,7 +54,15 @@ impl PluginHost {
         for step in &steps {
             // A fresh instance per call and plugin: nothing a plugin keeps in memory can leak
             // into another tenant's or request's call.
-            let verdict = run_step(&runtime, step, World::Validator, &info.tenant, &call, Ok)?;
+            let verdict = run_step(
+                &runtime,
+                step,
+                World::Validator,
+                &info.tenant,
+                &call,
+                Ok,
+                &input,
+            )?;
             if let Some(Verdict::Reject(rejection)) = verdict {
                 let rejection = normalize(rejection);
                 tracing::info!(

@@ -56,6 +56,7 @@ fn binding(plugin: &str, policy: FailurePolicy, config: &[(&str, &str)]) -> Bind
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         limits: LimitOverrides::default(),
+        record_failures: false,
     }
 }
 

@@ -5,7 +5,7 @@ use clap::Args;
 use mediahost_api::AppState;
 use mediahost_blob::Blobs;
 use mediahost_queue::{EmbeddedQueue, JobQueue};
-use mediahost_runtime::PluginHost;
+use mediahost_runtime::{PluginHost, RuntimeOptions};
 use mediahost_transcode::worker::Worker;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::Arc;
@@ -153,10 +153,19 @@ impl Serve {
         ));
         let plugin_dir = config.plugin_dir();
         let settings = config.plugins.config.clone();
+        let options = RuntimeOptions {
+            // Compiled components survive restarts (keyed by their bytes and the engine).
+            cache_dir: Some(config.data_dir.join("cache/wasm")),
+            // Where bindings with `record_failures` keep failed calls' inputs.
+            failure_dir: Some(config.data_dir.join("plugin-failures")),
+            ..RuntimeOptions::default()
+        };
         // Compiling components takes a while; keep it off the async workers.
-        let plugins = tokio::task::spawn_blocking(move || PluginHost::load(&plugin_dir, &settings))
-            .await?
-            .context("load plugins")?;
+        let plugins = tokio::task::spawn_blocking(move || {
+            PluginHost::load_with(&plugin_dir, &settings, options)
+        })
+        .await?
+        .context("load plugins")?;
         for p in plugins.plugins() {
             if let Some(v) = &p.serving {
                 tracing::info!(plugin = %p.name, version = %v.version, world = %v.world, sha256 = %v.sha256, "plugin loaded");
