@@ -4,7 +4,7 @@
 mod common;
 
 use common::edge::{Edge, OPERATOR_KEY};
-use common::{Client, Options, Server, clip};
+use common::{Client, Options, Server};
 use std::process::Command;
 
 /// The URI lines of a playlist (not tags, not blank).
@@ -62,15 +62,8 @@ fn ffprobe_packets(url: &str) -> String {
 async fn edge_coalesces_serves_ranges_purges_and_outlives_the_origin() {
     let mut origin = Server::start(Options::default());
     let client = Client::new(&origin, &origin.create_tenant("acme"));
-    let id = client
-        .upload(
-            "clip",
-            "clip.mp4",
-            &clip(origin.data_path(), "clip.mp4", 2.0),
-        )
-        .await;
-    let video = client.wait_settled(&id).await;
-    assert_eq!(video["status"], "ready", "{video}");
+    let video = client.ready_clip(origin.data_path()).await;
+    let id = video["id"].as_str().unwrap().to_owned();
     let signed = video["playback"]["signed_hls"].as_str().unwrap().to_owned();
     let edge = Edge::start(&origin);
     let via_edge = |origin_url: &str| origin_url.replacen(&origin.base, &edge.base, 1);

@@ -2,20 +2,12 @@
 
 mod common;
 
-use common::{Client, Options, Server, clip};
+use common::{Client, Options, Server};
 
 /// A ready 2 s video; returns the client, the URL of its first media segment, and the video.
 async fn ready_video(server: &Server) -> (Client, String, serde_json::Value) {
     let client = Client::new(server, &server.create_tenant("acme"));
-    let id = client
-        .upload(
-            "clip",
-            "clip.mp4",
-            &clip(server.data_path(), "clip.mp4", 2.0),
-        )
-        .await;
-    let video = client.wait_settled(&id).await;
-    assert_eq!(video["status"], "ready", "{video}");
+    let video = client.ready_clip(server.data_path()).await;
     let master = video["playback"]["hls"].as_str().unwrap().to_owned();
     let playlist = video["renditions"][0]["playlist"].as_str().unwrap();
     let base = master.trim_end_matches("master.m3u8");

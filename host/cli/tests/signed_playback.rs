@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Client, Options, Server, clip};
+use common::{Client, Options, Server};
 use hmac::{Hmac, Mac};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -61,15 +61,8 @@ fn uris(playlist: &str) -> Vec<&str> {
 async fn signed_urls_play_without_a_key_and_bad_signatures_are_refused() {
     let server = Server::start(Options::default());
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let id = client
-        .upload(
-            "clip",
-            "clip.mp4",
-            &clip(server.data_path(), "clip.mp4", 2.0),
-        )
-        .await;
-    let video = client.wait_settled(&id).await;
-    assert_eq!(video["status"], "ready", "{video}");
+    let video = client.ready_clip(server.data_path()).await;
+    let id = video["id"].as_str().unwrap().to_owned();
     let signed = video["playback"]["signed_hls"].as_str().unwrap().to_owned();
     let (master_url, query) = signed.split_once('?').unwrap();
     assert_eq!(master_url, video["playback"]["hls"].as_str().unwrap());

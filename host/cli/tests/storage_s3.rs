@@ -6,7 +6,7 @@
 mod common;
 
 use common::tus::sha256_hex;
-use common::{Client, Options, Server, clip, serve_failing};
+use common::{Client, Options, Server, serve_failing};
 use mediahost_blob::test_support::TestS3;
 use mediahost_blob::{Blobs, PART_SIZE};
 
@@ -21,15 +21,8 @@ async fn sources_and_renditions_are_stored_in_the_bucket() {
         ..Options::default()
     });
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let id = client
-        .upload(
-            "clip",
-            "clip.mp4",
-            &clip(server.data_path(), "clip.mp4", 2.0),
-        )
-        .await;
-    let video = client.wait_settled(&id).await;
-    assert_eq!(video["status"], "ready", "{video}");
+    let video = client.ready_clip(server.data_path()).await;
+    let id = video["id"].as_str().unwrap().to_owned();
 
     let keys = s3.object_keys(&bucket).await;
     let under_video = |suffix: &str| {

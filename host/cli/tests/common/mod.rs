@@ -465,6 +465,17 @@ impl Client {
         )
         .await
     }
+
+    /// Uploads a generated 2 s clip (`clip.mp4`, made in `dir`) and waits until it is ready;
+    /// returns the video.
+    pub async fn ready_clip(&self, dir: &Path) -> serde_json::Value {
+        let id = self
+            .upload("clip", "clip.mp4", &clip(dir, "clip.mp4", 2.0))
+            .await;
+        let video = self.wait_settled(&id).await;
+        assert_eq!(video["status"], "ready", "{video}");
+        video
+    }
 }
 
 /// Generates a `seconds`-long test clip (the testkit's defaults otherwise) at `dir/name`.
