@@ -1,9 +1,12 @@
-//! The operator's admin API: what plugins are loaded and how their latest reload went.
-//! Every route takes the [`Operator`] extractor; tenant keys never reach it.
+//! The operator's admin API: what plugins are loaded and how their latest reload went, and
+//! installing or removing plugins (see [`crate::catalog`]). Every route takes the [`Operator`]
+//! extractor; tenant keys never reach it.
 
 use axum::Json;
-use axum::extract::State;
-use mediahost_runtime::PluginSummary;
+use axum::extract::multipart::{Multipart, MultipartError};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mediahost_runtime::{PluginPackage, PluginSummary, check_plugin_name};
 use serde::Serialize;
 
 use crate::auth::Operator;
@@ -37,6 +40,9 @@ pub struct PluginView {
     pub last_error: Option<String>,
     /// Successful reloads since the first load.
     pub reloads: u64,
+    /// `api`: installed with `PUT /v1/plugins/{name}` (and removable with `DELETE`); `files`:
+    /// placed in the plugin folder by hand (changed only there).
+    pub managed_by: &'static str,
 }
 
 impl From<PluginSummary> for PluginView {
@@ -53,6 +59,7 @@ impl From<PluginSummary> for PluginView {
             status: p.status.as_str(),
             last_error: p.last_error,
             reloads: p.reloads,
+            managed_by: if p.installed_via_api { "api" } else { "files" },
             name: p.name,
         }
     }
@@ -93,6 +100,125 @@ pub async fn list_plugins(_: Operator, State(state): State<SharedState>) -> Json
         .map(Into::into)
         .collect();
     Json(PluginList { plugins })
+}
+
+/// Largest plugin upload (manifest and component) `PUT /v1/plugins/{name}` accepts. Components
+/// are typically tens of KiB to a few MiB; this leaves room for ones embedding large tables.
+pub const MAX_PLUGIN_UPLOAD_BYTES: usize = 64 << 20;
+
+/// The `multipart/form-data` body of `PUT /v1/plugins/{name}`.
+#[derive(utoipa::ToSchema)]
+pub struct PluginUpload {
+    /// `plugin.toml`: `name` (must equal the path's name), `version`, `world`, `component` (a
+    /// plain file name), optional `[limits]` and `[config]`.
+    #[schema(value_type = String, format = Binary)]
+    pub manifest: String,
+    /// The WebAssembly component implementing the manifest's world.
+    #[schema(value_type = String, format = Binary)]
+    pub component: Vec<u8>,
+}
+
+impl PluginUpload {
+    /// Reads the two parts; anything else in the form is refused so a typo in a part name
+    /// does not pass silently.
+    async fn read(mut form: Multipart) -> Result<Self, ApiError> {
+        let bad =
+            |e: MultipartError| ApiError::BadRequest(format!("malformed multipart body: {e}"));
+        let (mut manifest, mut component) = (None, None);
+        while let Some(field) = form.next_field().await.map_err(bad)? {
+            match field.name() {
+                Some("manifest") => {
+                    let bytes = field.bytes().await.map_err(bad)?;
+                    let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                        ApiError::BadRequest("the manifest part is not UTF-8 text".into())
+                    })?;
+                    manifest = Some(text);
+                }
+                Some("component") => component = Some(field.bytes().await.map_err(bad)?.to_vec()),
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unexpected form part {:?}: send exactly `manifest` (plugin.toml) and `component` (the .wasm file)",
+                        other.unwrap_or("")
+                    )));
+                }
+            }
+        }
+        let missing = |part: &str, file: &str| {
+            ApiError::BadRequest(format!(
+                "missing form part `{part}`; e.g. curl -X PUT -F manifest=@plugin.toml -F component=@{file} ..."
+            ))
+        };
+        Ok(Self {
+            manifest: manifest.ok_or_else(|| missing("manifest", "plugin.wasm"))?,
+            component: component.ok_or_else(|| missing("component", "plugin.wasm"))?,
+        })
+    }
+}
+
+/// `PUT /v1/plugins/{name}`: installs or replaces a plugin from a component and its manifest.
+#[utoipa::path(
+    put,
+    path = "/plugins/{name}",
+    operation_id = "put_plugin",
+    tag = crate::openapi::ADMIN,
+    security(("operator_key" = [])),
+    params(("name" = String, Path, description = "Plugin name: 1-64 of a-z, 0-9, '-' and '_'; must equal the manifest's `name`")),
+    request_body(content = PluginUpload, content_type = "multipart/form-data", description = "The manifest and the component. Checked before anything is stored: the component must compile and implement the manifest's world. Stored in object storage and the metadata DB so every process of the deployment installs it; serving in this process when the answer arrives, in the others after their next sync (`plugins.sync_interval_seconds`)."),
+    responses(
+        (status = 201, description = "Installed; the plugin was new", body = PluginView),
+        (status = 200, description = "Replaced the previous version; calls already running finished on it", body = PluginView),
+        (status = 400, description = "Malformed form: missing or unexpected part", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "No operator key configured, or a tenant key was sent", body = crate::error::ErrorBody),
+        (status = 409, description = "A plugin of that name is served from hand-made files in the plugin folder", body = crate::error::ErrorBody),
+        (status = 413, description = "Upload larger than 64 MiB", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_plugin`: bad name or manifest, or a component that does not compile or fit its world; the serving version, if any, is untouched", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn put_plugin(
+    _: Operator,
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    form: Multipart,
+) -> Result<(StatusCode, Json<PluginView>), ApiError> {
+    check_plugin_name(&name)?;
+    let upload = PluginUpload::read(form).await?;
+    let package = PluginPackage {
+        manifest: upload.manifest,
+        component: upload.component,
+    };
+    let (summary, created) = crate::catalog::publish(&state, &name, package).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(summary.into())))
+}
+
+/// `DELETE /v1/plugins/{name}`: removes a plugin installed through the API.
+#[utoipa::path(
+    delete,
+    path = "/plugins/{name}",
+    operation_id = "delete_plugin",
+    tag = crate::openapi::ADMIN,
+    security(("operator_key" = [])),
+    params(("name" = String, Path, description = "Plugin name")),
+    responses(
+        (status = 204, description = "Removed here at once, from the other processes at their next sync"),
+        (status = 401, description = "Missing, malformed or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "No operator key configured, or a tenant key was sent", body = crate::error::ErrorBody),
+        (status = 404, description = "No plugin of that name was installed", body = crate::error::ErrorBody),
+        (status = 409, description = "A binding still names the plugin, or it is served from hand-made files", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn delete_plugin(
+    _: Operator,
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    crate::catalog::withdraw(&state, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

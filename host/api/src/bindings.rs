@@ -1,13 +1,10 @@
 //! Plugin bindings: the operator's `GET`/`PUT /v1/tenants/{tenant}/bindings`, the config file's
-//! bindings written to the metadata DB at start-up ([`apply_config`]), and the loop that keeps
-//! this process's in-memory copy in step with the DB ([`sync_loop`]).
+//! bindings written to the metadata DB at start-up ([`apply_config`]), and the refresh that keeps
+//! this process's in-memory copy in step with the DB ([`refresh`], run by `crate::sync`).
 //!
 //! The DB is the source of truth shared by every process of a deployment; each process calls
 //! plugins with its own copy ([`PluginHost::bindings`]), refreshed every
 //! `plugins.sync_interval_seconds` and updated at once by a local `PUT`.
-
-use std::future::Future;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -167,35 +164,16 @@ pub async fn apply_config(
     Ok(())
 }
 
-/// Reloads every binding from the metadata DB into `plugins` every `interval` until `shutdown`
-/// completes, so bindings set through another process converge here. A failed read keeps the
-/// current bindings and is retried at the next tick.
-pub async fn sync_loop(
-    store: Store,
-    plugins: PluginHost,
-    interval: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tick.tick() => {}
-        }
-        match store.all_bindings().await {
-            Ok(bindings) => {
-                if *plugins.bindings() != bindings {
-                    tracing::info!("plugin bindings changed in the metadata DB; applied");
-                    plugins.set_bindings(bindings);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot refresh plugin bindings; keeping the current ones")
-            }
-        }
+/// Loads every binding stored in the metadata DB into `plugins` when they differ from what it
+/// has, so bindings set through another process converge here. A failed read keeps the
+/// current bindings.
+pub async fn refresh(store: &Store, plugins: &PluginHost) -> Result<(), StoreError> {
+    let bindings = store.all_bindings().await?;
+    if *plugins.bindings() != bindings {
+        tracing::info!("plugin bindings changed in the metadata DB; applied");
+        plugins.set_bindings(bindings);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -314,8 +292,9 @@ mod tests {
         let (tenant, _) = state.store.create_tenant("acme").await.unwrap();
         let plugins = state.plugins.clone();
         let stop = tokio::sync::Notify::new();
-        let sync = super::sync_loop(
+        let sync = crate::sync::sync_loop(
             state.store.clone(),
+            state.blobs.clone(),
             plugins.clone(),
             std::time::Duration::from_millis(20),
             stop.notified(),

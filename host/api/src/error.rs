@@ -75,6 +75,9 @@ pub enum ApiError {
     /// 422 `invalid_binding`: a plugin binding names a plugin that is not loaded or implements
     /// another world, or has a bad limit.
     InvalidBinding(String),
+    /// 422 `invalid_plugin`: an uploaded plugin whose manifest is malformed or names another
+    /// plugin, or whose component does not compile or does not fit its declared world.
+    InvalidPlugin(String),
     /// 503 `unavailable`: a dependency (plugin, queue) failed; retrying later may work.
     Unavailable(String),
     /// 500 `internal`: logged with its cause, answered generically.
@@ -127,6 +130,11 @@ impl ApiError {
             Self::InvalidBinding(m) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_binding",
+                m.clone(),
+            ),
+            Self::InvalidPlugin(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_plugin",
                 m.clone(),
             ),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),

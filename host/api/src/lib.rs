@@ -13,6 +13,7 @@
 mod admin;
 mod auth;
 pub mod bindings;
+pub mod catalog;
 mod cors;
 mod error;
 mod ingest;
@@ -23,6 +24,7 @@ mod quota;
 mod range;
 mod refused_body;
 mod signing;
+pub mod sync;
 #[cfg(test)]
 mod test_support;
 pub mod tus;
@@ -150,6 +152,11 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
         .route("/videos/{id}/hls/{*path}", get(playback::hls_file))
         .routes(routes!(quota::own_usage))
         .routes(routes!(admin::list_plugins))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(admin::put_plugin, admin::delete_plugin))
+                .layer(DefaultBodyLimit::max(admin::MAX_PLUGIN_UPLOAD_BYTES)),
+        )
         .routes(routes!(quota::show, quota::set))
         .routes(routes!(bindings::show, bindings::replace))
         .routes(routes!(openapi::serve))

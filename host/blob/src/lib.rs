@@ -383,6 +383,25 @@ impl Blobs {
         Ok(meta.into())
     }
 
+    /// The whole object at `key` in memory; for small objects (plugin components).
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes, BlobError> {
+        let object = self.get(key).await?;
+        let mut bytes = Vec::with_capacity(usize::try_from(object.info.size).unwrap_or(0));
+        let mut body = object.body;
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        Ok(bytes.into())
+    }
+
+    /// Deletes the object at `key`; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        match self.store.delete(&object_path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Deletes everything under `prefix` (idempotent). On S3 the keys go in bulk deletes of up
     /// to 1000 per request.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {

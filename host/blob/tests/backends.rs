@@ -13,6 +13,7 @@ mediahost_blob::backend_tests!(
     interrupted_or_dropped_upload_leaves_nothing,
     ranges_and_validators,
     missing_object_and_prefix_delete,
+    whole_objects_in_memory_and_single_deletes,
     large_file_goes_up_in_several_parts,
     put_dir_and_tus_parts_reach_the_store,
     storage_answers_readiness_probes,
@@ -134,6 +135,32 @@ async fn missing_object_and_prefix_delete(t: TestBlobs) {
     assert_eq!(blobs.get("a/x").await.unwrap().info.size, 1);
     blobs.delete_prefix("a/b").await.unwrap();
     blobs.delete_prefix("never/written").await.unwrap();
+}
+
+async fn whole_objects_in_memory_and_single_deletes(t: TestBlobs) {
+    let blobs = &t.blobs;
+    let body = pattern(300_000);
+    blobs
+        .put_bytes("plugins/p/1.wasm", Bytes::from(body.clone()))
+        .await
+        .unwrap();
+    blobs
+        .put_bytes("plugins/p/2.wasm", Bytes::from("two"))
+        .await
+        .unwrap();
+    assert_eq!(blobs.get_bytes("plugins/p/1.wasm").await.unwrap(), body);
+    assert!(matches!(
+        blobs.get_bytes("plugins/p/none.wasm").await,
+        Err(BlobError::NotFound(_))
+    ));
+
+    blobs.delete("plugins/p/1.wasm").await.unwrap();
+    assert!(matches!(
+        blobs.get_bytes("plugins/p/1.wasm").await,
+        Err(BlobError::NotFound(_))
+    ));
+    blobs.delete("plugins/p/1.wasm").await.unwrap();
+    assert_eq!(read_all(blobs, "plugins/p/2.wasm").await, b"two");
 }
 
 /// A deterministic, non-repeating pattern (so a misplaced part would be noticed).

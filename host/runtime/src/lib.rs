@@ -49,7 +49,8 @@
 //!
 //! Module map: `engine` (engine, pool, ticker), `manifest` (`plugin.toml`), `plugin` (loading and
 //! the per-call store), `chain` (bindings resolved per call, failure policies), `budget` (the
-//! budget report and its metrics), `reload` (rescans and the folder watcher), `host` (imports, WASI context, limiter), one module per world's calls
+//! budget report and its metrics), `reload` (rescans and the folder watcher), `install`
+//! (plugins installed and removed through the admin API), `host` (imports, WASI context, limiter), one module per world's calls
 //! (`validator`, `metadata_extractor`, `router`, `edge_transform`), `media` (conversion from
 //! `mediahost_core`'s probe result), `error`. For plugin authors' tools: [`single`] (compile one
 //! component outside a plugin folder, detect its world, call it once and report what the call
@@ -62,6 +63,7 @@ mod edge_transform;
 mod engine;
 mod error;
 mod host;
+mod install;
 mod manifest;
 mod media;
 mod metadata_extractor;
@@ -85,6 +87,10 @@ pub use budget::Budget;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{
     BindingError, LoadError, PluginError, PluginErrorReport, PluginFailure, RuntimeError,
+};
+pub use install::{
+    CheckedPlugin, INSTALLED_MARKER, InstallError, PluginPackage, check_plugin_name,
+    installed_plugins, remove_plugin_folder, write_plugin_folder,
 };
 pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestError, World};
 pub use mediahost_core::plugin::{

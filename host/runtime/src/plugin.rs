@@ -150,6 +150,9 @@ pub struct PluginSummary {
     pub last_error: Option<String>,
     /// Successful reloads since the first load.
     pub reloads: u64,
+    /// Installed through the admin API (`PUT /v1/plugins/{name}`) rather than placed in the
+    /// plugin folder by hand.
+    pub installed_via_api: bool,
 }
 
 /// One loaded version of a plugin.
@@ -232,6 +235,7 @@ impl Entry {
             },
             last_error: self.last_error.clone(),
             reloads: self.reloads,
+            installed_via_api: self.folder.join(crate::install::INSTALLED_MARKER).is_file(),
         }
     }
 }
@@ -666,7 +670,8 @@ fn record_call<R: CallOutcome>(
     crate::budget::record(&meta.name, world, tenant, budget);
 }
 
-/// Subfolders of `dir` that hold a manifest, sorted so load errors are deterministic.
+/// Subfolders of `dir` that hold a manifest, sorted so load errors are deterministic. Hidden
+/// folders (`.name`) are skipped: the admin API stages uploads there (see `install`).
 pub(crate) fn plugin_folders(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
     let read_dir_error = |source| RuntimeError::ReadDir {
         path: dir.to_owned(),
@@ -680,6 +685,12 @@ pub(crate) fn plugin_folders(dir: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
     let mut folders = Vec::new();
     for entry in entries {
         let path = entry.map_err(read_dir_error)?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
         if path.join(MANIFEST_FILE).is_file() {
             folders.push(path);
         } else if path.is_dir() {

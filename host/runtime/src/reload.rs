@@ -29,7 +29,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use crate::engine::Runtime;
 use crate::error::RuntimeError;
 use crate::manifest::MANIFEST_FILE;
-use crate::plugin::{Entry, PluginHost, Snapshot, read_folder};
+use crate::plugin::{Entry, PluginHost, Snapshot, Source, read_folder};
 
 /// Quiet time after the last file event before a rescan: copying a component and its manifest
 /// produces a burst of events, and one rescan should see the finished files.
@@ -44,6 +44,11 @@ impl PluginHost {
             return Ok(());
         };
         let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.rescan(source)
+    }
+
+    /// The rescan of [`PluginHost::reload`]; the caller holds the reload lock.
+    pub(crate) fn rescan(&self, source: &Source) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let current = self.snapshot();
         let folders = rescan_folders(&source.dir, &current.entries)?;

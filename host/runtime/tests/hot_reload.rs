@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::{answer, upload};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,36 +21,6 @@ use mediahost_runtime::{PluginHost, PluginStatus, PluginSummary, UploadInfo, Ver
 /// How long a change may take to show; the design's target is ≤ 1 s.
 const BOUND: Duration = Duration::from_secs(5);
 
-/// A `validator` component whose `check-upload` accepts (`reject = None`) or rejects with the
-/// given status and reason; `check-head` always accepts.
-fn component(reject: Option<(u16, &str)>) -> Vec<u8> {
-    let (case, status, reason) = match reject {
-        None => (0, 0, ""),
-        Some((status, reason)) => (1, status, reason),
-    };
-    let len = reason.len();
-    let core = format!(
-        r#"(core module $m
-    (memory (export "memory") 1)
-    (data (i32.const 100) "{reason}")
-    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
-    ;; The verdict goes to memory at 0: case (u8) at 0, status (u16) at 4, reason at 8/12.
-    (func (export "check-upload")
-      (param i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32 i32 i32) (result i32)
-      (i32.store8 (i32.const 0) (i32.const {case}))
-      (i32.store16 (i32.const 4) (i32.const {status}))
-      (i32.store (i32.const 8) (i32.const 100))
-      (i32.store (i32.const 12) (i32.const {len}))
-      (i32.const 0))
-    (func (export "check-head")
-      (param i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32 i32 i32 i32 i32) (result i32)
-      (i32.store8 (i32.const 0) (i32.const 0))
-      (i32.const 0)))"#
-    );
-    let text = mediahost_testkit::validator_component(&core);
-    wat::parse_str(&text).unwrap()
-}
-
 fn manifest(name: &str, version: &str, world: &str) -> String {
     format!(
         "name = \"{name}\"\nversion = \"{version}\"\nworld = \"{world}\"\ncomponent = \"plugin.wasm\"\n"
@@ -58,25 +30,6 @@ fn manifest(name: &str, version: &str, world: &str) -> String {
 /// Writes `<dir>/<folder>/plugin.toml` and `plugin.wasm`.
 fn install(dir: &Path, folder: &str, manifest: &str, component: &[u8]) {
     support::install_files(dir, folder, manifest, "plugin.wasm", component);
-}
-
-fn upload() -> UploadInfo {
-    UploadInfo {
-        tenant: "acme".into(),
-        video_id: "v1".into(),
-        filename: Some("clip.mp4".into()),
-        declared_size: Some(1_000),
-        content_type: Some("video/mp4".into()),
-        metadata: vec![],
-    }
-}
-
-/// The status a call answers with: 0 for accept, the rejection's status otherwise.
-fn answer(host: &PluginHost) -> u16 {
-    match host.check_upload(&upload()).expect("no call may fail") {
-        Verdict::Accept => 0,
-        Verdict::Reject(r) => r.status,
-    }
 }
 
 /// Polls `check` until it holds, returning how long that took; fails after [`BOUND`].
@@ -141,8 +94,8 @@ impl Load {
 #[test]
 fn swaps_versions_under_load_keeps_the_old_one_when_broken_and_unloads_removed_folders() {
     let dir = tempfile::tempdir().unwrap();
-    let accept = component(None);
-    let reject = component(Some((451, "version two")));
+    let accept = mediahost_testkit::verdict_validator(None);
+    let reject = mediahost_testkit::verdict_validator(Some((451, "version two")));
     install(
         dir.path(),
         "swap",
@@ -295,7 +248,7 @@ fn a_plugin_added_to_an_empty_or_missing_folder_loads() {
         &plugins,
         "late",
         &manifest("late", "1.0.0", "validator"),
-        &component(Some((415, "late"))),
+        &mediahost_testkit::verdict_validator(Some((415, "late"))),
     );
     eventually("the new plugin answers", || answer(&host) == 415);
     assert_eq!(only(&host).status, PluginStatus::Loaded);
@@ -309,14 +262,14 @@ fn reload_latency() {
         dir.path(),
         "p",
         &manifest("p", "0", "validator"),
-        &component(None),
+        &mediahost_testkit::verdict_validator(None),
     );
     let host = PluginHost::load(dir.path(), &BTreeMap::new()).unwrap();
     let _watcher = host.watch().unwrap();
     let mut samples = Vec::new();
     for round in 1..=10u16 {
         let status = 400 + round;
-        let wasm = component(Some((status, "round")));
+        let wasm = mediahost_testkit::verdict_validator(Some((status, "round")));
         let started = Instant::now();
         install(
             dir.path(),

@@ -14,6 +14,7 @@
 //! indistinguishable from a missing one.
 
 mod bindings;
+mod plugin_catalog;
 mod quotas;
 mod signing;
 mod tenants;
@@ -23,6 +24,7 @@ mod videos;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use plugin_catalog::CatalogPlugin;
 pub use tenants::{ApiKeyInfo, hash_api_key};
 pub use uploads::{Concat, NewUpload, Upload, now_ms};
 pub use videos::NewVideo;

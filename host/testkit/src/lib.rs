@@ -228,6 +228,35 @@ pub fn validator_component(core: &str) -> String {
     )
 }
 
+/// A `validator` component whose `check-upload` accepts (`reject = None`) or rejects with the
+/// given status and reason; `check-head` always accepts.
+pub fn verdict_validator(reject: Option<(u16, &str)>) -> Vec<u8> {
+    let (case, status, reason) = match reject {
+        None => (0, 0, ""),
+        Some((status, reason)) => (1, status, reason),
+    };
+    let len = reason.len();
+    let core = format!(
+        r#"(core module $m
+    (memory (export "memory") 1)
+    (data (i32.const 100) "{reason}")
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+    ;; The verdict goes to memory at 0: case (u8) at 0, status (u16) at 4, reason at 8/12.
+    (func (export "check-upload")
+      (param i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32 i32 i32) (result i32)
+      (i32.store8 (i32.const 0) (i32.const {case}))
+      (i32.store16 (i32.const 4) (i32.const {status}))
+      (i32.store (i32.const 8) (i32.const 100))
+      (i32.store (i32.const 12) (i32.const {len}))
+      (i32.const 0))
+    (func (export "check-head")
+      (param i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32 i32 i32 i32 i32) (result i32)
+      (i32.store8 (i32.const 0) (i32.const 0))
+      (i32.const 0)))"#
+    );
+    wat::parse_str(validator_component(&core)).expect("the verdict validator is valid WAT")
+}
+
 /// The component of hostile fixture `fixture` (`host/runtime/tests/hostile/<fixture>.wat`, a
 /// core module holding one misbehaviour) as a `validator`-world component.
 pub fn hostile_validator(fixture: &str) -> Vec<u8> {

@@ -160,6 +160,17 @@ impl Serve {
             failure_dir: Some(config.data_dir.join("plugin-failures")),
             ..RuntimeOptions::default()
         };
+        // Plugins installed through the admin API (by this or another process) are written
+        // into the folder first, so they load like the others.
+        let restored = mediahost_api::catalog::restore(&store, &blobs, &plugin_dir)
+            .await
+            .context("install plugins from the plugin catalog")?;
+        if restored > 0 {
+            tracing::info!(
+                changes = restored,
+                "plugin folder brought in step with the catalog"
+            );
+        }
         // Compiling components takes a while; keep it off the async workers.
         let plugins = tokio::task::spawn_blocking(move || {
             PluginHost::load_with(&plugin_dir, &settings, options)
@@ -220,8 +231,9 @@ impl Serve {
             Duration::from_secs(config.tus.sweep_interval_seconds.max(1)),
             shutdown.clone(),
         ));
-        let bindings_sync = tokio::spawn(mediahost_api::bindings::sync_loop(
+        let plugins_sync = tokio::spawn(mediahost_api::sync::sync_loop(
             state.store.clone(),
+            state.blobs.clone(),
             state.plugins.clone(),
             Duration::from_secs(config.plugins.sync_interval_seconds.max(1)),
             shutdown.clone().cancelled_owned(),
@@ -249,7 +261,7 @@ impl Serve {
             https.await?;
         }
         sweeper.await?;
-        bindings_sync.await?;
+        plugins_sync.await?;
         // Stopping the watcher waits for a reload in progress; keep that off the async workers.
         tokio::task::spawn_blocking(move || drop(watcher)).await?;
         for w in workers {

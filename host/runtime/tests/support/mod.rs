@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use mediahost_runtime::{MediaInfo, PluginHost, StreamInfo, StreamKind};
+use mediahost_runtime::{MediaInfo, PluginHost, StreamInfo, StreamKind, UploadInfo, Verdict};
 
 /// Operator settings: plugin name → key → value.
 pub type Settings = BTreeMap<String, BTreeMap<String, String>>;
@@ -39,6 +39,26 @@ pub fn install_files(dir: &Path, folder: &str, manifest: &str, file: &str, compo
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("plugin.toml"), manifest).unwrap();
     std::fs::write(folder.join(file), component).unwrap();
+}
+
+/// An upload of `clip.mp4` by tenant `acme`.
+pub fn upload() -> UploadInfo {
+    UploadInfo {
+        tenant: "acme".into(),
+        video_id: "v1".into(),
+        filename: Some("clip.mp4".into()),
+        declared_size: Some(1_000),
+        content_type: Some("video/mp4".into()),
+        metadata: vec![],
+    }
+}
+
+/// The status a call answers with: 0 for accept, the rejection's status otherwise.
+pub fn answer(host: &PluginHost) -> u16 {
+    match host.check_upload(&upload()).expect("no call may fail") {
+        Verdict::Accept => 0,
+        Verdict::Reject(r) => r.status,
+    }
 }
 
 /// A plugin folder holding reference plugin `name`, loaded with `settings` for it.
