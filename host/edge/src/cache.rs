@@ -119,6 +119,8 @@ pub enum Stored {
     TooBig,
     /// Nowhere: a purge happened since the fetch started.
     Purged,
+    /// Nowhere: the disk was busy with [`disk::WRITERS`] other writes.
+    Busy,
 }
 
 /// Where an object goes, decided under the memory lock.
@@ -218,16 +220,23 @@ impl Cache {
     }
 
     /// Stores `entry` under `key`: in memory when it fits (what that evicts goes to disk in
-    /// the background), else on disk in the background. Nothing is stored when a purge
+    /// the background), else on disk in the background. Writes beyond [`disk::WRITERS`] at
+    /// once are skipped rather than queued. Nothing is stored when a purge
     /// happened since [`Cache::purges`] returned `since` (`None`: always store), so an object
     /// fetched before a purge does not come back after it.
     pub fn insert(&self, key: &str, entry: Cached, since: Option<u64>) -> Stored {
         match self.place(key, entry, since) {
             Placement::Done(stored) => stored,
-            Placement::Disk(disk, entry, purges) => {
-                tokio::spawn(disk.write(key.to_owned(), entry, purges));
-                Stored::Disk
-            }
+            Placement::Disk(disk, entry, purges) => match disk.try_writer() {
+                Some(turn) => {
+                    tokio::spawn(disk.write(key.to_owned(), entry, purges, turn));
+                    Stored::Disk
+                }
+                None => {
+                    metrics::counter!("mediahost_edge_disk_skipped_total").increment(1);
+                    Stored::Busy
+                }
+            },
         }
     }
 
@@ -237,7 +246,8 @@ impl Cache {
         match self.place(key, entry, None) {
             Placement::Done(stored) => stored,
             Placement::Disk(disk, entry, purges) => {
-                disk.write(key.to_owned(), entry, purges).await;
+                let turn = disk.writer().await;
+                disk.write(key.to_owned(), entry, purges, turn).await;
                 Stored::Disk
             }
         }
@@ -273,8 +283,14 @@ impl Cache {
                     && entry.meta.is_usable(now)
                     && !disk.holds(&evicted, entry.meta.stored)
                     && disk.fits(&evicted, entry.body.len() as u64);
-                if worth_keeping {
-                    tokio::spawn(disk.clone().write(evicted, entry, purges));
+                if !worth_keeping {
+                    continue;
+                }
+                match disk.try_writer() {
+                    Some(turn) => {
+                        tokio::spawn(disk.clone().write(evicted, entry, purges, turn));
+                    }
+                    None => metrics::counter!("mediahost_edge_disk_skipped_total").increment(1),
                 }
             }
         }
@@ -376,6 +392,16 @@ mod tests {
         assert_eq!((found.tier, found.len()), (Tier::Disk, 500));
         assert!(matches!(found.body, Body::File(_, 500)));
         assert_eq!(cache.bytes().0, 0, "never promoted");
+        let dir = tempfile::tempdir().unwrap();
+        let busy = Cache::new(100, Some(Disk::open(dir.path(), 1 << 20).unwrap()));
+        let disk = busy.disk.clone().unwrap();
+        let mut turns = Vec::new();
+        for _ in 0..disk::WRITERS {
+            turns.push(disk.writer().await);
+        }
+        assert_eq!(busy.insert("big", entry(500), None), Stored::Busy);
+        drop(turns);
+        assert_eq!(busy.insert("big", entry(500), None), Stored::Disk);
         let without_disk = Cache::new(100, None);
         assert_eq!(without_disk.store("big", entry(500)).await, Stored::TooBig);
     }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{Cached, Meta};
 use crate::lru::Lru;
@@ -81,7 +82,20 @@ pub struct Disk {
     /// Makes file names unique among the writes of this process (the start time in the name
     /// separates processes).
     seq: AtomicU64,
+    /// Writes under way may not exceed [`WRITERS`]: each holds its object in memory and a
+    /// blocking thread until done, so a burst of evictions must not queue without bound.
+    writers: Arc<Semaphore>,
 }
+
+/// A turn to write to disk (see [`WRITERS`]).
+pub struct Writer {
+    /// Returned when the write is done (dropped).
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Disk writes at once. Evictions beyond that are not written (the object is simply no longer
+/// cached, counted in `mediahost_edge_disk_skipped_total`); pushes wait for their turn.
+pub const WRITERS: usize = 4;
 
 fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
@@ -185,6 +199,7 @@ impl Disk {
             dir: dir.to_owned(),
             index: Mutex::new(index),
             seq: AtomicU64::new(0),
+            writers: Arc::new(Semaphore::new(WRITERS)),
         })
     }
 
@@ -224,10 +239,30 @@ impl Disk {
         None
     }
 
-    /// Writes `entry` to a file and indexes it under `key`, deleting least recently used
+    /// A turn to write now, if one is free.
+    pub fn try_writer(&self) -> Option<Writer> {
+        let permit = self.writers.clone().try_acquire_owned().ok()?;
+        Some(Writer { _permit: permit })
+    }
+
+    /// A turn to write, once one is free.
+    pub async fn writer(&self) -> Writer {
+        let permit = self.writers.clone().acquire_owned().await;
+        Writer {
+            _permit: permit.expect("the semaphore is never closed"),
+        }
+    }
+
+    /// Writes `entry` (with the turn `permit`) to a file and indexes it under `key`, deleting least recently used
     /// files beyond the budget; nothing is kept when a purge happened since [`Disk::purges`]
     /// returned `since`. Failures are logged: the object is then simply not on disk.
-    pub async fn write(self: Arc<Self>, key: String, entry: Arc<Cached>, since: u64) {
+    pub async fn write(
+        self: Arc<Self>,
+        key: String,
+        entry: Arc<Cached>,
+        since: u64,
+        permit: Writer,
+    ) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let disk = self.clone();
         let written = tokio::task::spawn_blocking(move || {
@@ -235,6 +270,7 @@ impl Disk {
         })
         .await
         .expect("disk write task");
+        drop(permit);
         let (key, entry, cost) = match written {
             Ok((key, (entry, cost))) => (key, entry, cost),
             Err(e) => {
@@ -359,6 +395,11 @@ mod tests {
         })
     }
 
+    async fn put(disk: &Arc<Disk>, key: &str, entry: Arc<Cached>, since: u64) {
+        let turn = disk.writer().await;
+        disk.clone().write(key.into(), entry, since, turn).await;
+    }
+
     fn files(dir: &Path) -> usize {
         std::fs::read_dir(dir).unwrap().count()
     }
@@ -368,12 +409,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hour = Duration::from_secs(3600);
         let disk = Arc::new(Disk::open(dir.path(), 1 << 20).unwrap());
-        disk.clone()
-            .write("/a".into(), cached("first", hour), disk.purges())
-            .await;
-        disk.clone()
-            .write("/b".into(), cached("second object", hour), disk.purges())
-            .await;
+        put(&disk, "/a", cached("first", hour), disk.purges()).await;
+        put(&disk, "/b", cached("second object", hour), disk.purges()).await;
         let a = disk.get("/a", SystemTime::now()).unwrap();
         assert_eq!(read(a.open().await.unwrap(), a.len).await.unwrap(), "first");
         let one_file = disk.bytes() / 2;
@@ -410,25 +447,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = Arc::new(Disk::open(dir.path(), 1 << 20).unwrap());
         let before = disk.purges();
-        disk.clone()
-            .write(
-                "/v/1/a".into(),
-                cached("a", Duration::from_secs(60)),
-                before,
-            )
-            .await;
-        disk.clone()
-            .write("/v/2/a".into(), cached("b", Duration::ZERO), before)
-            .await;
+        put(
+            &disk,
+            "/v/1/a",
+            cached("a", Duration::from_secs(60)),
+            before,
+        )
+        .await;
+        put(&disk, "/v/2/a", cached("b", Duration::ZERO), before).await;
         assert!(disk.get("/v/2/a", SystemTime::now()).is_none(), "expired");
         assert_eq!(disk.purge("/v/1/"), vec!["/v/1/a".to_owned()]);
-        disk.clone()
-            .write(
-                "/v/1/b".into(),
-                cached("late", Duration::from_secs(60)),
-                before,
-            )
-            .await;
+        put(
+            &disk,
+            "/v/1/b",
+            cached("late", Duration::from_secs(60)),
+            before,
+        )
+        .await;
         assert!(
             disk.get("/v/1/b", SystemTime::now()).is_none(),
             "written after the purge"

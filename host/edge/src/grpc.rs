@@ -71,7 +71,7 @@ impl EdgeControl for Control {
         let tier = match self.edge.cache.store(&key, entry).await {
             Stored::Memory => "memory",
             Stored::Disk => "disk",
-            Stored::TooBig | Stored::Purged => {
+            Stored::TooBig | Stored::Purged | Stored::Busy => {
                 return Err(Status::resource_exhausted(format!(
                     "{bytes} bytes do not fit the edge's cache budgets (`[edge] cache_bytes`, `disk_cache_bytes`)"
                 )));
