@@ -364,9 +364,21 @@ fn authorized<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key() {
+async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_and_it_knows_its_group()
+ {
     let origin = Server::start(Options::default());
-    let edge = Edge::start_with(&origin, &["--cache-bytes", "65536"]);
+    let edge = Edge::start_with(&origin, &["--cache-bytes", "65536", "--group", "eu-west"]);
+    let health: serde_json::Value = reqwest::get(format!("{}/healthz", edge.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["group"], "eu-west", "{health}");
+    assert_eq!(
+        edge.metric(r#"mediahost_edge_info{group="eu-west"}"#).await,
+        1.0
+    );
     let mut grpc = control(&edge).await;
     let small = "/v1/videos/pushed/hls/720p/seg-00001.m4s?exp=99999999999&sig=00";
     let big = "/v1/videos/pushed/hls/720p/seg-00002.m4s?exp=99999999999&sig=00";
