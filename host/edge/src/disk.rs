@@ -24,6 +24,8 @@ use crate::cache::{Cached, Meta};
 use crate::lru::Lru;
 
 const MAGIC: &[u8; 8] = b"MHEDGE01";
+/// Largest header a file may carry (key, a few headers and numbers take far less).
+const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 /// What precedes the body in an object's file.
 #[derive(Serialize, Deserialize)]
@@ -128,6 +130,10 @@ fn read_header(path: &Path) -> Option<(Header, u64)> {
         return None;
     }
     let json_len = u32::from_le_bytes(lead[8..].try_into().expect("4 bytes")) as u64;
+    // A damaged length must not make the scan allocate gigabytes: headers are small.
+    if json_len > MAX_HEADER_BYTES || 12 + json_len > size {
+        return None;
+    }
     let mut json = vec![0u8; usize::try_from(json_len).ok()?];
     file.read_exact(&mut json).ok()?;
     let header: Header = serde_json::from_slice(&json).ok()?;
@@ -418,6 +424,7 @@ mod tests {
         // A leftover temp file and a truncated object are cleaned up when reopening.
         std::fs::write(dir.path().join("x.tmp"), b"partial").unwrap();
         std::fs::write(dir.path().join("y.obj"), b"MHEDGE01garbage").unwrap();
+        std::fs::write(dir.path().join("z.obj"), b"MHEDGE01\xff\xff\xff\xff{}").unwrap();
         drop(disk);
         let disk = Disk::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(files(dir.path()), 2);
