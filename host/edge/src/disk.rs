@@ -81,8 +81,8 @@ pub async fn stream(
 pub struct Disk {
     dir: PathBuf,
     index: Mutex<Lru<Arc<Entry>>>,
-    /// Makes file names unique among the writes of this process (the start time in the name
-    /// separates processes).
+    /// Makes file names unique among the writes of this process (the write's time, also in
+    /// the name, separates processes).
     seq: AtomicU64,
     /// Writes under way may not exceed [`WRITERS`]: each holds its object in memory and a
     /// blocking thread until done, so a burst of evictions must not queue without bound.
