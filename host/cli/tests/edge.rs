@@ -1,11 +1,15 @@
 //! `mediahost edge` in front of a real origin: coalescing, Range from the cache, purge,
-//! origin outages, and a real player (ffprobe) reading a whole stream through it.
+//! origin outages, a real player (ffprobe) reading a whole stream through it, the disk tier
+//! across a restart, and push/purge over gRPC.
 
 mod common;
 
 use common::edge::{Edge, OPERATOR_KEY};
 use common::{Client, Options, Server};
+use mediahost_edge::grpc::proto::edge_control_client::EdgeControlClient;
+use mediahost_edge::grpc::proto::{PurgeRequest, PushRequest, purge_request};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The URI lines of a playlist (not tags, not blank).
 fn uris(playlist: &str) -> Vec<String> {
@@ -98,7 +102,11 @@ async fn edge_coalesces_serves_ranges_purges_and_outlives_the_origin() {
     let shared = edge.metric("mediahost_edge_coalesced_waits_total").await
         + edge.metric("mediahost_edge_hits_total").await;
     assert_eq!(shared, 99.0);
-    assert!(edge.metric("mediahost_edge_cache_bytes").await >= expected.len() as f64);
+    assert!(
+        edge.metric(r#"mediahost_edge_cache_bytes{tier="memory"}"#)
+            .await
+            >= expected.len() as f64
+    );
     assert!(edge.metric("mediahost_edge_bytes_out_total").await >= 100.0 * expected.len() as f64);
 
     // A hit: headers passed through, Age and X-Cache set.
@@ -241,4 +249,222 @@ async fn edge_coalesces_serves_ranges_purges_and_outlives_the_origin() {
     assert_eq!(back.status(), 200);
     assert_eq!(x_cache(&back), "MISS");
     assert_eq!(back.bytes().await.unwrap(), expected);
+}
+
+/// The first segment of the signed master playlist's first rendition: its URL and bytes,
+/// straight from the origin.
+async fn first_segment(signed_master: &str) -> (String, bytes::Bytes) {
+    let master = get(signed_master, None).await.text().await.unwrap();
+    let media_url = join(signed_master, &uris(&master)[0]);
+    let media = get(&media_url, None).await.text().await.unwrap();
+    let segment_url = join(&media_url, &uris(&media)[0]);
+    let body = get(&segment_url, None).await.bytes().await.unwrap();
+    (segment_url, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edge_keeps_evicted_objects_on_disk_and_serves_them_after_a_restart() {
+    let mut origin = Server::start(Options::default());
+    let client = Client::new(&origin, &origin.create_tenant("acme"));
+    let video = client.ready_clip(origin.data_path()).await;
+    let signed = video["playback"]["signed_hls"].as_str().unwrap().to_owned();
+    let (segment_url, expected) = first_segment(&signed).await;
+    // Memory holds one copy of the segment: each new key evicts the one before to disk.
+    let budget = (expected.len() + 1024).to_string();
+    let mut edge = Edge::start_with(&origin, &["--cache-bytes", &budget]);
+    let urls: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "{}&copy={i}",
+                segment_url.replacen(&origin.base, &edge.base, 1)
+            )
+        })
+        .collect();
+    for url in &urls {
+        let miss = get(url, None).await;
+        assert_eq!(x_cache(&miss), "MISS");
+        assert_eq!(miss.bytes().await.unwrap(), expected);
+    }
+    let disk = r#"mediahost_edge_cache_bytes{tier="disk"}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while edge.metric(disk).await < 3.0 * expected.len() as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "evicted objects never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        edge.metric(r#"mediahost_edge_cache_bytes{tier="memory"}"#)
+            .await
+            < 2.0 * expected.len() as f64
+    );
+
+    // A disk hit, whole and ranged.
+    let hit = get(&urls[0], None).await;
+    assert_eq!(
+        (hit.status().as_u16(), x_cache(&hit).as_str()),
+        (200, "HIT")
+    );
+    assert_eq!(hit.headers()["content-type"], "video/iso.segment");
+    assert_eq!(hit.bytes().await.unwrap(), expected);
+    assert!(edge.metric("mediahost_edge_disk_hits_total").await >= 1.0);
+    let n = expected.len();
+    let ranged = get(&urls[1], Some("bytes=-7")).await;
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(x_cache(&ranged), "HIT");
+    assert_eq!(
+        ranged.headers()["content-range"],
+        format!("bytes {}-{}/{n}", n - 7, n - 1).as_str()
+    );
+    assert_eq!(&ranged.bytes().await.unwrap()[..], &expected[n - 7..]);
+
+    // The edge crashes and comes back with the origin down: the disk still serves.
+    origin.stop();
+    edge.restart();
+    assert!(edge.metric(disk).await >= 2.0 * expected.len() as f64);
+    let mut from_disk = 0;
+    for url in &urls {
+        let response = get(url, None).await;
+        if response.status() == 200 {
+            assert_eq!(x_cache(&response), "HIT");
+            assert!(response.headers().contains_key("age"));
+            assert_eq!(response.bytes().await.unwrap(), expected);
+            from_disk += 1;
+        } else {
+            // Held only in memory before the crash.
+            assert_eq!(response.status(), 502);
+        }
+    }
+    assert!(
+        from_disk >= 3,
+        "{from_disk} of 4 copies survived the restart"
+    );
+}
+
+/// A gRPC client of the edge's control service.
+async fn control(edge: &Edge) -> EdgeControlClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(edge.base.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    EdgeControlClient::new(channel)
+}
+
+/// `message` with `authorization: Bearer <key>` metadata when `key` is given.
+fn authorized<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_and_it_knows_its_group()
+ {
+    let origin = Server::start(Options::default());
+    let edge = Edge::start_with(&origin, &["--cache-bytes", "65536", "--group", "eu-west"]);
+    let health: serde_json::Value = reqwest::get(format!("{}/healthz", edge.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["group"], "eu-west", "{health}");
+    assert_eq!(
+        edge.metric(r#"mediahost_edge_info{group="eu-west"}"#).await,
+        1.0
+    );
+    let mut grpc = control(&edge).await;
+    let small = "/v1/videos/pushed/hls/720p/seg-00001.m4s?exp=99999999999&sig=00";
+    let big = "/v1/videos/pushed/hls/720p/seg-00002.m4s?exp=99999999999&sig=00";
+    let push = |path: &str, body: Vec<u8>| PushRequest {
+        path: path.into(),
+        body,
+        content_type: "video/iso.segment".into(),
+        headers: Default::default(),
+        max_age_seconds: 3600,
+    };
+    let small_body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let big_body: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+
+    // Without the operator key nothing is stored.
+    for key in [None, Some("wrong")] {
+        let refused = grpc
+            .push(authorized(push(small, small_body.clone()), key))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+    }
+    let miss = get(&format!("{}{small}", edge.base), None).await;
+    assert_eq!(x_cache(&miss), "MISS");
+    assert_ne!(miss.status(), 200, "the origin has no such video");
+
+    // Pushed objects are hits on the first request: small ones from memory, big ones from disk.
+    for (path, body, tier) in [(small, &small_body, "memory"), (big, &big_body, "disk")] {
+        let reply = grpc
+            .push(authorized(push(path, body.clone()), Some(OPERATOR_KEY)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (reply.tier.as_str(), reply.bytes),
+            (tier, body.len() as u64)
+        );
+        let hit = get(&format!("{}{path}", edge.base), None).await;
+        assert_eq!(
+            (hit.status().as_u16(), x_cache(&hit).as_str()),
+            (200, "HIT")
+        );
+        assert_eq!(hit.headers()["content-type"], "video/iso.segment");
+        assert_eq!(hit.headers()["cache-control"], "public, max-age=3600");
+        assert!(hit.headers().contains_key("age"));
+        assert_eq!(&hit.bytes().await.unwrap()[..], &body[..]);
+    }
+    let ranged = get(&format!("{}{big}", edge.base), Some("bytes=100-199")).await;
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(&ranged.bytes().await.unwrap()[..], &big_body[100..200]);
+    assert_eq!(
+        edge.metric("mediahost_edge_origin_fetches_total").await,
+        1.0
+    );
+
+    // Pushes the edge would never serve are refused.
+    let outside = grpc
+        .push(authorized(push("/v1/plugins", vec![1]), Some(OPERATOR_KEY)))
+        .await
+        .unwrap_err();
+    assert_eq!(outside.code(), tonic::Code::InvalidArgument, "{outside}");
+
+    // Purge by video: refused without the key (the objects stay), then both gone.
+    let by_video = || PurgeRequest {
+        target: Some(purge_request::Target::VideoId("pushed".into())),
+    };
+    let refused = grpc
+        .purge(authorized(by_video(), Some("wrong")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        x_cache(&get(&format!("{}{small}", edge.base), None).await),
+        "HIT"
+    );
+    let purged = grpc
+        .purge(authorized(by_video(), Some(OPERATOR_KEY)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (purged.purged, purged.prefix.as_str()),
+        (2, "/v1/videos/pushed/")
+    );
+    for path in [small, big] {
+        let after = get(&format!("{}{path}", edge.base), None).await;
+        assert_eq!(x_cache(&after), "MISS", "{path}");
+        assert_ne!(after.status(), 200);
+    }
 }

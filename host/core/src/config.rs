@@ -484,22 +484,50 @@ impl Default for PlaybackConfig {
     }
 }
 
-/// The edge role (`mediahost edge`): serves signed playback URLs from a memory cache, pulling
-/// misses from the origin.
+/// The edge role (`mediahost edge`): serves signed playback URLs from a memory and a disk
+/// cache, pulling misses from the origin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
     /// Base URL of the origin (the api role), e.g. `http://127.0.0.1:8080`; required to run an
     /// edge. Also `--origin` / `MEDIAHOST_EDGE_ORIGIN`.
     pub origin: Option<String>,
-    /// Address the edge listens on. Also `--listen` / `MEDIAHOST_EDGE_LISTEN`.
+    /// Address the edge listens on (HTTP/1.1, and HTTP/2 for its gRPC control service). Also
+    /// `--listen` / `MEDIAHOST_EDGE_LISTEN`.
     pub listen: SocketAddr,
-    /// Byte budget of the memory cache; least recently used objects are evicted beyond it.
-    /// Also `--cache-bytes` / `MEDIAHOST_EDGE_CACHE_BYTES`.
+    /// Byte budget of the memory cache; least recently used objects are evicted beyond it (to
+    /// the disk tier when there is one). Also `--cache-bytes` / `MEDIAHOST_EDGE_CACHE_BYTES`.
     pub cache_bytes: u64,
+    /// Byte budget of the disk cache, the second tier: objects evicted from memory, or too big
+    /// for it, are kept there; least recently used files are deleted beyond it. `0` turns the
+    /// disk tier off. Also `--disk-cache-bytes` / `MEDIAHOST_EDGE_DISK_CACHE_BYTES`.
+    pub disk_cache_bytes: u64,
+    /// Folder of the disk cache (one file per object; rescanned at start-up, so the cache
+    /// survives a restart). Default `<data_dir>/edge-cache`. Also `--disk-cache-dir` /
+    /// `MEDIAHOST_EDGE_DISK_CACHE_DIR`.
+    pub disk_cache_dir: Option<PathBuf>,
+    /// Seconds a cached playlist (`.m3u8`, `.mpd`) may still be served after its `max-age`
+    /// passed: answered `X-Cache: STALE` while one background request refreshes it, and kept
+    /// while the origin is down or failing (5xx) for at most this long. `0` turns
+    /// stale-while-revalidate off. Also `--stale-if-error-seconds` /
+    /// `MEDIAHOST_EDGE_STALE_IF_ERROR_SECONDS`.
+    pub stale_if_error_seconds: u64,
     /// Seconds to wait for the origin to accept a connection and answer with headers before
     /// the request fails with 502.
     pub origin_timeout_seconds: u64,
+    /// Name of the edge group this edge belongs to (the router plugin's `edge group` of a
+    /// video names one); shown by `/healthz` and in the metrics. Also `--group` /
+    /// `MEDIAHOST_EDGE_GROUP`.
+    pub group: String,
+}
+
+impl EdgeConfig {
+    /// The disk cache's folder: `disk_cache_dir`, else `<data_dir>/edge-cache`.
+    pub fn disk_cache_dir(&self, data_dir: &Path) -> PathBuf {
+        self.disk_cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("edge-cache"))
+    }
 }
 
 impl Default for EdgeConfig {
@@ -508,7 +536,11 @@ impl Default for EdgeConfig {
             origin: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             cache_bytes: 256 * 1024 * 1024,
+            disk_cache_bytes: 4 * 1024 * 1024 * 1024,
+            disk_cache_dir: None,
+            stale_if_error_seconds: 300,
             origin_timeout_seconds: 10,
+            group: "default".into(),
         }
     }
 }
@@ -682,6 +714,27 @@ mod tests {
             toml::from_str("[database]\nurl = \"postgres://mh:s3cret@db:5432/mh\"\n").unwrap();
         assert_eq!(cfg.database.url(), Some("postgres://mh:s3cret@db:5432/mh"));
         assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn edge_tiers_parse_and_the_disk_dir_defaults_under_the_data_dir() {
+        let cfg: Config = toml::from_str(
+            "[edge]\ndisk_cache_bytes = 1024\nstale_if_error_seconds = 5\ngroup = \"eu\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.edge.disk_cache_bytes, 1024);
+        assert_eq!(cfg.edge.stale_if_error_seconds, 5);
+        assert_eq!(cfg.edge.group, "eu");
+        assert_eq!(
+            cfg.edge.disk_cache_dir(Path::new("/d")),
+            PathBuf::from("/d/edge-cache")
+        );
+        let cfg: Config = toml::from_str("[edge]\ndisk_cache_dir = \"/cache\"\n").unwrap();
+        assert_eq!(
+            cfg.edge.disk_cache_dir(Path::new("/d")),
+            PathBuf::from("/cache")
+        );
+        assert_eq!(Config::default().edge.group, "default");
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //!    served again to a request carrying the very signature the origin accepted. The expiry is
 //!    checked at the edge (it is in the URL, and altering it changes the key): an expired URL
 //!    is never answered from the cache but forwarded, and the origin answers 403.
-//! 2. **Hit** ([`cache`]): answered from memory, `Range` included (206/416), with `Age` and
-//!    `X-Cache: HIT`. Still served when the origin is down.
+//! 2. **Hit** ([`cache`]): answered from memory, else from disk ([`disk`], promoted back into
+//!    memory when it fits), `Range` included (206/416), with `Age` and `X-Cache: HIT`. Still
+//!    served when the origin is down. A playlist past its `max-age` is answered
+//!    `X-Cache: STALE` while one background fetch refreshes it, for at most
+//!    `stale_if_error_seconds` past it (players stall without playlists; segments never change).
 //! 3. **Miss** ([`flight`]): the first request starts one origin fetch (without its `Range`, so
 //!    the whole object can be cached); concurrent requests for the same key join it
 //!    (coalescing) and every one streams the body as it arrives, from its own offset.
@@ -16,12 +19,18 @@
 //!    `max-age` (the origin marks only signed playback so); everything else passes through.
 //! 4. **Origin down**: uncached objects answer 502 `origin_unavailable`.
 //!
-//! Operators purge by video or path prefix (`POST /v1/edge/purge`, operator key), scrape
-//! `/metrics` (hits, misses, coalesced waits, bytes out, origin fetch latency, cache bytes) and
-//! probe `/healthz`. [`run`] serves the edge on a listener until a cancellation token fires.
+//! Operators purge by video or path prefix (`POST /v1/edge/purge`, or gRPC [`grpc`] which also
+//! pushes objects ahead of viewers; both need the operator key), scrape `/metrics` (hits,
+//! misses, stale answers, coalesced waits, bytes out, origin fetch latency, cache bytes per
+//! tier) and probe `/healthz`. [`run`] serves the edge, gRPC included, on one listener until a
+//! cancellation token fires.
 
+mod auth;
 pub mod cache;
+pub mod disk;
 pub mod flight;
+pub mod grpc;
+mod lru;
 mod proxy;
 pub mod range;
 
@@ -44,6 +53,14 @@ pub enum EdgeError {
     /// The HTTP client for the origin could not be built.
     #[error("cannot build the origin HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// The disk cache's folder cannot be created or read.
+    #[error("disk cache {dir} (`[edge] disk_cache_dir`): {source}")]
+    DiskCache {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Serving the listener failed.
     #[error("edge listener failed: {0}")]
     Serve(#[from] std::io::Error),
@@ -61,8 +78,12 @@ pub struct Edge {
     origin: String,
     /// Talks to the origin (connection pooling, timeouts).
     client: reqwest::Client,
-    /// Complete objects by cache key.
+    /// Complete objects by cache key, in memory and on disk.
     cache: cache::Cache,
+    /// How long playlists are served stale past their `max-age` (`edge.stale_if_error_seconds`).
+    playlist_stale_for: Duration,
+    /// The edge group this edge belongs to, reported so operators see which edges answer.
+    group: String,
     /// Origin fetches under way by cache key, so concurrent misses share one.
     in_flight: Mutex<HashMap<String, Arc<flight::Flight>>>,
     /// Bearer key that may purge; `None` turns purging off (403).
@@ -73,9 +94,11 @@ pub struct Edge {
 
 impl Edge {
     /// An edge in front of the origin of `config`, reporting to `metrics`; `operator_key`
-    /// authorises purges.
+    /// authorises purges. Opens the disk tier (under `data_dir` unless configured elsewhere),
+    /// indexing what an earlier run left there.
     pub fn new(
         config: &mediahost_core::config::EdgeConfig,
+        data_dir: &std::path::Path,
         operator_key: Option<&str>,
         metrics: PrometheusHandle,
     ) -> Result<Self, EdgeError> {
@@ -90,10 +113,22 @@ impl Edge {
             // may legitimately take long for big segments on slow links.
             .read_timeout(timeout)
             .build()?;
+        let disk = match config.disk_cache_bytes {
+            0 => None,
+            budget => {
+                let dir = config.disk_cache_dir(data_dir);
+                let disk = disk::Disk::open(&dir, budget)
+                    .map_err(|source| EdgeError::DiskCache { dir, source })?;
+                Some(disk)
+            }
+        };
+        metrics::gauge!("mediahost_edge_info", "group" => config.group.clone()).set(1.0);
         Ok(Self {
             origin: origin.trim_end_matches('/').to_owned(),
             client,
-            cache: cache::Cache::new(config.cache_bytes),
+            cache: cache::Cache::new(config.cache_bytes, disk),
+            playlist_stale_for: Duration::from_secs(config.stale_if_error_seconds),
+            group: config.group.clone(),
             in_flight: Mutex::new(HashMap::new()),
             operator_key: operator_key
                 .map(str::trim)
@@ -104,15 +139,41 @@ impl Edge {
     }
 }
 
-/// The edge's routes: playback under `/v1/videos`, purge, health and metrics.
+impl Edge {
+    /// The cache, e.g. to pre-warm it in process.
+    pub fn cache(&self) -> &cache::Cache {
+        &self.cache
+    }
+
+    /// How long past its `max-age` the object at `key` may be served stale: playlists only.
+    fn stale_for(&self, key: &str) -> Duration {
+        if proxy::is_playlist(key) {
+            self.playlist_stale_for
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Drops every cached object whose key starts with `prefix` (memory and disk); returns
+    /// how many.
+    pub fn purge(&self, prefix: &str) -> usize {
+        let purged = self.cache.purge(prefix);
+        tracing::info!(%prefix, purged, "purged");
+        purged
+    }
+}
+
+/// The edge's routes: playback under `/v1/videos`, purge, health, metrics and the gRPC
+/// control service.
 pub fn app(edge: Arc<Edge>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/videos/{id}/hls/{*path}", get(proxy::playback))
         .route("/v1/edge/purge", post(proxy::purge))
         .route("/healthz", get(proxy::healthz))
         .route("/metrics", get(proxy::metrics))
         .fallback(proxy::not_found)
-        .with_state(edge)
+        .with_state(edge.clone());
+    grpc::route(router, edge)
 }
 
 /// Serves `edge` on `listener` until `shutdown` fires, then finishes requests in flight.
@@ -132,17 +193,19 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use std::path::Path;
     use tower::ServiceExt;
 
     fn edge(operator_key: Option<&str>) -> Arc<Edge> {
         let config = mediahost_core::config::EdgeConfig {
             origin: Some("http://127.0.0.1:9".into()),
+            disk_cache_bytes: 0,
             ..Default::default()
         };
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
-        Arc::new(Edge::new(&config, operator_key, metrics).unwrap())
+        Arc::new(Edge::new(&config, Path::new("/nonexistent"), operator_key, metrics).unwrap())
     }
 
     async fn call(edge: Arc<Edge>, request: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -169,7 +232,9 @@ mod tests {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
-        let err = Edge::new(&config, None, metrics).err().unwrap();
+        let err = Edge::new(&config, Path::new("/nonexistent"), None, metrics)
+            .err()
+            .unwrap();
         assert!(matches!(err, EdgeError::InvalidOrigin(_)), "{err}");
     }
 

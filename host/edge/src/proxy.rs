@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use subtle::ConstantTimeEq;
 
 use crate::Edge;
-use crate::cache::Cached;
+use crate::auth::{self, Refusal};
+use crate::cache::{self, Cached, Found, Meta, Tier};
+use crate::disk;
 use crate::flight::{End, Flight, Head};
 use crate::range::{self, Ranged};
 
@@ -43,7 +43,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 
 /// Whether the URL's `exp` (unix seconds) has passed. Such a URL is never answered from the
 /// cache: the origin decides (and answers 403).
-fn expired(uri: &Uri) -> bool {
+pub(crate) fn expired(uri: &Uri) -> bool {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -71,15 +71,17 @@ pub(crate) async fn playback(
     let (flight, leader) = if bypass {
         (Arc::new(Flight::default()), true)
     } else {
-        if let Some(hit) = edge.cache.get(&key) {
-            return from_cache(&hit, range);
+        let now = SystemTime::now();
+        if let Some(found) = edge.cache.get(&key, now).await {
+            return cached(&edge, &key, found, range, now).await;
         }
         let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
         // Looked up again under the lock: a fetch that finished since the first look has
-        // stored its object and left the map, and must not be fetched a second time.
-        if let Some(hit) = edge.cache.get(&key) {
+        // stored its object (in memory: the tier a fetch stores into) and left the map, and
+        // must not be fetched a second time.
+        if let Some(hit) = edge.cache.get_memory(&key, now) {
             drop(in_flight);
-            return from_cache(&hit, range);
+            return cached(&edge, &key, Found::in_memory(&hit), range, now).await;
         }
         match in_flight.get(&key) {
             Some(flight) => (flight.clone(), false),
@@ -100,6 +102,57 @@ pub(crate) async fn playback(
     from_flight(flight, range).await
 }
 
+/// Answers from the cache: `HIT` while fresh, else `STALE` (only playlists are kept past
+/// their `max-age`) while one background request refreshes the object.
+async fn cached(
+    edge: &Arc<Edge>,
+    key: &str,
+    found: Found,
+    range: Option<&str>,
+    now: SystemTime,
+) -> Response {
+    let x_cache = if found.meta.is_fresh(now) {
+        metrics::counter!("mediahost_edge_hits_total").increment(1);
+        if found.tier == Tier::Disk {
+            metrics::counter!("mediahost_edge_disk_hits_total").increment(1);
+        }
+        "HIT"
+    } else {
+        metrics::counter!("mediahost_edge_stale_served_total").increment(1);
+        revalidate(edge, key);
+        "STALE"
+    };
+    from_cache(found, range, x_cache, now).await
+}
+
+/// Starts a background refresh of `key` unless a fetch of it is already under way, so a
+/// stale object is refreshed once however many requests see it stale.
+fn revalidate(edge: &Arc<Edge>, key: &str) {
+    let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
+    // A refresh stores its result and leaves the map under this lock, so seeing neither a
+    // fetch under way nor a fresh copy here means none finished since this request looked.
+    let refreshed = || {
+        let hit = edge.cache.get_memory(key, SystemTime::now());
+        hit.is_some_and(|hit| hit.meta.is_fresh(SystemTime::now()))
+    };
+    if in_flight.contains_key(key) || refreshed() {
+        return;
+    }
+    let flight = Arc::new(Flight::default());
+    in_flight.insert(key.to_owned(), flight.clone());
+    drop(in_flight);
+    tracing::debug!(%key, "refreshing a stale object");
+    tokio::spawn(fetch(edge.clone(), key.to_owned(), flight, true));
+}
+
+/// Whether the object at `key` (path and query) is a playlist (HLS or DASH), the only kind
+/// served stale: segments never change, playlists of a finished video rarely do, and a
+/// player stalls without them.
+pub(crate) fn is_playlist(key: &str) -> bool {
+    let path = key.split_once('?').map_or(key, |(path, _)| path);
+    path.ends_with(".m3u8") || path.ends_with(".mpd")
+}
+
 /// Fetches `key` from the origin into `flight`; when `shared`, stores a cacheable result and
 /// removes the flight from the in-flight map.
 async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) {
@@ -115,17 +168,21 @@ async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) 
             if shared {
                 let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
                 if let Some(fresh_for) = cacheable(&head) {
-                    edge.cache.insert_unless_purged(
-                        &key,
-                        Cached {
-                            headers: head.headers,
-                            body: flight.body(),
-                            stored: Instant::now(),
-                            fresh_for,
-                        },
-                        Some(purges),
-                    );
-                    metrics::gauge!("mediahost_edge_cache_bytes").set(edge.cache.bytes() as f64);
+                    let meta = Meta {
+                        headers: head.headers,
+                        stored: SystemTime::now(),
+                        fresh_for,
+                        stale_for: edge.stale_for(&key),
+                    };
+                    let entry = Cached {
+                        meta,
+                        body: flight.body(),
+                    };
+                    edge.cache.insert(&key, entry, Some(purges));
+                } else if head.status.is_client_error() {
+                    // The origin no longer serves it (deleted video, revoked signature): a
+                    // stale copy must not outlive that. 5xx answers keep it (stale-if-error).
+                    edge.cache.remove(&key);
                 }
                 in_flight.remove(&key);
             }
@@ -229,27 +286,41 @@ fn content_range(start: u64, end: u64, size: u64) -> String {
     format!("bytes {start}-{}/{size}", end - 1)
 }
 
-/// A hit: the cached object, or the requested range of it.
-fn from_cache(hit: &Cached, range: Option<&str>) -> Response {
-    metrics::counter!("mediahost_edge_hits_total").increment(1);
-    let size = hit.body.len() as u64;
-    let age = hit.stored.elapsed().as_secs();
-    let (status, body, range_header) = match range::parse(range, size) {
-        Ranged::Full => (StatusCode::OK, hit.body.clone(), None),
-        Ranged::Partial(start, end) => (
-            StatusCode::PARTIAL_CONTENT,
-            hit.body.slice(start as usize..end as usize),
-            Some(content_range(start, end, size)),
-        ),
+/// A cached object, or the requested range of it, with `Age` and `X-Cache`.
+async fn from_cache(
+    found: Found,
+    range: Option<&str>,
+    x_cache: &'static str,
+    now: SystemTime,
+) -> Response {
+    let size = found.len();
+    let age = found.meta.age(now).as_secs();
+    let (status, start, end) = match range::parse(range, size) {
+        Ranged::Full => (StatusCode::OK, 0, size),
+        Ranged::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
         Ranged::Unsatisfiable => return unsatisfiable(size),
     };
-    metrics::counter!("mediahost_edge_bytes_out_total").increment(body.len() as u64);
-    let mut builder =
-        respond(status, &hit.headers, "HIT", age).header(header::CONTENT_LENGTH, body.len());
-    if let Some(value) = range_header {
-        builder = builder.header(header::CONTENT_RANGE, value);
+    let body = match found.body {
+        cache::Body::Bytes(bytes) => Body::from(bytes.slice(start as usize..end as usize)),
+        cache::Body::File(file, _) => match disk::stream(file, start, end).await {
+            Ok(stream) => Body::from_stream(stream),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a cached file");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the edge could not read its cached copy; retry",
+                );
+            }
+        },
+    };
+    metrics::counter!("mediahost_edge_bytes_out_total").increment(end - start);
+    let mut builder = respond(status, &found.meta.headers, x_cache, age)
+        .header(header::CONTENT_LENGTH, end - start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(header::CONTENT_RANGE, content_range(start, end, size));
     }
-    builder.body(Body::from(body)).expect("valid response")
+    builder.body(body).expect("valid response")
 }
 
 /// A miss: the body streamed from the shared fetch as it arrives.
@@ -317,38 +388,31 @@ pub(crate) struct Purge {
     prefix: Option<String>,
 }
 
-/// The refusal unless `headers` carry `Authorization: Bearer <operator key>`; compared as
-/// hashes in constant time, so neither the key nor its length leaks through timing.
+/// The refusal unless `headers` carry `Authorization: Bearer <operator key>`.
 fn refuse_non_operator(edge: &Edge, headers: &HeaderMap) -> Option<Response> {
-    let Some(expected) = edge.operator_key.as_deref() else {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "purging is disabled: set `[admin] operator_key` or MEDIAHOST_OPERATOR_KEY for the edge",
-        ));
-    };
-    let given = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(given) = given else {
-        return Some(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing operator key: send `Authorization: Bearer <operator key>`",
-        ));
+        .and_then(|v| v.to_str().ok());
+    let refusal = auth::check(edge.operator_key.as_deref(), authorization).err()?;
+    let (status, code) = match refusal {
+        Refusal::Disabled => (StatusCode::FORBIDDEN, "forbidden"),
+        Refusal::Missing | Refusal::Wrong => (StatusCode::UNAUTHORIZED, "unauthorized"),
     };
-    let same: bool = Sha256::digest(given.as_bytes())
-        .ct_eq(&Sha256::digest(expected.as_bytes()))
-        .into();
-    (!same).then(|| {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown operator key",
-        )
-    })
+    Some(error(status, code, refusal.message()))
+}
+
+/// The path prefix a purge of exactly one of `video_id` or `prefix` covers.
+pub(crate) fn purge_prefix(
+    video_id: Option<String>,
+    prefix: Option<String>,
+) -> Result<String, &'static str> {
+    match (video_id, prefix) {
+        (Some(id), None) if !id.is_empty() && !id.contains('/') => Ok(format!("/v1/videos/{id}/")),
+        (None, Some(prefix)) if prefix.starts_with('/') => Ok(prefix),
+        _ => Err(
+            "send exactly one of `video_id` (a video id) or `prefix` (a path starting with `/`)",
+        ),
+    }
 }
 
 /// `POST /v1/edge/purge` `{"video_id"}` or `{"prefix"}` (operator key): drops matching
@@ -365,26 +429,17 @@ pub(crate) async fn purge(
         Ok(body) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
     };
-    let prefix = match (body.video_id, body.prefix) {
-        (Some(id), None) if !id.is_empty() && !id.contains('/') => format!("/v1/videos/{id}/"),
-        (None, Some(prefix)) if prefix.starts_with('/') => prefix,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "send exactly one of `video_id` (a video id) or `prefix` (a path starting with `/`)",
-            );
-        }
+    let prefix = match purge_prefix(body.video_id, body.prefix) {
+        Ok(prefix) => prefix,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
-    let purged = edge.cache.purge(&prefix);
-    metrics::gauge!("mediahost_edge_cache_bytes").set(edge.cache.bytes() as f64);
-    tracing::info!(%prefix, purged, "purged");
+    let purged = edge.purge(&prefix);
     Json(json!({"purged": purged, "prefix": prefix})).into_response()
 }
 
-/// `GET /healthz`: the edge process is up (the origin is not consulted).
-pub(crate) async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// `GET /healthz`: the edge process is up (the origin is not consulted), and its group.
+pub(crate) async fn healthz(State(edge): State<Arc<Edge>>) -> Response {
+    Json(json!({"status": "ok", "group": edge.group})).into_response()
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -12,40 +12,80 @@ pub const OPERATOR_KEY: &str = "edge-test-operator-key";
 pub struct Edge {
     child: Child,
     pub base: String,
+    addr: String,
+    /// Its data dir, where the disk cache lives (kept across [`Edge::restart`]).
+    pub data_dir: tempfile::TempDir,
+    /// `edge` and its arguments, to start it again the same way.
+    args: Vec<String>,
     log: tempfile::NamedTempFile,
 }
 
 impl Edge {
     /// `mediahost edge --origin <origin> --listen <free port>`, waited for until healthy.
     pub fn start(origin: &Server) -> Edge {
+        Self::start_with(origin, &[])
+    }
+
+    /// Like [`Edge::start`], with `extra` arguments (e.g. `--cache-bytes`).
+    pub fn start_with(origin: &Server, extra: &[&str]) -> Edge {
         let addr = format!("127.0.0.1:{}", free_port());
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = vec![
+            "edge".into(),
+            "--origin".into(),
+            origin.base.clone(),
+            "--listen".into(),
+            addr.clone(),
+            "--data-dir".into(),
+            data_dir.path().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(BIN)
-            .args(["edge", "--origin", &origin.base, "--listen", &addr])
+        let mut edge = Edge {
+            child: Self::spawn(&args, &log),
+            base: format!("http://{addr}"),
+            addr,
+            data_dir,
+            args,
+            log,
+        };
+        edge.wait_healthy();
+        edge
+    }
+
+    fn spawn(args: &[String], log: &tempfile::NamedTempFile) -> Child {
+        Command::new(BIN)
+            .args(args)
             .env("MEDIAHOST_OPERATOR_KEY", OPERATOR_KEY)
             .env_remove("MEDIAHOST_CONFIG")
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
-            .expect("start mediahost edge");
-        let mut edge = Edge {
-            child,
-            base: format!("http://{addr}"),
-            log,
-        };
+            .expect("start mediahost edge")
+    }
+
+    fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !http_ok(&addr, "/healthz") {
-            if let Ok(Some(status)) = edge.child.try_wait() {
-                panic!("edge exited with {status}; log:\n{}", edge.log());
+        while !http_ok(&self.addr, "/healthz") {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("edge exited with {status}; log:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "edge not healthy:\n{}",
-                edge.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        edge
+    }
+
+    /// Kills the edge (SIGKILL, as in a crash) and starts it again with the same arguments,
+    /// address and data dir.
+    pub fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(&self.args, &self.log);
+        self.wait_healthy();
     }
 
     /// The edge's stderr so far.
@@ -53,8 +93,9 @@ impl Edge {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
-    /// The value of a counter or gauge without labels in the edge's `/metrics` (0 when absent,
-    /// as Prometheus exporters omit counters never incremented).
+    /// The value of a counter or gauge in the edge's `/metrics`, named with its labels if it
+    /// has any (`name{label="value"}`); 0 when absent, as Prometheus exporters omit counters
+    /// never incremented.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = reqwest::get(format!("{}/metrics", self.base))
             .await
