@@ -11,12 +11,13 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::{BlobError, Blobs};
+use crate::{BlobError, Blobs, WRITE_BUFFER};
 
-/// Appends to one upload's temp file. Writes are buffered by the OS until [`Self::sync`].
+/// Appends to one upload's temp file. Writes are gathered into [`WRITE_BUFFER`]-sized pieces
+/// and left to the OS until [`Self::sync`].
 #[derive(Debug)]
 pub struct PartWriter {
-    file: tokio::fs::File,
+    file: tokio::io::BufWriter<tokio::fs::File>,
     /// Bytes in the file (durable or not).
     position: u64,
 }
@@ -32,7 +33,7 @@ impl PartWriter {
     /// Flushes and fsyncs; returns the position up to which bytes are now durable.
     pub async fn sync(&mut self) -> Result<u64, BlobError> {
         self.file.flush().await?;
-        self.file.sync_data().await?;
+        self.file.get_ref().sync_data().await?;
         Ok(self.position)
     }
 
@@ -44,9 +45,9 @@ impl PartWriter {
     /// Drops everything after `offset` (a request whose checksum failed keeps nothing).
     pub async fn truncate(&mut self, offset: u64) -> Result<(), BlobError> {
         self.file.flush().await?;
-        self.file.set_len(offset).await?;
+        self.file.get_ref().set_len(offset).await?;
         self.file.seek(SeekFrom::Start(offset)).await?;
-        self.file.sync_data().await?;
+        self.file.get_ref().sync_data().await?;
         self.position = offset;
         Ok(())
     }
@@ -104,7 +105,7 @@ impl Blobs {
         }
         file.seek(SeekFrom::Start(offset)).await?;
         Ok(PartWriter {
-            file,
+            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
             position: offset,
         })
     }
@@ -161,7 +162,7 @@ impl Blobs {
     /// Streams upload `id` to permanent storage under `key`, then deletes the temp file.
     pub async fn promote_part(&self, id: &str, key: &str) -> Result<(), BlobError> {
         let path = self.part_path(id)?;
-        self.put_file(key, &path).await?;
+        self.put_finished_file(key, &path).await?;
         self.remove_part(id).await
     }
 
