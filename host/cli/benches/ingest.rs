@@ -11,7 +11,9 @@
 //!    HTTP/2 (h2c, prior knowledge) `PUT /v1/videos/{id}/source` to mediahost. `sync` runs before
 //!    each case (untimed), so one case's dirty pages are not written back during the next;
 //! 3. prints the median MB/s (10^6 bytes/s) of each case, the ratios the targets are about and
-//!    both servers' peak RSS (`VmHWM`);
+//!    both servers' peak RSS (`VmHWM`). Each case has two figures: *answered* (the time until the
+//!    last answer) and *durable* (plus a `sync` run right after it, timed: the time until the
+//!    bytes are on disk, whoever wrote them);
 //! 4. on a fresh mediahost server, one `PUT` of twice the file's size over HTTP/1.1 and one over
 //!    h2c (the file sent twice in one body), with the server's RSS before and peak RSS after each:
 //!    memory must stay flat however big the body is. `INGEST_BENCH_BIG=0` skips this part.
@@ -468,9 +470,13 @@ async fn main() -> anyhow::Result<()> {
     let h1 = reqwest::Client::builder().http1_only().build()?;
     let h2c = reqwest::Client::builder().http2_prior_knowledge().build()?;
 
-    let mut results: Vec<(Case, Vec<f64>)> = Case::ALL.iter().map(|c| (*c, Vec::new())).collect();
+    // Per case: answered and durable MB/s of each round.
+    let mut results: Vec<(Case, Vec<f64>, Vec<f64>)> = Case::ALL
+        .iter()
+        .map(|c| (*c, Vec::new(), Vec::new()))
+        .collect();
     for round in 1..=settings.rounds {
-        for (case, speeds) in results.iter_mut() {
+        for (case, speeds, durable_speeds) in results.iter_mut() {
             sync()?;
             let uploads = format!("{ours_base}/v1/uploads");
             let (s, m) = (settings.size, MIB);
@@ -482,58 +488,68 @@ async fn main() -> anyhow::Result<()> {
                 Case::NodeTus8 => tus_upload(&h1, &node_endpoint, None, &file, s, 8 * m).await?,
                 Case::NodeTus64 => tus_upload(&h1, &node_endpoint, None, &file, s, 64 * m).await?,
             };
-            let speed = mb_s(settings.size, time);
+            let synced = Instant::now();
+            sync()?;
+            let durable = time + synced.elapsed();
+            let (speed, durable_speed) = (mb_s(settings.size, time), mb_s(settings.size, durable));
             println!(
-                "round {round}: {:<34} {:>8.1} MB/s ({:.2} s)",
+                "round {round}: {:<34} {:>8.1} MB/s answered ({:.2} s), {:>8.1} MB/s durable ({:.2} s)",
                 case.label(),
                 speed,
-                time.as_secs_f64()
+                time.as_secs_f64(),
+                durable_speed,
+                durable.as_secs_f64()
             );
             speeds.push(speed);
+            durable_speeds.push(durable_speed);
             // What the servers kept (sources, tus files) goes; their databases stay.
             clear_dir(&ours.data.join("objects"))?;
             clear_dir(&node.data)?;
         }
     }
 
-    let median_of = |case: Case| {
-        let speeds = &results.iter().find(|(c, _)| *c == case).expect("case").1;
-        median(speeds.clone())
-    };
+    let find = |case: Case| results.iter().find(|(c, ..)| *c == case).expect("case");
+    let median_of = |case: Case| median(find(case).1.clone());
+    let durable_median_of = |case: Case| median(find(case).2.clone());
     println!(
         "\nmedians of {} round(s), MB/s = 10^6 bytes/s:",
         settings.rounds
     );
-    println!("| case | MB/s (median) | min | max |");
-    println!("|---|---:|---:|---:|");
-    for (case, speeds) in &results {
+    println!("| case | answered MB/s (median) | min | max | durable MB/s (median) |");
+    println!("|---|---:|---:|---:|---:|");
+    for (case, speeds, durable_speeds) in &results {
         let (min, max) = speeds
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
         println!(
-            "| {} | {:.1} | {min:.1} | {max:.1} |",
+            "| {} | {:.1} | {min:.1} | {max:.1} | {:.1} |",
             case.label(),
-            median(speeds.clone())
+            median(speeds.clone()),
+            median(durable_speeds.clone())
         );
     }
     let dd_speed = median_of(Case::Dd);
-    println!("\n| ratio | value |\n|---|---:|");
+    let dd_durable = durable_median_of(Case::Dd);
+    println!("\n| ratio | answered | durable |\n|---|---:|---:|");
     for (ours_case, node_case, what) in [
         (Case::OursTus8, Case::NodeTus8, "8 MiB"),
         (Case::OursTus64, Case::NodeTus64, "64 MiB"),
     ] {
         println!(
-            "| mediahost / @tus/server, tus {what} | {:.2} |",
-            median_of(ours_case) / median_of(node_case)
+            "| mediahost / @tus/server, tus {what} | {:.2} | {:.2} |",
+            median_of(ours_case) / median_of(node_case),
+            durable_median_of(ours_case) / durable_median_of(node_case)
         );
         println!(
-            "| mediahost tus {what} / dd | {:.2} |",
-            median_of(ours_case) / dd_speed
+            "| mediahost tus {what} / dd | {:.2} | {:.2} |",
+            median_of(ours_case) / dd_speed,
+            durable_median_of(ours_case) / dd_durable
         );
     }
     println!(
-        "| mediahost PUT h2c / dd | {:.2} |",
-        median_of(Case::OursPutH2c) / dd_speed
+        "| mediahost PUT h2c / dd | {:.2} | {:.2} |",
+        median_of(Case::OursPutH2c) / dd_speed,
+        durable_median_of(Case::OursPutH2c) / dd_durable
     );
     println!(
         "\npeak RSS (VmHWM): mediahost {:.1} MiB, @tus/server {:.1} MiB",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::tus::{OFFSET_STREAM, gated_body, header};
+use common::tus::{OFFSET_STREAM, header};
 use common::{BIN, Client, Options, Server};
 use reqwest::Method;
 use std::net::TcpListener;
@@ -99,15 +99,7 @@ async fn two_api_processes_share_the_upload_lock_and_offset() {
     let id = common::tus::upload_id(&location).to_owned();
 
     // A PATCH on process A that holds the lock until the test lets it finish.
-    let (open, gate) = tokio::sync::oneshot::channel();
-    let first = {
-        let req = on_a.tus_patch_request(&location, 0).body(gated_body(
-            vec![1; 16 * 1024],
-            vec![2; 16 * 1024],
-            gate,
-        ));
-        tokio::spawn(async move { req.send().await.unwrap() })
-    };
+    let (open, first) = on_a.gated_patch(&location);
     sqlx::any::install_default_drivers();
     let db = sqlx::AnyPool::connect(&a.database_url()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::tus::{gated_body, header, slow_body, upload_id};
+use common::tus::{header, slow_body, upload_id};
 use common::{Client, Options, Server};
 use std::time::{Duration, Instant};
 
@@ -72,15 +72,7 @@ async fn two_api_processes_exclude_each_other_through_redis() {
     let id = upload_id(&location).to_owned();
 
     // A PATCH on process A that holds the lock until the test lets it finish.
-    let (open, gate) = tokio::sync::oneshot::channel();
-    let first = {
-        let req = on_a.tus_patch_request(&location, 0).body(gated_body(
-            vec![1; 16 * 1024],
-            vec![2; 16 * 1024],
-            gate,
-        ));
-        tokio::spawn(async move { req.send().await.unwrap() })
-    };
+    let (open, first) = on_a.gated_patch(&location);
     wait_for_lease(&mut conn, &id).await;
 
     // The lock is in Redis, not in the database row.

@@ -105,7 +105,7 @@ async fn start_https(
     tracing::info!(addr = %listener.local_addr()?, "mediahost listening for HTTPS (h2, http/1.1)");
     Ok(Some(tokio::spawn(crate::https::serve(
         listener,
-        acceptor,
+        Some(acceptor),
         app.clone(),
         shutdown.clone(),
     ))))
@@ -246,11 +246,10 @@ impl Serve {
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "mediahost listening");
-        let signal = shutdown_signal(shutdown.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await
-            .context("serve HTTP")?;
+        // SIGINT/SIGTERM cancel the token, which stops the listener (and everything else).
+        let signal = tokio::spawn(shutdown_signal(shutdown.clone()));
+        crate::https::serve(listener, None, app, shutdown.clone()).await;
+        signal.abort();
         shutdown.cancel();
         if let Some(https) = https {
             https.await?;

@@ -122,6 +122,25 @@ impl Client {
             .unwrap()
     }
 
+    /// Starts a PATCH at offset 0 that sends 16 KiB, then holds the upload's lock until the
+    /// returned sender fires (or is dropped) and sends 16 KiB more; returns the sender and the
+    /// running request.
+    pub fn gated_patch(
+        &self,
+        location: &str,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Response>,
+    ) {
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let req = self.tus_patch_request(location, 0).body(gated_body(
+            vec![1; 16 * 1024],
+            vec![2; 16 * 1024],
+            gate,
+        ));
+        (open, tokio::spawn(async move { req.send().await.unwrap() }))
+    }
+
     /// Asserts that the upload at `location` is locked by another writer: a PATCH and a
     /// DELETE both answer 409 (the PATCH with `upload_locked`).
     pub async fn assert_locked(&self, location: &str) {
