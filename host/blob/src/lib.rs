@@ -108,6 +108,9 @@ pub struct Blobs {
     /// Where uploads are staged and workers download sources to; same filesystem as the data
     /// dir so local promotion is cheap.
     temp_dir: PathBuf,
+    /// Running sha256 of each tus part's durable bytes, kept between the requests this process
+    /// serves, so completing an upload need not read it all back to hash it ([`parts`]).
+    digests: parts::Digests,
 }
 
 /// A stored object's bytes (all of them, or the range asked for) as a stream.
@@ -212,6 +215,7 @@ impl Blobs {
             local: None,
             probe,
             temp_dir,
+            digests: Default::default(),
         })
     }
 
