@@ -68,6 +68,9 @@ pub struct AppState {
     pub uploads_in_flight: Mutex<HashMap<String, String>>,
     /// tus limits, expiry and lock lease (`[tus]`); set with [`AppState::with_tus`].
     pub tus: mediahost_core::config::TusConfig,
+    /// Where tus write locks are held (`[tus] lock`): the metadata DB unless set with
+    /// [`AppState::with_upload_locks`].
+    pub upload_locks: Arc<dyn tus::lock::UploadLocks>,
     /// The operator's Bearer key for the admin API (`/v1/plugins`); `None` turns the admin API
     /// off (403). Set with [`AppState::with_operator_key`].
     pub operator_key: Option<String>,
@@ -89,6 +92,7 @@ impl AppState {
         public_url: Option<String>,
     ) -> Self {
         Self {
+            upload_locks: Arc::new(tus::lock::DatabaseLocks::new(store.clone())),
             store,
             queue,
             blobs,
@@ -130,6 +134,13 @@ impl AppState {
     /// Uses these tus settings instead of the defaults.
     pub fn with_tus(mut self, tus: mediahost_core::config::TusConfig) -> Self {
         self.tus = tus;
+        self
+    }
+
+    /// Holds tus write locks in `locks` (see [`tus::lock::from_config`]) instead of the
+    /// metadata DB's upload rows.
+    pub fn with_upload_locks(mut self, locks: Arc<dyn tus::lock::UploadLocks>) -> Self {
+        self.upload_locks = locks;
         self
     }
 }

@@ -37,6 +37,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Files smaller than this go up in one request.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// Bytes gathered before each write to a temp file: the body arrives in pieces of a few KiB to
+/// a few hundred KiB, and every write of a `tokio::fs::File` is a trip to the blocking pool.
+pub(crate) const WRITE_BUFFER: usize = 1024 * 1024;
+
 /// Parts of one multipart upload in flight at once: bounds memory to this many parts while a
 /// slow store applies backpressure to the reader.
 const PARTS_IN_FLIGHT: usize = 4;
@@ -95,12 +99,18 @@ pub struct Staged {
 pub struct Blobs {
     /// Permanent storage of sources and renditions.
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is local files: finished temp files are then hard-linked into
+    /// place ([`Blobs::put_finished_file`]) rather than copied.
+    local: Option<Arc<LocalFileSystem>>,
     /// How readiness checks reach the store: the same objects, but without retries and with
     /// short timeouts, so `/readyz` and start-up report an outage at once instead of retrying.
     probe: Probe,
     /// Where uploads are staged and workers download sources to; same filesystem as the data
     /// dir so local promotion is cheap.
     temp_dir: PathBuf,
+    /// Running sha256 of each tus part's durable bytes, kept between the requests this process
+    /// serves, so completing an upload need not read it all back to hash it ([`parts`]).
+    digests: parts::Digests,
 }
 
 /// A stored object's bytes (all of them, or the range asked for) as a stream.
@@ -162,8 +172,12 @@ impl Blobs {
     pub fn local(data_dir: &Path) -> Result<Self, BlobError> {
         let objects = data_dir.join("objects");
         std::fs::create_dir_all(&objects)?;
-        let store = LocalFileSystem::new_with_prefix(&objects)?.with_automatic_cleanup(true);
-        Self::with_store(data_dir, Arc::new(store), Probe::Local)
+        let store =
+            Arc::new(LocalFileSystem::new_with_prefix(&objects)?.with_automatic_cleanup(true));
+        Ok(Self {
+            local: Some(store.clone()),
+            ..Self::with_store(data_dir, store, Probe::Local)?
+        })
     }
 
     /// The object store `[storage]` names, checked with a real request so a wrong endpoint,
@@ -198,8 +212,10 @@ impl Blobs {
         std::fs::create_dir_all(&temp_dir)?;
         Ok(Self {
             store,
+            local: None,
             probe,
             temp_dir,
+            digests: Default::default(),
         })
     }
 
@@ -222,7 +238,8 @@ impl Blobs {
             .prefix("upload-")
             .tempfile_in(&self.temp_dir)?;
         let (std_file, path) = temp.into_parts();
-        let mut file = tokio::fs::File::from_std(std_file);
+        let mut file =
+            tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(std_file));
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
@@ -233,7 +250,7 @@ impl Blobs {
             file.write_all(&chunk).await?;
         }
         file.flush().await?;
-        file.sync_all().await?;
+        file.get_ref().sync_all().await?;
         Ok(Staged {
             file: path,
             size,
@@ -243,7 +260,26 @@ impl Blobs {
 
     /// Moves a staged upload to permanent storage under `key`; the temp file is removed.
     pub async fn promote(&self, staged: Staged, key: &str) -> Result<(), BlobError> {
-        self.put_file(key, &staged.file).await
+        self.put_finished_file(key, &staged.file).await
+    }
+
+    /// Stores a fsynced local file that will not change any more under `key`, without copying
+    /// it when it can: on local storage the file is hard-linked into place (the temp dir is on
+    /// the data dir's filesystem), so a gigabyte source costs a link and a directory fsync
+    /// instead of a second gigabyte of writes. On S3, or when linking fails (a data dir spread
+    /// over filesystems), it is copied with [`Blobs::put_file`]. The caller may remove its temp
+    /// name afterwards either way.
+    pub async fn put_finished_file(&self, key: &str, file: &Path) -> Result<(), BlobError> {
+        if let Some(local) = &self.local {
+            let dest = local.path_to_filesystem(&object_path(key)?)?;
+            let src = file.to_owned();
+            match tokio::task::spawn_blocking(move || link_into_place(&src, &dest)).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => tracing::debug!(key, error = %e, "hard link failed; copying instead"),
+                Err(e) => return Err(BlobError::Io(std::io::Error::other(e))),
+            }
+        }
+        self.put_file(key, file).await
     }
 
     /// Copies a local file to `key`: files under [`PART_SIZE`] in one request, larger ones as a
@@ -420,6 +456,21 @@ impl Blobs {
         }
         Ok(())
     }
+}
+
+/// Hard-links `src` at `dest`: a link under a temp name in `dest`'s folder renamed over `dest`,
+/// so readers see the old object or the new one, never none; then the folder is fsynced so the
+/// new name survives a crash (the file's bytes were fsynced by whoever wrote them).
+fn link_into_place(src: &Path, dest: &Path) -> std::io::Result<()> {
+    let dir = dest
+        .parent()
+        .ok_or_else(|| std::io::Error::other("object path without a folder"))?;
+    std::fs::create_dir_all(dir)?;
+    let link = tempfile::Builder::new()
+        .prefix(".link-")
+        .make_in(dir, |path| std::fs::hard_link(src, path))?;
+    link.persist(dest)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Feeds `src` into `writer` until the end of the file, waiting whenever

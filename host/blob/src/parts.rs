@@ -5,20 +5,52 @@
 //! the *durable offset*; this module promises that bytes before an offset reported by
 //! [`PartWriter::sync`] are on disk, and [`Blobs::open_part`] cuts off anything written beyond
 //! the durable offset (bytes a crashed or failed writer left unsynced or unacknowledged).
+//!
+//! Each writer hashes what it appends, continuing the digest the previous request of the same
+//! upload left at its durable offset, so [`Blobs::hash_part`] on completion usually finalises
+//! a digest instead of reading the whole file back. The digest is only trusted at exactly the
+//! offset it covers (bytes before a durable offset never change; a writer that finds another
+//! offset, e.g. after a restart, starts none), and the read-back stays the fallback.
 
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::{BlobError, Blobs};
+use crate::{BlobError, Blobs, WRITE_BUFFER};
 
-/// Appends to one upload's temp file. Writes are buffered by the OS until [`Self::sync`].
+/// Appends to one upload's temp file. Writes are gathered into [`WRITE_BUFFER`]-sized pieces
+/// and left to the OS until [`Self::sync`].
 #[derive(Debug)]
 pub struct PartWriter {
-    file: tokio::fs::File,
+    file: tokio::io::BufWriter<tokio::fs::File>,
     /// Bytes in the file (durable or not).
     position: u64,
+    /// The upload whose part this is.
+    id: String,
+    /// sha256 of the bytes before `position`, when known from the start of the file.
+    digest: Option<Sha256>,
+    /// The digest as of the last sync, and the durable offset it covers: handed back to
+    /// [`Digests`] when the writer is dropped.
+    durable: (u64, Option<Sha256>),
+    /// Where digests wait between requests.
+    digests: Digests,
+}
+
+/// Running digests of parts at their durable offsets (upload id → offset, digest).
+pub(crate) type Digests = Arc<Mutex<HashMap<String, (u64, Sha256)>>>;
+
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        if let (offset, Some(digest)) = std::mem::take(&mut self.durable) {
+            self.digests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(self.id.clone(), (offset, digest));
+        }
+    }
 }
 
 impl PartWriter {
@@ -26,13 +58,17 @@ impl PartWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         self.file.write_all(bytes).await?;
         self.position += bytes.len() as u64;
+        if let Some(digest) = self.digest.as_mut() {
+            digest.update(bytes);
+        }
         Ok(())
     }
 
     /// Flushes and fsyncs; returns the position up to which bytes are now durable.
     pub async fn sync(&mut self) -> Result<u64, BlobError> {
         self.file.flush().await?;
-        self.file.sync_data().await?;
+        self.file.get_ref().sync_data().await?;
+        self.durable = (self.position, self.digest.clone());
         Ok(self.position)
     }
 
@@ -44,10 +80,13 @@ impl PartWriter {
     /// Drops everything after `offset` (a request whose checksum failed keeps nothing).
     pub async fn truncate(&mut self, offset: u64) -> Result<(), BlobError> {
         self.file.flush().await?;
-        self.file.set_len(offset).await?;
+        self.file.get_ref().set_len(offset).await?;
         self.file.seek(SeekFrom::Start(offset)).await?;
-        self.file.sync_data().await?;
+        self.file.get_ref().sync_data().await?;
         self.position = offset;
+        // Rare (a failed checksum): the read-back on completion hashes instead.
+        self.digest = None;
+        self.durable = (offset, None);
         Ok(())
     }
 }
@@ -67,6 +106,14 @@ fn valid_id(id: &str) -> Result<(), BlobError> {
 impl Blobs {
     fn parts_dir(&self) -> PathBuf {
         self.temp_dir.join("tus")
+    }
+
+    /// Removes and returns the running digest kept for upload `id`.
+    fn take_digest(&self, id: &str) -> Option<(u64, Sha256)> {
+        self.digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
     }
 
     /// Where upload `id`'s bytes are kept until completion.
@@ -103,9 +150,19 @@ impl Blobs {
             file.set_len(offset).await?;
         }
         file.seek(SeekFrom::Start(offset)).await?;
+        let kept = self.take_digest(id);
+        let digest = match kept {
+            _ if offset == 0 => Some(Sha256::new()),
+            Some((at, digest)) if at == offset => Some(digest),
+            _ => None,
+        };
         Ok(PartWriter {
-            file,
+            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
             position: offset,
+            id: id.to_owned(),
+            durable: (offset, digest.clone()),
+            digest,
+            digests: self.digests.clone(),
         })
     }
 
@@ -120,6 +177,12 @@ impl Blobs {
     /// Size and hex sha256 of upload `id`'s first `len` bytes, read back from disk (so the hash
     /// covers what was stored across every request and restart, not what one process saw).
     pub async fn hash_part(&self, id: &str, len: u64) -> Result<(u64, String), BlobError> {
+        let kept = self.take_digest(id);
+        if let Some((at, digest)) = kept
+            && at == len
+        {
+            return Ok((len, hex::encode(digest.finalize())));
+        }
         let file = tokio::fs::File::open(self.part_path(id)?).await?;
         let mut reader = file.take(len);
         let mut hasher = Sha256::new();
@@ -155,18 +218,21 @@ impl Blobs {
             }
             writer.position += copied;
         }
+        // Copied past the writer's digest: the completion reads the result back instead.
+        writer.digest = None;
         writer.sync().await
     }
 
     /// Streams upload `id` to permanent storage under `key`, then deletes the temp file.
     pub async fn promote_part(&self, id: &str, key: &str) -> Result<(), BlobError> {
         let path = self.part_path(id)?;
-        self.put_file(key, &path).await?;
+        self.put_finished_file(key, &path).await?;
         self.remove_part(id).await
     }
 
     /// Deletes upload `id`'s temp file (idempotent).
     pub async fn remove_part(&self, id: &str) -> Result<(), BlobError> {
+        self.take_digest(id);
         match tokio::fs::remove_file(self.part_path(id)?).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -178,6 +244,40 @@ impl Blobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_running_digest_continues_across_writers_and_matches_the_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path()).unwrap();
+        blobs.create_part("d").await.unwrap();
+        let mut w = blobs.open_part("d", 0).await.unwrap();
+        w.write(b"abc").await.unwrap();
+        w.sync().await.unwrap();
+        w.write(b"unsynced").await.unwrap();
+        drop(w);
+        let mut w = blobs.open_part("d", 3).await.unwrap();
+        w.write(b"def").await.unwrap();
+        w.sync().await.unwrap();
+        drop(w);
+        let kept = blobs.digests.lock().unwrap().get("d").map(|(at, _)| *at);
+        assert_eq!(kept, Some(6));
+        let expected = hex::encode(Sha256::digest(b"abcdef"));
+        assert_eq!(
+            blobs.hash_part("d", 6).await.unwrap(),
+            (6, expected.clone())
+        );
+        // Finalised once; the read-back agrees.
+        assert!(blobs.digests.lock().unwrap().is_empty());
+        assert_eq!(blobs.hash_part("d", 6).await.unwrap(), (6, expected));
+        // A digest of another offset is never continued: the writer keeps none.
+        let mut w = blobs.open_part("d", 6).await.unwrap();
+        w.write(b"g").await.unwrap();
+        w.sync().await.unwrap();
+        drop(w);
+        assert!(blobs.digests.lock().unwrap().is_empty());
+        let expected = hex::encode(Sha256::digest(b"abcdefg"));
+        assert_eq!(blobs.hash_part("d", 7).await.unwrap(), (7, expected));
+    }
 
     #[tokio::test]
     async fn append_resume_hash_concat_promote() {

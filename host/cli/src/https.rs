@@ -1,10 +1,11 @@
-//! The HTTPS listener: the same API under TLS, with HTTP/2 or HTTP/1.1 chosen per connection by
-//! ALPN, as browsers and HTTP/2 upload clients expect.
+//! The HTTP listeners: the plain one (HTTP/1.1 and h2c) and the HTTPS one, with HTTP/2 or
+//! HTTP/1.1 chosen per connection by ALPN, as browsers and HTTP/2 upload clients expect.
 //!
-//! `axum::serve` only speaks plain TCP, so this is the accept loop it would run, plus the TLS
-//! handshake: each connection is handled by hyper's auto builder in its own task. On shutdown
-//! the loop stops accepting, every connection is told to finish its requests in flight
-//! (HTTP/2 GOAWAY, HTTP/1.1 close after the current response) and the loop waits for them.
+//! This is the accept loop `axum::serve` would run, plus the TLS handshake where there is one and
+//! HTTP/2 settings sized for uploads (see [`builder`]): each connection is handled by hyper's
+//! auto builder in its own task. On shutdown the loop stops accepting, every connection is told
+//! to finish its requests in flight (HTTP/2 GOAWAY, HTTP/1.1 close after the current response)
+//! and the loop waits for them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,11 +51,33 @@ pub fn acceptor(cert_file: &Path, key_file: &Path) -> anyhow::Result<TlsAcceptor
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown`, then waits for open connections to
-/// finish their requests.
+/// HTTP/2 receive windows. hyper's defaults (1 MiB per stream and per connection, 16 KiB
+/// frames) hold an h2c upload on loopback to about a third of what the same body reaches over
+/// HTTP/1.1 (BENCHMARKS.md, "Uploads"): the sender keeps stopping for window updates. A stream
+/// may have this much received but not yet written to disk, so it is also the memory an
+/// upload can hold beyond its write buffer.
+const H2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+/// All streams of one connection together.
+const H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Largest DATA frame a client may send: fewer, larger frames for big bodies.
+const H2_MAX_FRAME: u32 = 1024 * 1024;
+
+/// hyper's connection builder with the HTTP/2 settings above.
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(H2_MAX_FRAME);
+    builder
+}
+
+/// Serves `app` on `listener` (over TLS when `acceptor` is given) until `shutdown`, then waits
+/// for open connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     app: axum::Router,
     shutdown: CancellationToken,
 ) {
@@ -65,15 +88,24 @@ pub async fn serve(
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "https: accept failed");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = shutdown.cancelled() => break,
         };
+        // Small frames (window updates, short answers) go out at once rather than waiting on
+        // Nagle's algorithm for the peer's ACK.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+        }
         let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
         connections.spawn(async move {
+            let Some(acceptor) = acceptor else {
+                serve_connection(TokioIo::new(tcp), app, shutdown, peer).await;
+                return;
+            };
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -85,22 +117,34 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "https: connection ended with an error");
-            }
+            serve_connection(TokioIo::new(tls), app, shutdown, peer).await;
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// Serves one connection until it ends, or until `shutdown` and its requests in flight end.
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
+    let builder = builder();
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }

@@ -89,21 +89,6 @@ fn database_url_env_fallback_and_unknown_schemes_are_named() {
     );
 }
 
-/// A PATCH body that sends `first`, then waits for `gate` before sending `rest`.
-fn gated_body(
-    first: Vec<u8>,
-    rest: Vec<u8>,
-    gate: tokio::sync::oneshot::Receiver<()>,
-) -> reqwest::Body {
-    use futures::StreamExt;
-    let head = futures::stream::once(async move { Ok::<_, std::io::Error>(first) });
-    let tail = futures::stream::once(async move {
-        let _ = gate.await;
-        Ok(rest)
-    });
-    reqwest::Body::wrap_stream(head.chain(tail))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_api_processes_share_the_upload_lock_and_offset() {
     let a = Server::start(Options::default());
@@ -114,15 +99,7 @@ async fn two_api_processes_share_the_upload_lock_and_offset() {
     let id = common::tus::upload_id(&location).to_owned();
 
     // A PATCH on process A that holds the lock until the test lets it finish.
-    let (open, gate) = tokio::sync::oneshot::channel();
-    let first = {
-        let req = on_a.tus_patch_request(&location, 0).body(gated_body(
-            vec![1; 16 * 1024],
-            vec![2; 16 * 1024],
-            gate,
-        ));
-        tokio::spawn(async move { req.send().await.unwrap() })
-    };
+    let (open, first) = on_a.gated_patch(&location);
     sqlx::any::install_default_drivers();
     let db = sqlx::AnyPool::connect(&a.database_url()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -142,12 +119,7 @@ async fn two_api_processes_share_the_upload_lock_and_offset() {
     }
 
     // Process B sees the lock held in the shared database.
-    let res = on_b.tus_patch(&location, 0, vec![9; 1024]).await;
-    assert_eq!(res.status(), 409);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "upload_locked");
-    let res = on_b.tus(Method::DELETE, &location).send().await.unwrap();
-    assert_eq!(res.status(), 409);
+    on_b.assert_locked(&location).await;
 
     open.send(()).unwrap();
     let res = first.await.unwrap();

@@ -67,7 +67,8 @@ async fn expired_uploads_answer_410_and_are_swept() {
     // The sweep, called directly on the server's store and storage.
     let store = Store::connect(&server.database_url()).await.unwrap();
     let blobs = Blobs::local(server.data_path()).unwrap();
-    let swept = mediahost_api::tus::sweep_expired(&store, &blobs)
+    let locks = mediahost_api::tus::lock::DatabaseLocks::new(store.clone());
+    let swept = mediahost_api::tus::sweep_expired(&store, &blobs, &locks)
         .await
         .unwrap();
     assert_eq!(swept, 1);

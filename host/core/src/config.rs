@@ -218,7 +218,7 @@ impl Default for PluginsConfig {
 }
 
 /// tus 1.0 resumable uploads (`/v1/uploads`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TusConfig {
     /// Largest `Upload-Length` accepted, in bytes (advertised as `Tus-Max-Size`).
@@ -230,6 +230,75 @@ pub struct TusConfig {
     /// Lease of the per-upload write lock in seconds; a PATCH renews it while it runs, so a
     /// crashed server's lock lapses after at most this long.
     pub lock_seconds: u64,
+    /// Where the per-upload write locks are held: `database` (a lease in the upload's row of
+    /// the metadata DB, the default) or `redis` (a lease key per upload on the Redis server at
+    /// [`TusConfig::redis_url`], which takes the lock traffic off the database). Every api
+    /// process of a deployment must use the same. Also `MEDIAHOST_TUS_LOCK`.
+    pub lock: TusLock,
+    /// The Redis server of `lock = "redis"`, e.g. `redis://127.0.0.1:6379/0` (or
+    /// `redis://:password@host:6379`, `rediss://` for TLS). Also `MEDIAHOST_REDIS_URL`, then
+    /// `REDIS_URL`. Never printed with its password.
+    pub redis_url: Option<String>,
+}
+
+/// Where tus write locks are held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TusLock {
+    /// A lease in the upload's row (`lock_token`, `locked_until`) of the metadata DB.
+    #[default]
+    Database,
+    /// A lease key per upload in Redis (`SET NX PX`), released by a compare-and-delete script.
+    Redis,
+}
+
+/// Keeps a Redis password out of logs and panic messages.
+impl std::fmt::Debug for TusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TusConfig")
+            .field("max_size", &self.max_size)
+            .field("expire_seconds", &self.expire_seconds)
+            .field("sweep_interval_seconds", &self.sweep_interval_seconds)
+            .field("lock_seconds", &self.lock_seconds)
+            .field("lock", &self.lock)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+impl TusConfig {
+    /// Applies the environment, read through `var` (blank values count as unset):
+    /// `MEDIAHOST_TUS_LOCK` overrides `lock`; `MEDIAHOST_REDIS_URL`, else `REDIS_URL`, overrides
+    /// `redis_url` (as `MEDIAHOST_DATABASE_URL`, else `DATABASE_URL`, does `database.url`).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("MEDIAHOST_TUS_LOCK") {
+            self.lock = match v.trim().to_ascii_lowercase().as_str() {
+                "database" => TusLock::Database,
+                "redis" => TusLock::Redis,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "MEDIAHOST_TUS_LOCK",
+                        message: format!(
+                            "{v:?} is not a lock backend; use \"database\" or \"redis\""
+                        ),
+                    });
+                }
+            };
+        }
+        if let Some(url) = var("MEDIAHOST_REDIS_URL").or_else(|| var("REDIS_URL")) {
+            self.redis_url = Some(url);
+        }
+        Ok(())
+    }
+
+    /// The Redis URL, if one is set and not blank.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
 }
 
 impl Default for TusConfig {
@@ -239,6 +308,8 @@ impl Default for TusConfig {
             expire_seconds: 86_400,
             sweep_interval_seconds: 300,
             lock_seconds: 30,
+            lock: TusLock::Database,
+            redis_url: None,
         }
     }
 }
@@ -705,6 +776,41 @@ mod tests {
             .apply_env(env(&[("MEDIAHOST_S3_ALLOW_HTTP", "maybe")]))
             .unwrap_err();
         assert!(err.to_string().contains("MEDIAHOST_S3_ALLOW_HTTP"), "{err}");
+    }
+
+    #[test]
+    fn tus_lock_parses_from_file_and_env_and_hides_the_redis_password() {
+        let config: Config = toml::from_str(
+            "[tus]\nlock = \"redis\"\nredis_url = \"redis://:hunter2@cache:6379/0\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.tus.lock, TusLock::Redis);
+        assert_eq!(
+            config.tus.redis_url(),
+            Some("redis://:hunter2@cache:6379/0")
+        );
+        assert!(!format!("{:?}", config.tus).contains("hunter2"));
+        assert_eq!(Config::default().tus.lock, TusLock::Database);
+        assert!(toml::from_str::<Config>("[tus]\nlock = \"etcd\"\n").is_err());
+
+        let mut tus = TusConfig::default();
+        tus.apply_env(env(&[("REDIS_URL", "redis://fallback")]))
+            .unwrap();
+        assert_eq!(tus.redis_url(), Some("redis://fallback"));
+        tus.apply_env(env(&[
+            ("MEDIAHOST_TUS_LOCK", "Redis"),
+            ("MEDIAHOST_REDIS_URL", "redis://own"),
+            ("REDIS_URL", "redis://fallback"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (tus.lock, tus.redis_url()),
+            (TusLock::Redis, Some("redis://own"))
+        );
+        let err = tus
+            .apply_env(env(&[("MEDIAHOST_TUS_LOCK", "zookeeper")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("MEDIAHOST_TUS_LOCK"), "{err}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod testing;
 
 pub use plugin_catalog::CatalogPlugin;
 pub use tenants::{ApiKeyInfo, hash_api_key};
-pub use uploads::{Concat, NewUpload, Upload, now_ms};
+pub use uploads::{Concat, Fence, NewUpload, Upload, now_ms};
 pub use videos::NewVideo;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -215,7 +215,8 @@ pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub(crate) fn new_id() -> String {
+/// A fresh unique id (UUID v7, time-ordered): row ids, and tokens of upload locks.
+pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 

@@ -1,9 +1,11 @@
 //! tus upload resources: declared length, durable offset, expiry and the write lock.
 //!
-//! The lock is a lease in the row (`lock_token`, `locked_until`), taken with one conditional
-//! `UPDATE`, so it holds across every api process sharing the database, and a process that dies
-//! mid-write stops renewing it and the lease lapses by itself. Every write that moves the offset
-//! names the token, so a writer that lost its lease cannot move the offset any more.
+//! The lock (when the deployment keeps it in the database, the default) is a lease in the row
+//! (`lock_token`, `locked_until`), taken with one conditional `UPDATE`, so it holds across every
+//! api process sharing the database, and a process that dies mid-write stops renewing it and the
+//! lease lapses by itself. Every write that moves the offset names a [`Fence`]: the token, so a
+//! writer that lost its lease cannot move the offset any more; or, when the lock is held
+//! elsewhere (Redis), the offset the writer started from.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -100,6 +102,38 @@ pub struct NewUpload {
     pub concat: Concat,
     /// Expiry (ms since the epoch).
     pub expires_at: i64,
+}
+
+/// What a write to an upload row must still find for it to go through: the writer's proof that
+/// it still holds the upload's lock, or at least that nobody moved the upload on meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence<'a> {
+    /// The lock token in the row (locks kept in the database): a writer whose lease lapsed and
+    /// was taken over changes nothing.
+    Token(&'a str),
+    /// The durable offset the writer last saw (locks kept outside the database, where the row
+    /// holds no token): a writer that lost its lock and was overtaken changes nothing.
+    Offset(u64),
+}
+
+impl Fence<'_> {
+    /// The condition on the row, with its value as parameter `$n`.
+    fn condition(&self, n: usize) -> String {
+        match self {
+            Self::Token(_) => format!("lock_token = ${n}"),
+            Self::Offset(_) => format!("upload_offset = ${n}"),
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        match *self {
+            Self::Token(token) => query.bind(token.to_owned()),
+            Self::Offset(offset) => query.bind(offset as i64),
+        }
+    }
 }
 
 /// `head_checked` is INTEGER 0/1 on SQLite and BOOLEAN on PostgreSQL; the CASE reads both as
@@ -218,43 +252,42 @@ impl Store {
     }
 
     /// Moves the durable offset (call only after the bytes are fsynced) and records whether the
-    /// head was checked. False when `token` no longer holds the lock.
+    /// head was checked. False when the `fence` no longer holds (the lock was lost).
     pub async fn advance_upload(
         &self,
         id: &str,
-        token: &str,
+        fence: Fence<'_>,
         offset: u64,
         head_checked: bool,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let sql = format!(
             "UPDATE uploads SET upload_offset = $1, head_checked = (head_checked OR $2) \
-             WHERE id = $3 AND lock_token = $4",
-        )
-        .bind(offset as i64)
-        .bind(head_checked)
-        .bind(id)
-        .bind(token)
-        .execute(&self.pool)
-        .await?;
+             WHERE id = $3 AND {}",
+            fence.condition(4)
+        );
+        let query = sqlx::query(&sql)
+            .bind(offset as i64)
+            .bind(head_checked)
+            .bind(id);
+        let done = fence.bind(query).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Fixes a deferred length (once). False when the length was already set or the lock lost.
+    /// Fixes a deferred length (once). False when the length was already set or the `fence` no
+    /// longer holds.
     pub async fn set_upload_length(
         &self,
         id: &str,
-        token: &str,
+        fence: Fence<'_>,
         length: u64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let sql = format!(
             "UPDATE uploads SET upload_length = $1 \
-             WHERE id = $2 AND lock_token = $3 AND upload_length IS NULL",
-        )
-        .bind(length as i64)
-        .bind(id)
-        .bind(token)
-        .execute(&self.pool)
-        .await?;
+             WHERE id = $2 AND upload_length IS NULL AND {}",
+            fence.condition(3)
+        );
+        let query = sqlx::query(&sql).bind(length as i64).bind(id);
+        let done = fence.bind(query).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -336,15 +369,16 @@ mod tests {
 
             let token = store.lock_upload(&u.id, 60_000).await.unwrap().unwrap();
             assert_eq!(store.lock_upload(&u.id, 60_000).await.unwrap(), None);
-            assert!(store.advance_upload(&u.id, &token, 10, true).await.unwrap());
+            let fence = Fence::Token(&token);
+            assert!(store.advance_upload(&u.id, fence, 10, true).await.unwrap());
             assert!(
                 !store
-                    .advance_upload(&u.id, "stale", 20, false)
+                    .advance_upload(&u.id, Fence::Token("stale"), 20, false)
                     .await
                     .unwrap()
             );
-            assert!(store.set_upload_length(&u.id, &token, 30).await.unwrap());
-            assert!(!store.set_upload_length(&u.id, &token, 40).await.unwrap());
+            assert!(store.set_upload_length(&u.id, fence, 30).await.unwrap());
+            assert!(!store.set_upload_length(&u.id, fence, 40).await.unwrap());
             let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
             assert_eq!(
                 (got.offset, got.length, got.head_checked),
@@ -370,6 +404,30 @@ mod tests {
             assert!(store.delete_upload(&got).await.unwrap());
             assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), None);
             assert_eq!(store.video(&t.id, &v.id).await.unwrap(), None);
+        }
+
+        /// Locks held outside the database fence offset moves by the offset the writer saw.
+        async fn offset_fence_refuses_a_writer_that_was_overtaken(store) {
+            let (t, _) = store.create_tenant("a").await.unwrap();
+            let u = store
+                .create_upload(&NewUpload {
+                    tenant_id: t.id.clone(),
+                    video_id: None,
+                    length: None,
+                    metadata: String::new(),
+                    concat: Concat::Partial,
+                    expires_at: now_ms() + 60_000,
+                })
+                .await
+                .unwrap();
+            assert!(store.advance_upload(&u.id, Fence::Offset(0), 10, false).await.unwrap());
+            // A writer still at 0 (it lost its lock to the one that moved on) changes nothing.
+            assert!(!store.advance_upload(&u.id, Fence::Offset(0), 20, false).await.unwrap());
+            assert!(!store.set_upload_length(&u.id, Fence::Offset(0), 30).await.unwrap());
+            assert!(store.set_upload_length(&u.id, Fence::Offset(10), 30).await.unwrap());
+            assert!(store.advance_upload(&u.id, Fence::Offset(10), 30, true).await.unwrap());
+            let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
+            assert_eq!((got.offset, got.length, got.head_checked), (30, Some(30), true));
         }
 
         /// Api processes racing for one upload's write lock: exactly one gets it, on every

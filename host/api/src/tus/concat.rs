@@ -7,7 +7,8 @@ use mediahost_store::{Concat, Upload};
 
 use super::create_upload;
 use super::headers::Metadata;
-use super::write::{Lock, complete, terminate};
+use super::lock::Lock;
+use super::write::{complete, terminate};
 use crate::quota;
 use crate::{ApiError, SharedState};
 
@@ -51,10 +52,17 @@ pub(super) async fn create_final(
     let built = async {
         let lock = Lock::acquire(state, &upload.id).await?;
         state.blobs.concat_parts(&parts, &upload.id).await?;
-        state
+        if !state
             .store
-            .advance_upload(&upload.id, &lock.token, total, false)
-            .await?;
+            .advance_upload(&upload.id, lock.fence(0), total, false)
+            .await?
+        {
+            lock.check()?;
+            return Err(ApiError::Internal(format!(
+                "final upload {} moved while it was being built",
+                upload.id
+            )));
+        }
         let full = Upload {
             offset: total,
             ..upload.clone()

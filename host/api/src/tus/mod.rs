@@ -8,7 +8,8 @@
 //! |---|---|
 //! | `headers` | parsing `Upload-*` headers, writing `Upload-Expires` |
 //! | `checksum` | the checksum extension's digests |
-//! | `write` | the DB lease lock, streaming a body with durable offsets, completion |
+//! | `lock` | the per-upload write lock: a lease in the metadata DB or in Redis |
+//! | `write` | streaming a body with durable offsets, completion |
 //! | `concat` | final uploads built from partial ones |
 //!
 //! An upload is a row in `uploads` (store) plus a temp file named after its id (blob). Creating
@@ -21,6 +22,7 @@
 mod checksum;
 mod concat;
 mod headers;
+pub mod lock;
 mod write;
 
 use axum::body::Body;
@@ -31,9 +33,11 @@ use axum::response::{IntoResponse, Response};
 use mediahost_blob::Blobs;
 use mediahost_core::Tenant;
 use mediahost_store::{Concat, NewUpload, NewVideo, Store, Upload, now_ms};
+use std::time::Duration;
 
 use self::headers::{ConcatRequest, TUS_VERSION, names};
-use self::write::{Lock, complete, terminate, upload_info, write_body};
+use self::lock::{Lock, UploadLocks};
+use self::write::{complete, terminate, upload_info, write_body};
 use crate::auth::AuthTenant;
 use crate::ingest::validate;
 use crate::quota;
@@ -232,10 +236,16 @@ async fn write_locked(
                         )));
                     }
                     quota::check_length(state, tenant, length).await?;
-                    state
+                    if !state
                         .store
-                        .set_upload_length(id, &lock.token, length)
-                        .await?;
+                        .set_upload_length(id, lock.fence(upload.offset), length)
+                        .await?
+                    {
+                        lock.check()?;
+                        return Err(ApiError::Conflict(format!(
+                            "upload {id} changed while its length was being set; retry"
+                        )));
+                    }
                     upload.length = Some(length);
                 }
             }
@@ -599,7 +609,11 @@ async fn delete(
 /// Deletes expired uploads (temp file, row, and the video of one that never completed) and the
 /// temp files of expired partials. Returns how many were collected. Locked uploads are skipped
 /// (a writer is renewing them); they are collected by a later sweep.
-pub async fn sweep_expired(store: &Store, blobs: &Blobs) -> Result<usize, ApiError> {
+pub async fn sweep_expired(
+    store: &Store,
+    blobs: &Blobs,
+    locks: &dyn UploadLocks,
+) -> Result<usize, ApiError> {
     let mut collected = 0;
     loop {
         let expired = store.expired_uploads(now_ms(), 100).await?;
@@ -608,12 +622,14 @@ pub async fn sweep_expired(store: &Store, blobs: &Blobs) -> Result<usize, ApiErr
         }
         let mut progressed = false;
         for upload in expired {
-            let Some(token) = store.lock_upload(&upload.id, 60_000).await? else {
+            // Held while deleting, so a PATCH arriving meanwhile is refused rather than
+            // writing into a file being removed.
+            let Some(token) = locks.acquire(&upload.id, Duration::from_secs(60)).await? else {
                 continue;
             };
             blobs.remove_part(&upload.id).await?;
             store.delete_upload(&upload).await?;
-            let _ = token;
+            locks.release(&upload.id, &token).await?;
             tracing::info!(upload = %upload.id, tenant = %upload.tenant_id, "expired tus upload collected");
             collected += 1;
             progressed = true;

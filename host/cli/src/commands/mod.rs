@@ -89,6 +89,7 @@ impl Common {
             config.admin.operator_key = Some(key);
         }
         config.storage.apply_env(|name| std::env::var(name).ok())?;
+        config.tus.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }
 

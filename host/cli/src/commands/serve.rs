@@ -105,7 +105,7 @@ async fn start_https(
     tracing::info!(addr = %listener.local_addr()?, "mediahost listening for HTTPS (h2, http/1.1)");
     Ok(Some(tokio::spawn(crate::https::serve(
         listener,
-        acceptor,
+        Some(acceptor),
         app.clone(),
         shutdown.clone(),
     ))))
@@ -115,6 +115,7 @@ async fn start_https(
 async fn sweep_uploads(
     store: mediahost_store::Store,
     blobs: Blobs,
+    locks: Arc<dyn mediahost_api::tus::lock::UploadLocks>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -124,7 +125,7 @@ async fn sweep_uploads(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match mediahost_api::tus::sweep_expired(&store, &blobs).await {
+        match mediahost_api::tus::sweep_expired(&store, &blobs, &*locks).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(collected = n, "expired uploads swept"),
             Err(e) => tracing::warn!(error = ?e, "sweeping expired uploads failed"),
@@ -211,6 +212,10 @@ impl Serve {
             }
         }
 
+        // Before anything starts: an unreachable lock server stops the start-up here.
+        let upload_locks = mediahost_api::tus::lock::from_config(&config.tus, &store)
+            .await
+            .context("tus upload locks")?;
         let state = Arc::new(
             AppState::new(
                 store,
@@ -222,12 +227,14 @@ impl Serve {
             )
             .with_operator_key(config.admin.operator_key())
             .with_tus(config.tus.clone())
+            .with_upload_locks(upload_locks)
             .with_quotas(config.quotas)
             .with_signed_url_seconds(config.playback.signed_url_seconds),
         );
         let sweeper = tokio::spawn(sweep_uploads(
             state.store.clone(),
             state.blobs.clone(),
+            state.upload_locks.clone(),
             Duration::from_secs(config.tus.sweep_interval_seconds.max(1)),
             shutdown.clone(),
         ));
@@ -251,11 +258,10 @@ impl Serve {
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "mediahost listening");
-        let signal = shutdown_signal(shutdown.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await
-            .context("serve HTTP")?;
+        // SIGINT/SIGTERM cancel the token, which stops the listener (and everything else).
+        let signal = tokio::spawn(shutdown_signal(shutdown.clone()));
+        crate::https::serve(listener, None, app, shutdown.clone()).await;
+        signal.abort();
         shutdown.cancel();
         if let Some(https) = https {
             https.await?;

@@ -80,7 +80,11 @@ fn scratch_postgres() -> Option<ScratchPostgres> {
 fn mediahost_command() -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_remove("MEDIAHOST_DATABASE_URL")
-        .env_remove("DATABASE_URL");
+        .env_remove("DATABASE_URL")
+        // Likewise for the Redis of tus locks: a test that wants it says so in its config.
+        .env_remove("MEDIAHOST_TUS_LOCK")
+        .env_remove("MEDIAHOST_REDIS_URL")
+        .env_remove("REDIS_URL");
     cmd
 }
 

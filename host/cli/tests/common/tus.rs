@@ -69,6 +69,20 @@ pub fn slow_body(bytes: Vec<u8>, chunk: usize, pause: Duration) -> reqwest::Body
 
 use futures::StreamExt;
 
+/// A PATCH body that sends `first`, then waits for `gate` before sending `rest`.
+pub fn gated_body(
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    gate: tokio::sync::oneshot::Receiver<()>,
+) -> reqwest::Body {
+    let head = futures::stream::once(async move { Ok::<_, std::io::Error>(first) });
+    let tail = futures::stream::once(async move {
+        let _ = gate.await;
+        Ok(rest)
+    });
+    reqwest::Body::wrap_stream(head.chain(tail))
+}
+
 impl Client {
     /// A tus request to `path` with the key and `Tus-Resumable: 1.0.0`.
     pub fn tus(&self, method: Method, path: &str) -> RequestBuilder {
@@ -106,6 +120,36 @@ impl Client {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Starts a PATCH at offset 0 that sends 16 KiB, then holds the upload's lock until the
+    /// returned sender fires (or is dropped) and sends 16 KiB more; returns the sender and the
+    /// running request.
+    pub fn gated_patch(
+        &self,
+        location: &str,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Response>,
+    ) {
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let req = self.tus_patch_request(location, 0).body(gated_body(
+            vec![1; 16 * 1024],
+            vec![2; 16 * 1024],
+            gate,
+        ));
+        (open, tokio::spawn(async move { req.send().await.unwrap() }))
+    }
+
+    /// Asserts that the upload at `location` is locked by another writer: a PATCH and a
+    /// DELETE both answer 409 (the PATCH with `upload_locked`).
+    pub async fn assert_locked(&self, location: &str) {
+        let res = self.tus_patch(location, 0, vec![9; 1024]).await;
+        assert_eq!(res.status(), 409);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "upload_locked");
+        let res = self.tus(Method::DELETE, location).send().await.unwrap();
+        assert_eq!(res.status(), 409);
     }
 
     /// `HEAD`'s `Upload-Offset`, asserting 200.

@@ -1,0 +1,423 @@
+//! The write lock of one upload: a lease, renewed in the background while a request writes,
+//! released when it ends, and lapsing by itself when the process holding it dies.
+//!
+//! Two backends behind [`UploadLocks`], chosen by `[tus] lock`:
+//! - [`DatabaseLocks`] (default): the lease is in the upload's row of the metadata DB
+//!   (`lock_token`, `locked_until`), so every api process sharing the database sees it.
+//! - [`RedisLocks`]: the lease is a key per upload in Redis, `SET key token NX PX lease`; renewal
+//!   and release are Lua scripts that act only while the key still holds this holder's token, so
+//!   a holder whose lease lapsed can never extend or delete its successor's. Redis's own clock
+//!   times the lease, so the api processes' clocks do not matter.
+//!
+//! Fencing: a request that lost its lease (a long pause, a partition) must not move the upload
+//! on. The database backend's token is in the row and every offset move names it
+//! ([`Fence::Token`]); a Redis lease is not in the row, so offset moves are conditional on the
+//! offset the holder started from ([`Fence::Offset`]), and a holder that was overtaken changes
+//! nothing. Either way a writer also stops at its next chunk once renewal reports the lease lost.
+
+use async_trait::async_trait;
+use mediahost_core::config::{TusConfig, TusLock};
+use mediahost_store::{Fence, Store, StoreError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::{ApiError, SharedState};
+
+/// Why a lock operation failed (not: the lock is held, which is an answer, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The metadata database failed.
+    #[error(transparent)]
+    Database(#[from] StoreError),
+    /// The Redis server failed or is unreachable.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// `[tus]` cannot work as written.
+    #[error("{setting}: {message}")]
+    Config {
+        /// The option to fix.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl From<LockError> for ApiError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Redis(e) => {
+                tracing::error!(error = %e, "upload lock server (Redis) failed");
+                ApiError::Unavailable(
+                    "the upload lock service is unavailable; retry the request".into(),
+                )
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Where upload write locks are held: leases keyed by upload id, each identified by a token.
+#[async_trait]
+pub trait UploadLocks: Send + Sync {
+    /// Takes upload `id`'s lock for `lease` unless a live lease holds it; returns the token, or
+    /// `None` when the upload is locked.
+    async fn acquire(&self, id: &str, lease: Duration) -> Result<Option<String>, LockError>;
+    /// Extends the lease `token` holds; false when it was lost (lapsed, maybe taken over).
+    async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<bool, LockError>;
+    /// Releases the lock if `token` still holds it.
+    async fn release(&self, id: &str, token: &str) -> Result<(), LockError>;
+    /// What a holder of `token` names when it moves the upload's row on from `offset`.
+    fn fence<'a>(&self, token: &'a str, offset: u64) -> Fence<'a>;
+}
+
+/// Leases in the upload rows of the metadata database.
+pub struct DatabaseLocks {
+    /// The metadata store holding the rows.
+    store: Store,
+}
+
+impl DatabaseLocks {
+    /// Locks in `store`'s upload rows.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn millis(lease: Duration) -> i64 {
+    lease.as_millis().min(i64::MAX as u128) as i64
+}
+
+#[async_trait]
+impl UploadLocks for DatabaseLocks {
+    async fn acquire(&self, id: &str, lease: Duration) -> Result<Option<String>, LockError> {
+        Ok(self.store.lock_upload(id, millis(lease)).await?)
+    }
+
+    async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<bool, LockError> {
+        Ok(self
+            .store
+            .renew_upload_lock(id, token, millis(lease))
+            .await?)
+    }
+
+    async fn release(&self, id: &str, token: &str) -> Result<(), LockError> {
+        Ok(self.store.unlock_upload(id, token).await?)
+    }
+
+    fn fence<'a>(&self, token: &'a str, _offset: u64) -> Fence<'a> {
+        Fence::Token(token)
+    }
+}
+
+/// Extends the lease only while the key holds the caller's token.
+const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+/// Deletes the key only while it holds the caller's token.
+const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+/// Leases as Redis keys `mediahost:tus-lock:<upload id>`.
+pub struct RedisLocks {
+    /// A multiplexed connection that reconnects by itself after the server restarts.
+    conn: ConnectionManager,
+    /// [`RENEW`], sent by hash after its first use.
+    renew: redis::Script,
+    /// [`RELEASE`], likewise.
+    release: redis::Script,
+}
+
+impl RedisLocks {
+    /// The key prefix, so the locks are recognisable on a Redis server shared with others.
+    pub const KEY_PREFIX: &'static str = "mediahost:tus-lock:";
+
+    /// The Redis key holding upload `id`'s lease.
+    pub fn key(id: &str) -> String {
+        format!("{}{id}", Self::KEY_PREFIX)
+    }
+
+    /// Connects to the Redis server at `url` and checks it answers, so a wrong URL stops the
+    /// start-up instead of failing every PATCH.
+    pub async fn connect(url: &str) -> Result<Self, LockError> {
+        let client = redis::Client::open(url)?;
+        // Bounded waits: a PATCH waiting on a dead lock server answers 503 instead of hanging.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(Self {
+            conn,
+            renew: redis::Script::new(RENEW),
+            release: redis::Script::new(RELEASE),
+        })
+    }
+}
+
+#[async_trait]
+impl UploadLocks for RedisLocks {
+    async fn acquire(&self, id: &str, lease: Duration) -> Result<Option<String>, LockError> {
+        let token = mediahost_store::new_id();
+        // `SET … NX` answers nil when the key exists: someone else's live lease.
+        let set: Option<String> = redis::cmd("SET")
+            .arg(Self::key(id))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(lease).max(1))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(set.map(|_| token))
+    }
+
+    async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<bool, LockError> {
+        let renewed: i64 = self
+            .renew
+            .key(Self::key(id))
+            .arg(token)
+            .arg(millis(lease).max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn release(&self, id: &str, token: &str) -> Result<(), LockError> {
+        let _deleted: i64 = self
+            .release
+            .key(Self::key(id))
+            .arg(token)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    fn fence<'a>(&self, _token: &'a str, offset: u64) -> Fence<'a> {
+        Fence::Offset(offset)
+    }
+}
+
+/// The lock backend `[tus]` names: the database's rows by default, or Redis (connected and
+/// checked here, with an error naming `tus.redis_url` when it does not answer).
+pub async fn from_config(
+    config: &TusConfig,
+    store: &Store,
+) -> Result<Arc<dyn UploadLocks>, LockError> {
+    match config.lock {
+        TusLock::Database => Ok(Arc::new(DatabaseLocks::new(store.clone()))),
+        TusLock::Redis => {
+            let url = config.redis_url().ok_or_else(|| LockError::Config {
+                setting: "tus.redis_url",
+                message: "tus.lock = \"redis\" needs the server's URL: set tus.redis_url, \
+                          MEDIAHOST_REDIS_URL or REDIS_URL (e.g. redis://127.0.0.1:6379)"
+                    .into(),
+            })?;
+            let locks = RedisLocks::connect(url)
+                .await
+                .map_err(|e| LockError::Config {
+                    setting: "tus.redis_url",
+                    message: format!(
+                        "{}: cannot use the Redis server: {e}",
+                        mediahost_core::redact_url(url)
+                    ),
+                })?;
+            tracing::info!(redis = %mediahost_core::redact_url(url), "tus upload locks in Redis");
+            Ok(Arc::new(locks))
+        }
+    }
+}
+
+/// A held write lock of one upload, renewed in the background until released or dropped (a
+/// handler cancelled by a client disconnect drops it).
+pub(super) struct Lock {
+    /// The backend holding the lease.
+    locks: Arc<dyn UploadLocks>,
+    /// The upload.
+    id: String,
+    /// This holder's token.
+    token: String,
+    /// Set by the renewal task when the lease was lost; writers stop at the next chunk.
+    lost: Arc<AtomicBool>,
+    /// The renewal task, stopped on release or drop.
+    renew: tokio::task::JoinHandle<()>,
+    /// Released explicitly, so drop has nothing to do.
+    released: bool,
+}
+
+impl Lock {
+    /// Takes the lock or answers 409 `upload_locked`.
+    pub(super) async fn acquire(state: &SharedState, id: &str) -> Result<Self, ApiError> {
+        let lease = Duration::from_secs(state.tus.lock_seconds.max(1));
+        let locks = state.upload_locks.clone();
+        let token = locks.acquire(id, lease).await?.ok_or_else(|| {
+            ApiError::UploadLocked(format!(
+                "upload {id} is being written by another request; retry when it ends"
+            ))
+        })?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let renew = tokio::spawn({
+            let (locks, id, token, lost) =
+                (locks.clone(), id.to_owned(), token.clone(), lost.clone());
+            async move {
+                let mut tick = tokio::time::interval(lease / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match locks.renew(&id, &token, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(upload = %id, error = %e, "could not renew upload lock")
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            locks,
+            id: id.to_owned(),
+            token,
+            lost,
+            renew,
+            released: false,
+        })
+    }
+
+    /// 409 `upload_locked` once the lease was lost.
+    pub(super) fn check(&self) -> Result<(), ApiError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(ApiError::UploadLocked(format!(
+                "upload {} lost its write lock (lease lapsed); resume from HEAD's offset",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// What this holder names when it moves the upload's row on from `offset`.
+    pub(super) fn fence(&self, offset: u64) -> Fence<'_> {
+        self.locks.fence(&self.token, offset)
+    }
+
+    /// Releases the lock now.
+    pub(super) async fn release(mut self) -> Result<(), ApiError> {
+        self.renew.abort();
+        self.released = true;
+        self.locks.release(&self.id, &self.token).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.renew.abort();
+        if !self.released {
+            let (locks, id, token) = (self.locks.clone(), self.id.clone(), self.token.clone());
+            tokio::spawn(async move {
+                if let Err(e) = locks.release(&id, &token).await {
+                    tracing::warn!(upload = %id, error = %e, "could not release upload lock; it lapses with its lease");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Redis server of `MEDIAHOST_TEST_REDIS_URL`; without it the test is skipped with a
+    /// note, except under `CI=true`, where it fails.
+    fn redis_url() -> Option<String> {
+        match std::env::var("MEDIAHOST_TEST_REDIS_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but MEDIAHOST_TEST_REDIS_URL is not set (scripts/test sets it)")
+            }
+            _ => {
+                eprintln!("note: MEDIAHOST_TEST_REDIS_URL is not set; Redis lock test skipped");
+                None
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_leases_exclude_renew_release_and_lapse() {
+        let Some(url) = redis_url() else { return };
+        let locks = RedisLocks::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {url} (MEDIAHOST_TEST_REDIS_URL): {e}"));
+        // Two processes' worth of connections to one server.
+        let other = RedisLocks::connect(&url).await.unwrap();
+        let id = mediahost_store::new_id();
+        let lease = Duration::from_secs(30);
+
+        let token = locks.acquire(&id, lease).await.unwrap().expect("free");
+        assert_eq!(other.acquire(&id, lease).await.unwrap(), None);
+        assert!(locks.renew(&id, &token, lease).await.unwrap());
+        assert!(!other.renew(&id, "stale", lease).await.unwrap());
+        // Someone else's release leaves the lease in place.
+        other.release(&id, "stale").await.unwrap();
+        assert_eq!(other.acquire(&id, lease).await.unwrap(), None);
+        locks.release(&id, &token).await.unwrap();
+        let second = other.acquire(&id, lease).await.unwrap().expect("released");
+        // The first holder lost it: it can neither renew nor release the new lease.
+        assert!(!locks.renew(&id, &token, lease).await.unwrap());
+        locks.release(&id, &token).await.unwrap();
+        assert_eq!(locks.acquire(&id, lease).await.unwrap(), None);
+        other.release(&id, &second).await.unwrap();
+
+        // A lease nobody renews lapses by itself (a crashed holder).
+        let short = locks
+            .acquire(&id, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .expect("free");
+        assert_eq!(other.acquire(&id, lease).await.unwrap(), None);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let taken = other.acquire(&id, lease).await.unwrap().expect("lapsed");
+        assert_ne!(taken, short);
+        other.release(&id, &taken).await.unwrap();
+        assert_eq!(locks.fence(&taken, 7), Fence::Offset(7));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_names_the_setting() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = TusConfig {
+            lock: TusLock::Redis,
+            redis_url: Some(format!("redis://:secret@127.0.0.1:{port}")),
+            ..TusConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        let err = from_config(&config, &store).await.err().expect("refused");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("tus.redis_url: redis://:***@127.0.0.1:"),
+            "{message}"
+        );
+        assert!(!message.contains("secret"), "{message}");
+        let missing = TusConfig {
+            lock: TusLock::Redis,
+            ..TusConfig::default()
+        };
+        let err = from_config(&missing, &store).await.err().expect("refused");
+        assert!(err.to_string().contains("tus.redis_url"), "{err}");
+    }
+}

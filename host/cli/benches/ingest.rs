@@ -1,0 +1,601 @@
+//! Upload throughput and memory, side by side on loopback: `mediahost serve` (tus and one
+//! streaming `PUT`), the official Node tus server (`@tus/server` + `@tus/file-store`, from
+//! `benches/tus-node/`, installed by `scripts/setup`) and `dd` writing the same bytes to the same
+//! disk.
+//!
+//! One run:
+//! 1. writes a file of random bytes (`INGEST_BENCH_MIB`, default 1024) under `INGEST_BENCH_DIR`
+//!    (default the system temp dir; every file of the run lives there, so all of it is one disk);
+//! 2. for `INGEST_BENCH_ROUNDS` rounds (default 3), each case once: `dd conv=fsync`, tus with
+//!    8 MiB and 64 MiB PATCHes to mediahost and to @tus/server (the same client), and one
+//!    HTTP/2 (h2c, prior knowledge) `PUT /v1/videos/{id}/source` to mediahost. `sync` runs before
+//!    each case (untimed), so one case's dirty pages are not written back during the next;
+//! 3. prints the median MB/s (10^6 bytes/s) of each case, the ratios the targets are about and
+//!    both servers' peak RSS (`VmHWM`). Each case has two figures: *answered* (the time until the
+//!    last answer) and *durable* (plus a `sync` run right after it, timed: the time until the
+//!    bytes are on disk, whoever wrote them);
+//! 4. on a fresh mediahost server, one `PUT` of twice the file's size over HTTP/1.1 and one over
+//!    h2c (the file sent twice in one body), with the server's RSS before and peak RSS after each:
+//!    memory must stay flat however big the body is. `INGEST_BENCH_BIG=0` skips this part.
+//!
+//! A case's time runs from the creating request (tus `POST`, `POST /v1/videos`) to the answer of
+//! the last request, so it includes what each server does before it answers: for mediahost,
+//! hashing and moving the source to object storage and queuing the transcode. mediahost fsyncs
+//! what it acknowledges; @tus/file-store never fsyncs (its bytes are still in the page cache
+//! when it answers). The transcode worker is off (`worker.enabled = false`): the bench measures
+//! ingest, and random bytes would only fail the probe. Everything else is mediahost's default.
+//!
+//! Run: `cargo bench -p mediahost --bench ingest` (see BENCHMARKS.md, "Uploads").
+
+use anyhow::{Context, bail, ensure};
+use base64::Engine;
+use futures::StreamExt;
+use rand::RngCore;
+use std::io::{BufRead, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+const MIB: u64 = 1024 * 1024;
+/// The mediahost binary of this build (release under `cargo bench`).
+const MEDIAHOST: &str = env!("CARGO_BIN_EXE_mediahost");
+/// Read size of the client's file streams: big enough that the client's reads cost little.
+const CLIENT_READ: usize = MIB as usize;
+
+/// What one run measures, from the environment.
+struct Settings {
+    /// Bytes of the random file.
+    size: u64,
+    /// Rounds of every throughput case; medians are reported.
+    rounds: usize,
+    /// Whether to run the large single-request `PUT`s (twice the file's size).
+    big: bool,
+    /// Where the file, the servers' data and dd's output go.
+    dir: PathBuf,
+}
+
+fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().with_context(|| format!("{name}={v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            size: env_number("INGEST_BENCH_MIB", 1024)? * MIB,
+            rounds: env_number("INGEST_BENCH_ROUNDS", 3)?.max(1) as usize,
+            big: env_number("INGEST_BENCH_BIG", 1)? != 0,
+            dir: std::env::var_os("INGEST_BENCH_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+        })
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Flushes every dirty page, so a case starts with nothing of the previous one to write back.
+fn sync() -> anyhow::Result<()> {
+    ensure!(Command::new("sync").status()?.success(), "sync failed");
+    Ok(())
+}
+
+/// A server process, killed on drop.
+struct Server {
+    child: Child,
+    name: &'static str,
+    port: u16,
+    /// Where the server keeps what it receives: mediahost's data dir, @tus/file-store's folder.
+    data: PathBuf,
+}
+
+impl Server {
+    /// A line of `/proc/<pid>/status`, in KiB.
+    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {field} in the status of {}", self.name))
+    }
+
+    fn rss_mib(&self) -> anyhow::Result<f64> {
+        Ok(self.status_kib("VmRSS")? as f64 / 1024.0)
+    }
+
+    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        Ok(self.status_kib("VmHWM")? as f64 / 1024.0)
+    }
+
+    /// Waits until the port accepts connections (or the process died).
+    fn wait_listening(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited at start-up: {status}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("{} did not listen within 60 s", self.name)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mediahost serve` on a fresh data dir under `dir`, with a tenant; returns it and the key.
+fn start_mediahost(dir: &Path) -> anyhow::Result<(Server, String)> {
+    let data = tempfile::Builder::new()
+        .prefix("mediahost-")
+        .tempdir_in(dir)?
+        .keep();
+    let config = data.join("mediahost.toml");
+    std::fs::write(&config, "[worker]\nenabled = false\n")?;
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(MEDIAHOST);
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config);
+        // The embedded defaults, whatever the shell exports.
+        for var in [
+            "MEDIAHOST_DATABASE_URL",
+            "DATABASE_URL",
+            "MEDIAHOST_STORAGE_BACKEND",
+            "MEDIAHOST_CONFIG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    };
+    let out = command(&["tenant", "create", "bench"]).output()?;
+    ensure!(
+        out.status.success(),
+        "tenant create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .context("tenant create printed no key")?
+        .trim()
+        .to_owned();
+    let port = free_port();
+    let child = command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.join("server.log"))?)
+        .spawn()
+        .context("start mediahost")?;
+    let mut server = Server {
+        child,
+        name: "mediahost",
+        port,
+        data,
+    };
+    server.wait_listening()?;
+    Ok((server, key))
+}
+
+/// `@tus/server` with `@tus/file-store` in a fresh folder under `dir`.
+fn start_tus_node(dir: &Path) -> anyhow::Result<Server> {
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tus-node");
+    ensure!(
+        app.join("node_modules/@tus/server").is_dir(),
+        "@tus/server is not installed in {}: run scripts/setup (npm ci there)",
+        app.display()
+    );
+    let files = tempfile::Builder::new()
+        .prefix("tus-node-")
+        .tempdir_in(dir)?
+        .keep();
+    let port = free_port();
+    let mut child = Command::new("node")
+        .arg(app.join("server.mjs"))
+        .arg(port.to_string())
+        .arg(&files)
+        .env_remove("DEBUG")
+        .env("NODE_ENV", "production")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start node (apt install nodejs)")?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let mut server = Server {
+        child,
+        name: "@tus/server",
+        port,
+        data: files,
+    };
+    ensure!(line.trim() == "listening", "@tus/server said {line:?}");
+    server.wait_listening()?;
+    Ok(server)
+}
+
+/// Writes `size` random bytes (incompressible, nothing for a disk or filesystem to shortcut).
+fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut buf = vec![0u8; 8 * MIB as usize];
+    let mut rng = rand::rng();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill_bytes(&mut buf[..n]);
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    file.into_inner()?.sync_all()?;
+    Ok(())
+}
+
+/// `len` bytes of `path` from `offset`, as a streaming request body (never all in memory).
+async fn file_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<reqwest::Body> {
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CLIENT_READ);
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+/// The whole of `path`, `times` times over, as one streaming body.
+async fn repeated_file(path: &Path, times: usize) -> anyhow::Result<reqwest::Body> {
+    let mut parts = Vec::new();
+    for _ in 0..times {
+        let file = tokio::fs::File::open(path).await?;
+        parts.push(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            CLIENT_READ,
+        ));
+    }
+    Ok(reqwest::Body::wrap_stream(
+        futures::stream::iter(parts).flatten(),
+    ))
+}
+
+/// A tus 1.0 upload of `file` (`size` bytes) in `chunk`-byte PATCHes, creation included.
+async fn tus_upload(
+    http: &reqwest::Client,
+    endpoint: &str,
+    key: Option<&str>,
+    file: &Path,
+    size: u64,
+    chunk: u64,
+) -> anyhow::Result<Duration> {
+    let auth = |req: reqwest::RequestBuilder| match key {
+        Some(key) => req.bearer_auth(key),
+        None => req,
+    };
+    let started = Instant::now();
+    let filename = base64::engine::general_purpose::STANDARD.encode("bench.bin");
+    let res = auth(http.post(endpoint))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", size)
+        .header("Upload-Metadata", format!("filename {filename}"))
+        .send()
+        .await?;
+    ensure!(res.status() == 201, "tus create: {}", res.text().await?);
+    let location = res
+        .headers()
+        .get("location")
+        .context("no Location")?
+        .to_str()?;
+    let url = reqwest::Url::parse(endpoint)?.join(location)?;
+    let mut offset = 0;
+    while offset < size {
+        let n = chunk.min(size - offset);
+        let res = auth(http.patch(url.clone()))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", offset)
+            .header("Content-Length", n)
+            .body(file_range(file, offset, n).await?)
+            .send()
+            .await?;
+        ensure!(
+            res.status() == 204,
+            "PATCH at {offset}: {} {}",
+            res.status(),
+            res.text().await?
+        );
+        let new_offset: u64 = res
+            .headers()
+            .get("upload-offset")
+            .context("no Upload-Offset")?
+            .to_str()?
+            .parse()?;
+        ensure!(
+            new_offset == offset + n,
+            "offset {new_offset} after PATCH at {offset}"
+        );
+        offset = new_offset;
+    }
+    Ok(started.elapsed())
+}
+
+/// `POST /v1/videos` then one `PUT …/source` whose body is `file` sent `times` times.
+async fn put_upload(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    file: &Path,
+    times: usize,
+) -> anyhow::Result<Duration> {
+    let size = std::fs::metadata(file)?.len() * times as u64;
+    let started = Instant::now();
+    let res = http
+        .post(format!("{base}/v1/videos"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"title": "bench", "filename": "bench.bin"}))
+        .send()
+        .await?;
+    ensure!(res.status() == 201, "create video: {}", res.text().await?);
+    let video: serde_json::Value = res.json().await?;
+    let id = video["id"].as_str().context("no video id")?;
+    let res = http
+        .put(format!("{base}/v1/videos/{id}/source"))
+        .bearer_auth(key)
+        .header("Content-Length", size)
+        .body(repeated_file(file, times).await?)
+        .send()
+        .await?;
+    ensure!(
+        res.status() == 202,
+        "PUT source: {} {}",
+        res.status(),
+        res.text().await?
+    );
+    Ok(started.elapsed())
+}
+
+/// `dd` copying `file` to a new file beside it, fsynced before dd exits.
+fn dd(file: &Path, dir: &Path) -> anyhow::Result<Duration> {
+    let out = dir.join("dd.out");
+    let started = Instant::now();
+    let status = Command::new("dd")
+        .arg(format!("if={}", file.display()))
+        .arg(format!("of={}", out.display()))
+        .args(["bs=8M", "conv=fsync"])
+        .stderr(Stdio::null())
+        .status()?;
+    let elapsed = started.elapsed();
+    ensure!(status.success(), "dd failed: {status}");
+    std::fs::remove_file(out)?;
+    Ok(elapsed)
+}
+
+/// Deletes what a server kept of the previous uploads, so the disk does not fill up over rounds.
+fn clear_dir(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The throughput cases, in the order they run each round.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Case {
+    Dd,
+    OursTus8,
+    OursTus64,
+    OursPutH2c,
+    NodeTus8,
+    NodeTus64,
+}
+
+impl Case {
+    const ALL: [Case; 6] = [
+        Case::Dd,
+        Case::OursTus8,
+        Case::OursTus64,
+        Case::OursPutH2c,
+        Case::NodeTus8,
+        Case::NodeTus64,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Case::Dd => "dd bs=8M conv=fsync",
+            Case::OursTus8 => "mediahost tus, 8 MiB PATCHes",
+            Case::OursTus64 => "mediahost tus, 64 MiB PATCHes",
+            Case::OursPutH2c => "mediahost PUT, h2c",
+            Case::NodeTus8 => "@tus/server tus, 8 MiB PATCHes",
+            Case::NodeTus64 => "@tus/server tus, 64 MiB PATCHes",
+        }
+    }
+}
+
+fn mb_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / 1e6 / time.as_secs_f64()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let work = tempfile::Builder::new()
+        .prefix("ingest-bench-")
+        .tempdir_in(&settings.dir)?;
+    let dir = work.path();
+    println!(
+        "ingest bench: {} MiB random file, {} round(s), in {} (load average at start: {})",
+        settings.size / MIB,
+        settings.rounds,
+        dir.display(),
+        loadavg()
+    );
+    let file = dir.join("random.bin");
+    random_file(&file, settings.size)?;
+
+    let (ours, key) = start_mediahost(dir)?;
+    let ours_base = format!("http://127.0.0.1:{}", ours.port);
+    let node = start_tus_node(dir)?;
+    let node_endpoint = format!("http://127.0.0.1:{}/files", node.port);
+    let h1 = reqwest::Client::builder().http1_only().build()?;
+    let h2c = reqwest::Client::builder().http2_prior_knowledge().build()?;
+
+    // Per case: answered and durable MB/s of each round.
+    let mut results: Vec<(Case, Vec<f64>, Vec<f64>)> = Case::ALL
+        .iter()
+        .map(|c| (*c, Vec::new(), Vec::new()))
+        .collect();
+    for round in 1..=settings.rounds {
+        for (case, speeds, durable_speeds) in results.iter_mut() {
+            sync()?;
+            let uploads = format!("{ours_base}/v1/uploads");
+            let (s, m) = (settings.size, MIB);
+            let time = match case {
+                Case::Dd => dd(&file, dir)?,
+                Case::OursTus8 => tus_upload(&h1, &uploads, Some(&key), &file, s, 8 * m).await?,
+                Case::OursTus64 => tus_upload(&h1, &uploads, Some(&key), &file, s, 64 * m).await?,
+                Case::OursPutH2c => put_upload(&h2c, &ours_base, &key, &file, 1).await?,
+                Case::NodeTus8 => tus_upload(&h1, &node_endpoint, None, &file, s, 8 * m).await?,
+                Case::NodeTus64 => tus_upload(&h1, &node_endpoint, None, &file, s, 64 * m).await?,
+            };
+            let synced = Instant::now();
+            sync()?;
+            let durable = time + synced.elapsed();
+            let (speed, durable_speed) = (mb_s(settings.size, time), mb_s(settings.size, durable));
+            println!(
+                "round {round}: {:<34} {:>8.1} MB/s answered ({:.2} s), {:>8.1} MB/s durable ({:.2} s)",
+                case.label(),
+                speed,
+                time.as_secs_f64(),
+                durable_speed,
+                durable.as_secs_f64()
+            );
+            speeds.push(speed);
+            durable_speeds.push(durable_speed);
+            // What the servers kept (sources, tus files) goes; their databases stay.
+            clear_dir(&ours.data.join("objects"))?;
+            clear_dir(&node.data)?;
+        }
+    }
+
+    let find = |case: Case| results.iter().find(|(c, ..)| *c == case).expect("case");
+    let median_of = |case: Case| median(find(case).1.clone());
+    let durable_median_of = |case: Case| median(find(case).2.clone());
+    println!(
+        "\nmedians of {} round(s), MB/s = 10^6 bytes/s:",
+        settings.rounds
+    );
+    println!("| case | answered MB/s (median) | min | max | durable MB/s (median) |");
+    println!("|---|---:|---:|---:|---:|");
+    for (case, speeds, durable_speeds) in &results {
+        let (min, max) = speeds
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+        println!(
+            "| {} | {:.1} | {min:.1} | {max:.1} | {:.1} |",
+            case.label(),
+            median(speeds.clone()),
+            median(durable_speeds.clone())
+        );
+    }
+    let dd_speed = median_of(Case::Dd);
+    let dd_durable = durable_median_of(Case::Dd);
+    println!("\n| ratio | answered | durable |\n|---|---:|---:|");
+    for (ours_case, node_case, what) in [
+        (Case::OursTus8, Case::NodeTus8, "8 MiB"),
+        (Case::OursTus64, Case::NodeTus64, "64 MiB"),
+    ] {
+        println!(
+            "| mediahost / @tus/server, tus {what} | {:.2} | {:.2} |",
+            median_of(ours_case) / median_of(node_case),
+            durable_median_of(ours_case) / durable_median_of(node_case)
+        );
+        println!(
+            "| mediahost tus {what} / dd | {:.2} | {:.2} |",
+            median_of(ours_case) / dd_speed,
+            durable_median_of(ours_case) / dd_durable
+        );
+    }
+    println!(
+        "| mediahost PUT h2c / dd | {:.2} | {:.2} |",
+        median_of(Case::OursPutH2c) / dd_speed,
+        durable_median_of(Case::OursPutH2c) / dd_durable
+    );
+    println!(
+        "\npeak RSS (VmHWM): mediahost {:.1} MiB, @tus/server {:.1} MiB",
+        ours.peak_rss_mib()?,
+        node.peak_rss_mib()?
+    );
+    drop((ours, node));
+
+    if settings.big {
+        big_puts(&settings, dir, &file).await?;
+    }
+    println!("load average at the end: {}", loadavg());
+    Ok(())
+}
+
+/// One `PUT` of twice the file over HTTP/1.1, then one over h2c, on a fresh server: its RSS
+/// before and its peak RSS after each.
+async fn big_puts(settings: &Settings, dir: &Path, file: &Path) -> anyhow::Result<()> {
+    let (server, key) = start_mediahost(dir)?;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let size = 2 * settings.size;
+    println!(
+        "\nsingle PUT of {} MiB on a fresh mediahost: RSS {:.1} MiB, peak {:.1} MiB before",
+        size / MIB,
+        server.rss_mib()?,
+        server.peak_rss_mib()?
+    );
+    let clients = [
+        ("HTTP/1.1", reqwest::Client::builder().http1_only().build()?),
+        (
+            "h2c",
+            reqwest::Client::builder().http2_prior_knowledge().build()?,
+        ),
+    ];
+    for (name, http) in clients {
+        sync()?;
+        let time = put_upload(&http, &base, &key, file, 2).await?;
+        println!(
+            "PUT {} MiB over {name:<8}: {:>8.1} MB/s ({:.2} s); server RSS {:.1} MiB, peak {:.1} MiB",
+            size / MIB,
+            mb_s(size, time),
+            time.as_secs_f64(),
+            server.rss_mib()?,
+            server.peak_rss_mib()?
+        );
+        clear_dir(&server.data.join("objects"))?;
+    }
+    Ok(())
+}
