@@ -21,7 +21,6 @@ mod openapi;
 mod ops;
 mod playback;
 mod quota;
-mod range;
 mod refused_body;
 mod signing;
 pub mod sync;

@@ -13,9 +13,9 @@ use mediahost_core::{Video, VideoStatus};
 use serde::Deserialize;
 
 use crate::auth::AuthTenant;
-use crate::range::{self, Ranged};
 use crate::signing;
 use crate::{ApiError, SharedState};
+use mediahost_core::http_range::{self as range, Ranged};
 
 /// Content type by file extension, as HLS players expect.
 fn content_type(path: &str) -> &'static str {

@@ -5,6 +5,7 @@
 //! is what lets dependencies point down only (cli → api / workers → platform → core).
 
 pub mod config;
+pub mod http_range;
 pub mod media;
 pub mod plugin;
 pub mod quota;

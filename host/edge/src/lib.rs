@@ -32,7 +32,6 @@ pub mod flight;
 pub mod grpc;
 mod lru;
 mod proxy;
-pub mod range;
 
 use axum::Router;
 use axum::routing::{get, post};

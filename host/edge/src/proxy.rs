@@ -17,7 +17,7 @@ use crate::auth::{self, Refusal};
 use crate::cache::{self, Cached, Found, Meta, Tier};
 use crate::disk;
 use crate::flight::{End, Flight, Head};
-use crate::range::{self, Ranged};
+use mediahost_core::http_range::{self, Ranged};
 
 /// Origin response headers the edge keeps and serves again: what describes the
 /// representation and how it may be cached. Hop-by-hop and length headers are the edge's own.
@@ -73,7 +73,7 @@ pub(crate) async fn playback(
     } else {
         let now = SystemTime::now();
         if let Some(found) = edge.cache.get(&key, now).await {
-            return cached(&edge, &key, found, range, now).await;
+            return cached(&edge, &key, found, &headers, now).await;
         }
         let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
         // Looked up again under the lock: a fetch that finished since the first look has
@@ -81,7 +81,7 @@ pub(crate) async fn playback(
         // must not be fetched a second time.
         if let Some(hit) = edge.cache.get_memory(&key, now) {
             drop(in_flight);
-            return cached(&edge, &key, Found::in_memory(&hit), range, now).await;
+            return cached(&edge, &key, Found::in_memory(&hit), &headers, now).await;
         }
         match in_flight.get(&key) {
             Some(flight) => (flight.clone(), false),
@@ -108,7 +108,7 @@ async fn cached(
     edge: &Arc<Edge>,
     key: &str,
     found: Found,
-    range: Option<&str>,
+    request: &HeaderMap,
     now: SystemTime,
 ) -> Response {
     let x_cache = if found.meta.is_fresh(now) {
@@ -122,7 +122,7 @@ async fn cached(
         revalidate(edge, key);
         "STALE"
     };
-    from_cache(found, range, x_cache, now).await
+    from_cache(found, request, x_cache, now).await
 }
 
 /// Starts a background refresh of `key` unless a fetch of it is already under way, so a
@@ -282,6 +282,25 @@ fn unsatisfiable(size: u64) -> Response {
     response
 }
 
+/// Whether the request's `If-None-Match` (or, without one, `If-Modified-Since`) says the
+/// client already holds the cached object, judged by the origin's `ETag` / `Last-Modified`
+/// stored with it (RFC 9110 §13.2.2: `If-None-Match` takes precedence).
+fn client_copy_is_current(request: &HeaderMap, cached: &HeaderMap) -> bool {
+    if let Some(inm) = value(request, header::IF_NONE_MATCH) {
+        return value(cached, header::ETAG).is_some_and(|etag| http_range::none_match(inm, etag));
+    }
+    let last_modified =
+        value(cached, header::LAST_MODIFIED).and_then(|d| httpdate::parse_http_date(d).ok());
+    match (value(request, header::IF_MODIFIED_SINCE), last_modified) {
+        (Some(ims), Some(last_modified)) => http_range::not_modified_since(ims, last_modified),
+        _ => false,
+    }
+}
+
+fn value(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 fn content_range(start: u64, end: u64, size: u64) -> String {
     format!("bytes {start}-{}/{size}", end - 1)
 }
@@ -289,15 +308,25 @@ fn content_range(start: u64, end: u64, size: u64) -> String {
 /// A cached object, or the requested range of it, with `Age` and `X-Cache`.
 async fn from_cache(
     found: Found,
-    range: Option<&str>,
+    request: &HeaderMap,
     x_cache: &'static str,
     now: SystemTime,
 ) -> Response {
     let size = found.len();
     let age = found.meta.age(now).as_secs();
-    let (status, start, end) = match range::parse(range, size) {
+    if client_copy_is_current(request, &found.meta.headers) {
+        metrics::counter!("mediahost_edge_not_modified_total").increment(1);
+        let mut response = respond(StatusCode::NOT_MODIFIED, &found.meta.headers, x_cache, age)
+            .body(Body::empty())
+            .expect("valid 304");
+        // A 304 has no body; the stored length describes the 200 it stands for.
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+        return response;
+    }
+    let range = request.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match http_range::parse_range(range, size) {
         Ranged::Full => (StatusCode::OK, 0, size),
-        Ranged::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Ranged::Partial(r) => (StatusCode::PARTIAL_CONTENT, r.start, r.end),
         Ranged::Unsatisfiable => return unsatisfiable(size),
     };
     let body = match found.body {
@@ -363,9 +392,9 @@ async fn from_flight(flight: Arc<Flight>, range: Option<&str>) -> Response {
             Err(why) => return unavailable(why),
         },
     };
-    let (status, start, end) = match range::parse(range, size) {
+    let (status, start, end) = match http_range::parse_range(range, size) {
         Ranged::Full => (StatusCode::OK, 0, size),
-        Ranged::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Ranged::Partial(r) => (StatusCode::PARTIAL_CONTENT, r.start, r.end),
         Ranged::Unsatisfiable => return unsatisfiable(size),
     };
     let mut builder =

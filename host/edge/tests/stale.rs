@@ -1,6 +1,6 @@
-//! Stale-while-revalidate and stale-if-error for playlists, over HTTP against a scripted
-//! origin. Staleness comes from objects placed in the cache with a storage time in the past,
-//! so nothing here waits for a clock.
+//! Stale-while-revalidate and stale-if-error for playlists, and conditional requests answered
+//! from the cache, over HTTP against a scripted origin. Staleness comes from objects placed in
+//! the cache with a storage time in the past, so nothing here waits for a clock.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -240,4 +240,76 @@ async fn only_playlists_are_kept_past_their_max_age() {
         off.cache().get(PLAYLIST, later).await.is_none(),
         "stale_if_error_seconds = 0 turns it off"
     );
+}
+
+/// `GET` of `key` with extra request headers: status, `X-Cache` and body.
+async fn get_with(base: &str, key: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let mut request = reqwest::Client::new().get(format!("{base}{key}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let x_cache = response.headers()["x-cache"].to_str().unwrap().to_owned();
+    (
+        response.status().as_u16(),
+        x_cache,
+        response.text().await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn cached_objects_answer_conditional_requests_with_304() {
+    let (origin, origin_base) = Origin::start(true).await;
+    let (edge, base) = start_edge(&origin_base, 300).await;
+    let segment = "/v1/videos/v/hls/seg-1.m4s?exp=99999999999&sig=ab";
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, "public, max-age=60".parse().unwrap());
+    headers.insert(header::ETAG, "\"abc\"".parse().unwrap());
+    headers.insert(
+        header::LAST_MODIFIED,
+        "Tue, 01 Dec 2026 10:00:00 GMT".parse().unwrap(),
+    );
+    let entry = Cached {
+        meta: Meta {
+            headers,
+            stored: SystemTime::now(),
+            fresh_for: Duration::from_secs(60),
+            stale_for: Duration::ZERO,
+        },
+        body: Bytes::from_static(b"segment bytes"),
+    };
+    edge.cache().insert(segment, entry, None);
+
+    let not_modified = (304, "HIT".to_owned(), String::new());
+    let full = (200, "HIT".to_owned(), "segment bytes".to_owned());
+    let cases: [(&[(&str, &str)], _); 7] = [
+        (&[("if-none-match", "\"abc\"")], &not_modified),
+        (&[("if-none-match", "\"x\", W/\"abc\"")], &not_modified),
+        (&[("if-none-match", "*")], &not_modified),
+        (&[("if-none-match", "\"other\"")], &full),
+        (
+            &[("if-modified-since", "Tue, 01 Dec 2026 10:00:00 GMT")],
+            &not_modified,
+        ),
+        (
+            &[("if-modified-since", "Mon, 30 Nov 2026 10:00:00 GMT")],
+            &full,
+        ),
+        // If-None-Match decides when both are sent.
+        (
+            &[
+                ("if-none-match", "\"other\""),
+                ("if-modified-since", "Tue, 01 Dec 2026 10:00:00 GMT"),
+            ],
+            &full,
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(
+            &get_with(&base, segment, request).await,
+            expected,
+            "{request:?}"
+        );
+    }
+    assert_eq!(origin.requests(), 0, "all answered from the cache");
 }

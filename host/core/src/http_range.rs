@@ -1,4 +1,6 @@
-//! HTTP range and conditional requests (RFC 9110 §13–14) for playback files.
+//! HTTP range and conditional requests (RFC 9110 §13–14) for playback files: shared by the
+//! origin (api) and the edge, so both answer `Range`, `If-None-Match` and `If-Modified-Since`
+//! alike.
 
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
