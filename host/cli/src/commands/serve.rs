@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Args;
 use mediahost_api::AppState;
 use mediahost_blob::Blobs;
-use mediahost_queue::{EmbeddedQueue, JobQueue};
+use mediahost_queue::JobQueue;
 use mediahost_runtime::{PluginHost, RuntimeOptions};
 use mediahost_transcode::worker::Worker;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -147,11 +147,11 @@ impl Serve {
         let blobs = Blobs::from_config(&config.data_dir, &config.storage)
             .await
             .context("open object storage")?;
-        let queue: Arc<dyn JobQueue> = Arc::new(EmbeddedQueue::new(
-            store.pool().clone(),
-            config.worker.max_attempts,
-            Duration::from_secs(config.worker.lease_seconds.max(1)),
-        ));
+        // `[queue] backend`: an unreachable RabbitMQ stops the start-up here.
+        let queue: Arc<dyn JobQueue> =
+            mediahost_queue::from_config(&config.queue, &config.worker, store.pool().clone())
+                .await
+                .context("job queue")?;
         let plugin_dir = config.plugin_dir();
         let settings = config.plugins.config.clone();
         let options = RuntimeOptions {
