@@ -53,6 +53,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The in-process transcode worker.
     pub worker: WorkerConfig,
+    /// Where transcode jobs are queued: the metadata database (default) or RabbitMQ.
+    pub queue: QueueConfig,
     /// What the worker produces.
     pub transcode: TranscodeConfig,
     /// WebAssembly plugins.
@@ -87,6 +89,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./mediahost-data"),
             public_url: None,
             worker: WorkerConfig::default(),
+            queue: QueueConfig::default(),
             transcode: TranscodeConfig::default(),
             plugins: PluginsConfig::default(),
             admin: AdminConfig::default(),
@@ -136,10 +139,13 @@ pub struct WorkerConfig {
     pub enabled: bool,
     /// Jobs processed at once.
     pub concurrency: usize,
-    /// Attempts before a job that keeps failing for transient reasons is given up.
+    /// Attempts before a job that keeps failing for transient reasons is given up
+    /// (dead-lettered), on either queue backend.
     pub max_attempts: u32,
     /// Seconds a leased job stays invisible to other workers; renewed while the job runs, so a
-    /// worker that dies returns its job to the queue after at most this long.
+    /// worker that dies returns its job to the queue after at most this long. The embedded
+    /// queue only: with RabbitMQ a job stays leased while this process holds its delivery
+    /// unacknowledged, and returns to the queue when the process's connection closes.
     pub lease_seconds: u64,
     /// Milliseconds between queue polls when idle (new jobs from this process wake it at once).
     pub poll_interval_ms: u64,
@@ -153,6 +159,101 @@ impl Default for WorkerConfig {
             max_attempts: 3,
             lease_seconds: 60,
             poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// The job queue between the api (which enqueues a transcode job per stored source) and the
+/// workers. Every process of a deployment must use the same backend (and queue name).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `embedded` (the `jobs` table of the metadata database, the default) or `rabbitmq`
+    /// (the broker at [`QueueConfig::amqp_url`]). Also `MEDIAHOST_QUEUE_BACKEND`.
+    pub backend: QueueBackend,
+    /// The RabbitMQ broker of `backend = "rabbitmq"`, e.g.
+    /// `amqp://user:password@host:5672/%2f` (the path is the percent-encoded virtual host,
+    /// `%2f` for `/`; `amqps://` for TLS). Also `MEDIAHOST_AMQP_URL`, then `AMQP_URL`. Never
+    /// printed with its password.
+    pub amqp_url: Option<String>,
+    /// Name of the durable RabbitMQ queue of transcode jobs; `<name>.dead` holds dead letters
+    /// and `<name>.retry.<ms>` the retries waiting out their backoff.
+    pub name: String,
+    /// Deliveries RabbitMQ sends this process ahead of acknowledgements (`basic.qos`). Unset:
+    /// `worker.concurrency`, so every worker of the process has a job and none sits waiting
+    /// here that another process could run.
+    pub prefetch: Option<u16>,
+}
+
+/// Where transcode jobs are queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// A durable queue in the metadata database (SQLite or PostgreSQL).
+    #[default]
+    Embedded,
+    /// A durable RabbitMQ queue (AMQP 0-9-1).
+    Rabbitmq,
+}
+
+/// Keeps a broker password out of logs and panic messages.
+impl std::fmt::Debug for QueueConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueConfig")
+            .field("backend", &self.backend)
+            .field("amqp_url", &self.amqp_url.as_deref().map(redact_url))
+            .field("name", &self.name)
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+impl QueueConfig {
+    /// Applies the environment, read through `var` (blank values count as unset):
+    /// `MEDIAHOST_QUEUE_BACKEND` overrides `backend`; `MEDIAHOST_AMQP_URL`, else `AMQP_URL`,
+    /// overrides `amqp_url` (as `MEDIAHOST_REDIS_URL`, else `REDIS_URL`, does `tus.redis_url`).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(backend) = env_choice(
+            &var,
+            "MEDIAHOST_QUEUE_BACKEND",
+            "queue backend",
+            &[
+                ("embedded", QueueBackend::Embedded),
+                ("rabbitmq", QueueBackend::Rabbitmq),
+            ],
+        )? {
+            self.backend = backend;
+        }
+        if let Some(url) = var("MEDIAHOST_AMQP_URL").or_else(|| var("AMQP_URL")) {
+            self.amqp_url = Some(url);
+        }
+        Ok(())
+    }
+
+    /// The broker URL, if one is set and not blank.
+    pub fn amqp_url(&self) -> Option<&str> {
+        self.amqp_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
+    /// The prefetch count for a process running `worker_concurrency` workers.
+    pub fn prefetch(&self, worker_concurrency: usize) -> u16 {
+        self.prefetch
+            .unwrap_or_else(|| u16::try_from(worker_concurrency).unwrap_or(u16::MAX))
+            .max(1)
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backend: QueueBackend::Embedded,
+            amqp_url: None,
+            name: "mediahost.transcode".into(),
+            prefetch: None,
         }
     }
 }
@@ -278,13 +379,13 @@ impl TusConfig {
     /// `redis_url` (as `MEDIAHOST_DATABASE_URL`, else `DATABASE_URL`, does `database.url`).
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = var("MEDIAHOST_TUS_LOCK") {
-            self.lock = choice(
-                "MEDIAHOST_TUS_LOCK",
-                "lock backend",
-                &v,
-                &[("database", TusLock::Database), ("redis", TusLock::Redis)],
-            )?;
+        if let Some(lock) = env_choice(
+            &var,
+            "MEDIAHOST_TUS_LOCK",
+            "lock backend",
+            &[("database", TusLock::Database), ("redis", TusLock::Redis)],
+        )? {
+            self.lock = lock;
         }
         if let Some(url) = var("MEDIAHOST_REDIS_URL").or_else(|| var("REDIS_URL")) {
             self.redis_url = Some(url);
@@ -433,13 +534,13 @@ impl StorageConfig {
     /// variable set, so an ambient AWS profile never silently overrides an explicit setting.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = var("MEDIAHOST_STORAGE_BACKEND") {
-            self.backend = choice(
-                "MEDIAHOST_STORAGE_BACKEND",
-                "storage backend",
-                &v,
-                &[("local", StorageBackend::Local), ("s3", StorageBackend::S3)],
-            )?;
+        if let Some(backend) = env_choice(
+            &var,
+            "MEDIAHOST_STORAGE_BACKEND",
+            "storage backend",
+            &[("local", StorageBackend::Local), ("s3", StorageBackend::S3)],
+        )? {
+            self.backend = backend;
         }
         let s3 = &mut self.s3;
         let options: [(&mut Option<String>, &str, &[&str]); 6] = [
@@ -514,6 +615,29 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("url", &self.url.as_deref().map(redact_url))
             .finish()
     }
+}
+
+/// The choice the environment variable `name` makes among `choices` (any case), read through
+/// `var`; `None` when it is unset. Anything else is an error naming the variable and the
+/// choices, e.g. `"etcd" is not a lock backend; use "database" or "redis"`.
+fn env_choice<T: Copy>(
+    var: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+    what: &str,
+    choices: &[(&str, T)],
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = var(name) else {
+        return Ok(None);
+    };
+    let wanted = value.trim().to_ascii_lowercase();
+    if let Some((_, choice)) = choices.iter().find(|(key, _)| *key == wanted) {
+        return Ok(Some(*choice));
+    }
+    let keys: Vec<String> = choices.iter().map(|(key, _)| format!("{key:?}")).collect();
+    Err(ConfigError::Env {
+        var: name,
+        message: format!("{value:?} is not a {what}; use {}", keys.join(" or ")),
+    })
 }
 
 /// `url` with the password (if any) replaced by `***`, fit for logs and error messages.
@@ -668,16 +792,16 @@ impl CacheConfig {
     /// overrides `redis_url`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = var("MEDIAHOST_CACHE_LOOKUPS") {
-            self.lookups = choice(
-                "MEDIAHOST_CACHE_LOOKUPS",
-                "lookup cache",
-                &v,
-                &[
-                    ("memory", LookupBackend::Memory),
-                    ("redis", LookupBackend::Redis),
-                ],
-            )?;
+        if let Some(lookups) = env_choice(
+            &var,
+            "MEDIAHOST_CACHE_LOOKUPS",
+            "lookup cache",
+            &[
+                ("memory", LookupBackend::Memory),
+                ("redis", LookupBackend::Redis),
+            ],
+        )? {
+            self.lookups = lookups;
         }
         if let Some(url) = var("MEDIAHOST_REDIS_URL").or_else(|| var("REDIS_URL")) {
             self.redis_url = Some(url);
@@ -689,28 +813,6 @@ impl CacheConfig {
     pub fn redis_url(&self) -> Option<&str> {
         non_blank(&self.redis_url)
     }
-}
-
-/// The value of environment variable `var` among `choices` (case-insensitive), or an error
-/// naming the variable and the choices.
-fn choice<T: Copy>(
-    var: &'static str,
-    what: &str,
-    value: &str,
-    choices: &[(&str, T)],
-) -> Result<T, ConfigError> {
-    let wanted = value.trim().to_ascii_lowercase();
-    if let Some((_, chosen)) = choices.iter().find(|(name, _)| *name == wanted) {
-        return Ok(*chosen);
-    }
-    let names: Vec<String> = choices
-        .iter()
-        .map(|(name, _)| format!("{name:?}"))
-        .collect();
-    Err(ConfigError::Env {
-        var,
-        message: format!("{value:?} is not a {what}; use {}", names.join(" or ")),
-    })
 }
 
 /// The option's value unless unset or blank.
@@ -973,6 +1075,56 @@ mod tests {
             .apply_env(env(&[("MEDIAHOST_TUS_LOCK", "zookeeper")]))
             .unwrap_err();
         assert!(err.to_string().contains("MEDIAHOST_TUS_LOCK"), "{err}");
+    }
+
+    #[test]
+    fn queue_backend_parses_from_file_and_env_and_hides_the_amqp_password() {
+        let config: Config = toml::from_str(
+            "[queue]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://mh:hunter2@mq:5672/%2f\"\n\
+             name = \"jobs\"\nprefetch = 4\n",
+        )
+        .unwrap();
+        assert_eq!(config.queue.backend, QueueBackend::Rabbitmq);
+        assert_eq!(
+            config.queue.amqp_url(),
+            Some("amqp://mh:hunter2@mq:5672/%2f")
+        );
+        assert_eq!(
+            (config.queue.name.as_str(), config.queue.prefetch(1)),
+            ("jobs", 4)
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+
+        let defaults = QueueConfig::default();
+        assert_eq!(defaults.backend, QueueBackend::Embedded);
+        assert_eq!(defaults.name, "mediahost.transcode");
+        assert_eq!((defaults.prefetch(3), defaults.prefetch(0)), (3, 1));
+        assert!(toml::from_str::<Config>("[queue]\nbackend = \"kafka\"\n").is_err());
+
+        let mut queue = QueueConfig::default();
+        queue
+            .apply_env(env(&[("AMQP_URL", "amqp://fallback")]))
+            .unwrap();
+        assert_eq!(queue.amqp_url(), Some("amqp://fallback"));
+        queue
+            .apply_env(env(&[
+                ("MEDIAHOST_QUEUE_BACKEND", "RabbitMQ"),
+                ("MEDIAHOST_AMQP_URL", "amqp://own"),
+                ("AMQP_URL", "amqp://fallback"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            (queue.backend, queue.amqp_url()),
+            (QueueBackend::Rabbitmq, Some("amqp://own"))
+        );
+        let err = queue
+            .apply_env(env(&[("MEDIAHOST_QUEUE_BACKEND", "kafka")]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid environment variable MEDIAHOST_QUEUE_BACKEND: \"kafka\" is not a queue \
+             backend; use \"embedded\" or \"rabbitmq\""
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct EmbeddedQueue {
     max_attempts: u32,
     /// How long a lease hides a job from other workers.
     lease: Duration,
+    /// Delay before a failed job's next attempt: [`backoff`] unless a test shortens it.
+    backoff: fn(u32) -> Duration,
     /// Wakes idle workers of this process as soon as a job is enqueued.
     wake: Notify,
 }
@@ -52,8 +54,15 @@ impl EmbeddedQueue {
             pool,
             max_attempts: max_attempts.max(1),
             lease,
+            backoff,
             wake: Notify::new(),
         }
+    }
+
+    /// Replaces the retry delays ([`backoff`] by default), e.g. with milliseconds in tests.
+    pub fn with_backoff(mut self, backoff: fn(u32) -> Duration) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     fn lease_until(&self) -> i64 {
@@ -154,7 +163,7 @@ impl JobQueue for EmbeddedQueue {
         let (state, available_at, finished_at, outcome) = if job.attempt >= job.max_attempts {
             ("dead", now, Some(now), RetryOutcome::DeadLettered)
         } else {
-            let delay = backoff(job.attempt);
+            let delay = (self.backoff)(job.attempt);
             (
                 "ready",
                 now + delay.as_millis() as i64,

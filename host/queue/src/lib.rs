@@ -1,21 +1,35 @@
 //! The job queue between the API (which enqueues a transcode job when a source is stored) and
 //! the workers (which lease, run and settle jobs).
 //!
-//! [`JobQueue`] is the boundary; [`EmbeddedQueue`] is the default backend, a durable queue in
-//! the same database as the metadata (table `jobs`, in SQLite or PostgreSQL; on PostgreSQL
-//! several worker processes lease from it safely with `FOR UPDATE SKIP LOCKED`). Delivery is
-//! at-least-once:
-//! a leased job is invisible to other workers until its lease runs out, the worker renews the
-//! lease while it works, and a worker that dies simply lets the lease lapse so another worker
-//! picks the job up again. Jobs must therefore be idempotent. A job that keeps failing is
-//! retried with exponential backoff and, after `max_attempts`, parked as `dead` (the
-//! dead-letter state) instead of looping forever.
+//! [`JobQueue`] is the boundary, with two backends chosen by `[queue] backend`
+//! ([`from_config`] builds the configured one):
+//!
+//! - [`EmbeddedQueue`], the default: a durable queue in the same database as the metadata
+//!   (table `jobs`, in SQLite or PostgreSQL; on PostgreSQL several worker processes lease from
+//!   it safely with `FOR UPDATE SKIP LOCKED`). A lease is a time window the worker renews while
+//!   it works; a worker that dies lets it lapse and another worker picks the job up.
+//! - [`RabbitQueue`]: a durable RabbitMQ queue with persistent messages, publisher confirms,
+//!   job priorities and competing consumers. A lease is a delivery this process holds
+//!   unacknowledged; a worker process that dies closes its connection and the broker hands its
+//!   jobs to the other consumers. Retries wait out their backoff in TTL queues; dead letters go
+//!   to `<name>.dead`. See the [`rabbitmq`] module for the message layout.
+//!
+//! Delivery is at-least-once on both, so jobs must be idempotent. A job that keeps failing is
+//! retried with exponential backoff ([`backoff`]) and, after `max_attempts`, dead-lettered
+//! instead of looping forever. A settle call (`complete`, `retry`, `release`) on a lease this
+//! worker no longer holds fails with [`QueueError::LeaseLost`]: the job went (or goes) back to
+//! another worker.
 
 mod embedded;
+pub mod rabbitmq;
 
 pub use embedded::EmbeddedQueue;
+pub use rabbitmq::{RabbitOptions, RabbitQueue};
 
+use mediahost_core::config::{QueueBackend, QueueConfig, WorkerConfig};
 use serde::{Deserialize, Serialize};
+use sqlx::AnyPool;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a queue operation failed.
@@ -32,9 +46,31 @@ pub enum QueueError {
         /// Decoder message.
         message: String,
     },
-    /// The job's lease was lost (it expired and another worker took the job).
+    /// The job's lease was lost: it expired and another worker took the job (embedded), or the
+    /// channel it was delivered on closed and the broker requeued it (RabbitMQ).
     #[error("lease on job {0} was lost")]
     LeaseLost(i64),
+    /// RabbitMQ could not be reached or refused an operation. `context` says what was being
+    /// done and where (the broker URL without its password, the queue) and what to check.
+    #[error("{context}: {cause}")]
+    Amqp {
+        /// What failed, naming the setting or queue involved.
+        context: String,
+        /// The client library's error.
+        cause: lapin::Error,
+    },
+    /// RabbitMQ answered a publish without taking the message (a negative publisher confirm,
+    /// or the message came back unroutable).
+    #[error("RabbitMQ did not take the message for queue {queue}: {reason}")]
+    NotConfirmed {
+        /// The queue published to.
+        queue: String,
+        /// What the broker said.
+        reason: String,
+    },
+    /// The `[queue]` configuration cannot work; the message names the setting.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The work item: transcode one uploaded video.
@@ -91,6 +127,40 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn wait(&self, idle: Duration);
     /// Jobs waiting to be leased (ready or with an expired lease), for metrics.
     async fn depth(&self) -> Result<u64, QueueError>;
+}
+
+/// The configured job queue (`[queue] backend`), connected and ready: the embedded queue on
+/// `pool`, or RabbitMQ at `queue.amqp_url`, whose queues are declared here. An unreachable or
+/// refusing broker is an error now, at start-up, naming `queue.amqp_url`; later outages are
+/// retried (see [`RabbitQueue`]). `worker` gives `max_attempts`, the embedded lease length and
+/// the default RabbitMQ prefetch (`worker.concurrency`).
+pub async fn from_config(
+    config: &QueueConfig,
+    worker: &WorkerConfig,
+    pool: AnyPool,
+) -> Result<Arc<dyn JobQueue>, QueueError> {
+    match config.backend {
+        QueueBackend::Embedded => Ok(Arc::new(EmbeddedQueue::new(
+            pool,
+            worker.max_attempts,
+            Duration::from_secs(worker.lease_seconds.max(1)),
+        ))),
+        QueueBackend::Rabbitmq => {
+            let url = config.amqp_url().ok_or_else(|| {
+                QueueError::Config(
+                    "queue.backend = \"rabbitmq\" needs queue.amqp_url (or MEDIAHOST_AMQP_URL / \
+                     AMQP_URL), e.g. amqp://user:password@host:5672/%2f"
+                        .into(),
+                )
+            })?;
+            let options = RabbitOptions {
+                prefetch: config.prefetch(worker.concurrency),
+                max_attempts: worker.max_attempts,
+                ..RabbitOptions::new(url, &config.name)
+            };
+            Ok(Arc::new(RabbitQueue::connect(options).await?))
+        }
+    }
 }
 
 /// Delay before retry number `attempt` (1-based): 2 s, 4 s, 8 s … capped at 5 minutes.

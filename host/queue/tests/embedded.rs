@@ -1,57 +1,76 @@
-//! The embedded queue against real databases created by the store's migrations: every test runs
-//! on SQLite and on PostgreSQL (see `mediahost_store::testing`).
+//! The embedded queue against real databases created by the store's migrations: the shared
+//! cases (`cases/`) and the embedded-only ones run on SQLite and on PostgreSQL (see
+//! `mediahost_store::testing`).
 
+#[macro_use]
+mod cases;
+
+use cases::{Backend, job, short_backoff};
 use mediahost_queue::{EmbeddedQueue, JobQueue, RetryOutcome, TranscodeJob};
 use mediahost_store::Store;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn queue(store: &Store, max_attempts: u32, lease: Duration) -> EmbeddedQueue {
     EmbeddedQueue::new(store.pool().clone(), max_attempts, lease)
 }
 
-/// Makes every backed-off job due now instead of sleeping through its backoff.
-async fn make_retries_due(store: &Store) {
-    sqlx::query("UPDATE jobs SET available_at = 0 WHERE state = 'ready'")
-        .execute(store.pool())
-        .await
-        .unwrap();
-}
+/// The shared cases' view of a test database.
+struct Embedded<'a>(&'a Store);
 
-fn job(n: u32) -> TranscodeJob {
-    TranscodeJob {
-        tenant_id: "t".into(),
-        video_id: format!("v{n}"),
+impl Backend for Embedded<'_> {
+    const CRASH_COUNTS_AS_ATTEMPT: bool = true;
+
+    async fn queue(&self, max_attempts: u32) -> Arc<dyn JobQueue> {
+        Arc::new(queue(self.0, max_attempts, Duration::from_secs(60)).with_backoff(short_backoff))
+    }
+
+    async fn dead_letters(&self) -> Vec<(TranscodeJob, String)> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT payload, last_error FROM jobs WHERE state = 'dead' ORDER BY id")
+                .fetch_all(self.0.pool())
+                .await
+                .unwrap();
+        rows.into_iter()
+            .map(|(payload, error)| (serde_json::from_str(&payload).unwrap(), error))
+            .collect()
+    }
+
+    /// A dead worker stops renewing: its leases lapse (here at once rather than after
+    /// `lease_seconds`).
+    async fn kill(&self, worker: Arc<dyn JobQueue>) {
+        drop(worker);
+        sqlx::query("UPDATE jobs SET leased_until = 0 WHERE state = 'leased'")
+            .execute(self.0.pool())
+            .await
+            .unwrap();
     }
 }
+
+/// Runs each shared case as `<case>::sqlite` and `<case>::postgres`.
+macro_rules! shared_cases {
+    ($($case:ident)*) => {
+        mediahost_store::backend_tests! {$(
+            async fn $case(db) {
+                cases::$case(&Embedded(&db)).await;
+            }
+        )*}
+    };
+}
+
+all_cases!(shared_cases);
 
 mediahost_store::backend_tests! {
-    async fn a_job_is_leased_once_and_completed_for_good(db) {
+    /// The production delays, without sleeping through them.
+    async fn the_default_backoff_starts_at_two_seconds(db) {
         let q = queue(&db, 3, Duration::from_secs(60));
         q.enqueue(&job(1), 0).await.unwrap();
-        assert_eq!(q.depth().await.unwrap(), 1);
-        let leased = q.lease().await.unwrap().expect("a job");
-        assert_eq!((leased.job.clone(), leased.attempt), (job(1), 1));
-        assert_eq!(q.lease().await.unwrap(), None, "a leased job is invisible");
-        q.renew(&leased).await.unwrap();
-        q.complete(&leased).await.unwrap();
-        assert_eq!(q.depth().await.unwrap(), 0);
-        assert_eq!(q.lease().await.unwrap(), None);
-    }
-
-    async fn higher_priority_first_then_fifo(db) {
-        let q = queue(&db, 3, Duration::from_secs(60));
-        q.enqueue(&job(1), 0).await.unwrap();
-        q.enqueue(&job(2), 5).await.unwrap();
-        q.enqueue(&job(3), 0).await.unwrap();
-        let order: Vec<String> = [
-            q.lease().await.unwrap().unwrap(),
-            q.lease().await.unwrap().unwrap(),
-            q.lease().await.unwrap().unwrap(),
-        ]
-        .into_iter()
-        .map(|l| l.job.video_id)
-        .collect();
-        assert_eq!(order, ["v2", "v1", "v3"]);
+        let first = q.lease().await.unwrap().unwrap();
+        assert_eq!(
+            q.retry(&first, "disk full").await.unwrap(),
+            RetryOutcome::Retrying(Duration::from_secs(2))
+        );
+        assert_eq!(q.lease().await.unwrap(), None, "not before its backoff");
     }
 
     async fn an_expired_lease_is_redelivered_and_the_old_holder_loses_it(db) {
@@ -70,61 +89,6 @@ mediahost_store::backend_tests! {
             "the dead worker's lease is void"
         );
         q.complete(&second).await.unwrap();
-    }
-
-    async fn failures_back_off_then_dead_letter(db) {
-        let q = queue(&db, 2, Duration::from_secs(60));
-        q.enqueue(&job(1), 0).await.unwrap();
-        let first = q.lease().await.unwrap().unwrap();
-        assert_eq!(
-            q.retry(&first, "disk full").await.unwrap(),
-            RetryOutcome::Retrying(Duration::from_secs(2))
-        );
-        assert_eq!(q.lease().await.unwrap(), None, "not before its backoff");
-        make_retries_due(&db).await;
-        let second = q.lease().await.unwrap().expect("retried");
-        assert_eq!(second.attempt, 2);
-        assert_eq!(
-            q.retry(&second, "disk full").await.unwrap(),
-            RetryOutcome::DeadLettered
-        );
-        make_retries_due(&db).await;
-        assert_eq!(
-            q.lease().await.unwrap(),
-            None,
-            "dead jobs are never delivered"
-        );
-        assert_eq!(q.depth().await.unwrap(), 0);
-    }
-
-    async fn wait_wakes_on_enqueue(db) {
-        let q = queue(&db, 3, Duration::from_secs(60));
-        let q = std::sync::Arc::new(q);
-        let waiter = {
-            let q = q.clone();
-            tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                q.wait(Duration::from_secs(30)).await;
-                started.elapsed()
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        q.enqueue(&job(1), 0).await.unwrap();
-        let waited = waiter.await.unwrap();
-        assert!(
-            waited < Duration::from_secs(5),
-            "woken by enqueue, waited {waited:?}"
-        );
-    }
-
-    async fn a_released_job_comes_back_without_spending_an_attempt(db) {
-        let q = queue(&db, 3, Duration::from_secs(60));
-        q.enqueue(&job(1), 0).await.unwrap();
-        let first = q.lease().await.unwrap().unwrap();
-        q.release(&first).await.unwrap();
-        let again = q.lease().await.unwrap().expect("available at once");
-        assert_eq!((again.id, again.attempt), (first.id, 1));
-        assert!(q.release(&first).await.is_err(), "the old lease is void");
     }
 
     /// Several worker processes (each with its own pool) draining the queue at once: every job is

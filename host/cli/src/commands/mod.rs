@@ -91,6 +91,7 @@ impl Common {
         config.storage.apply_env(|name| std::env::var(name).ok())?;
         config.tus.apply_env(|name| std::env::var(name).ok())?;
         config.cache.apply_env(|name| std::env::var(name).ok())?;
+        config.queue.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }
 

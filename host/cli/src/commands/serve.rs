@@ -12,7 +12,7 @@ use mediahost_core::config::LookupBackend;
 use mediahost_edge::Edge;
 use mediahost_edge::fleet::Fleet;
 use mediahost_edge::transform::Transforms;
-use mediahost_queue::{EmbeddedQueue, JobQueue};
+use mediahost_queue::JobQueue;
 use mediahost_runtime::{PluginHost, RuntimeOptions};
 use mediahost_store::Store;
 use mediahost_store::lookup::{LookupCache, MemoryLookups, RedisLookups};
@@ -338,13 +338,19 @@ async fn start_roles(
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
     let has = |role| roles.contains(&role);
-    let queue: Option<Arc<dyn JobQueue>> = (has(Role::Api) || has(Role::Worker)).then(|| {
-        Arc::new(EmbeddedQueue::new(
+    let queue: Option<Arc<dyn JobQueue>> = if has(Role::Api) || has(Role::Worker) {
+        // `[queue] backend`: an unreachable RabbitMQ stops the start-up here.
+        let queue = mediahost_queue::from_config(
+            &config.queue,
+            &config.worker,
             platform.store.pool().clone(),
-            config.worker.max_attempts,
-            Duration::from_secs(config.worker.lease_seconds.max(1)),
-        )) as Arc<dyn JobQueue>
-    });
+        )
+        .await
+        .context("job queue")?;
+        Some(queue)
+    } else {
+        None
+    };
     if let (true, Some(queue)) = (has(Role::Worker), &queue) {
         for n in 0..config.worker.concurrency.max(1) {
             let worker = Worker::new(
