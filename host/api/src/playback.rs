@@ -153,22 +153,22 @@ pub async fn hls_file(
     let (video, signature) = authorize(&state, &mut parts, &id, &query).await?;
     let headers = parts.headers;
     let key = keys::hls(&video.tenant_id, &video.id, &path);
-    let info = match state.blobs.head(&key).await {
-        Ok(info) => info,
-        Err(BlobError::NotFound(_)) => {
-            return Err(ApiError::NotFound(format!(
-                "video {id} has no playback file {path} (status: {})",
-                video.status
-            )));
-        }
-        Err(e) => return Err(e.into()),
+    let missing = |e: BlobError| match e {
+        BlobError::NotFound(_) => ApiError::NotFound(format!(
+            "video {id} has no playback file {path} (status: {})",
+            video.status
+        )),
+        e => e.into(),
     };
-
     if let Some(signature) = &signature
         && path.ends_with(".m3u8")
     {
-        return signed_playlist(&state, &key, &path, video.status, signature).await;
+        let bytes = playlist_bytes(&state, &video, &key)
+            .await
+            .map_err(missing)?;
+        return signed_playlist(&key, &path, video.status, &bytes, signature);
     }
+    let info = state.blobs.head(&key).await.map_err(missing)?;
 
     let etag = info.e_tag.as_deref().map(range::entity_tag);
     let last_modified = httpdate::fmt_http_date(info.last_modified);
@@ -249,21 +249,44 @@ pub async fn hls_file(
         .expect("valid response"))
 }
 
-/// A playlist read through a signed URL: whole, with every URI carrying `signature`.
-async fn signed_playlist(
+/// The playlist at `key` of `video`, through the lookup cache: every viewer of a video reads
+/// its playlists again and again, and on S3 each read is a round trip. Entries are keyed by
+/// the video's `updated_at`, so a video that changes (a new rendition, a re-transcode) is read
+/// afresh at once; a deleted video never gets this far.
+async fn playlist_bytes(
     state: &SharedState,
+    video: &Video,
     key: &str,
-    path: &str,
-    status: VideoStatus,
-    signature: &str,
-) -> Result<Response, ApiError> {
+) -> Result<std::sync::Arc<[u8]>, BlobError> {
+    let cache_key = format!("playlist:{}:{key}", video.updated_at);
+    let cache = state.store.lookup_cache();
+    if let Some((cache, _)) = cache
+        && let Some(bytes) = cache.get(&cache_key).await
+    {
+        return Ok(bytes);
+    }
     let object = state.blobs.get(key).await?;
     let bytes: Vec<u8> = object
         .body
         .map_ok(|chunk| chunk.to_vec())
         .try_concat()
         .await?;
-    let text = String::from_utf8(bytes)
+    let bytes: std::sync::Arc<[u8]> = bytes.into();
+    if let Some((cache, ttl)) = cache {
+        cache.put(&cache_key, bytes.clone(), ttl).await;
+    }
+    Ok(bytes)
+}
+
+/// A playlist read through a signed URL: whole, with every URI carrying `signature`.
+fn signed_playlist(
+    key: &str,
+    path: &str,
+    status: VideoStatus,
+    bytes: &[u8],
+    signature: &str,
+) -> Result<Response, ApiError> {
+    let text = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::Internal(format!("playlist {key} is not UTF-8")))?;
     let body = signing::sign_playlist(&text, signature);
     Ok(Response::builder()

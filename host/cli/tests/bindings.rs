@@ -92,6 +92,7 @@ async fn tenant_bindings_isolate_settings_and_apply_their_failure_policy() {
             "[admin]\noperator_key = \"{OPERATOR_KEY}\"\n\
              [[plugins.bindings.validator]]\nplugin = \"validator\"\n"
         ),
+        ..Options::default()
     });
     let a = Client::new(&server, &server.create_tenant("a"));
     let b = Client::new(&server, &server.create_tenant("b"));
@@ -180,6 +181,7 @@ async fn the_bindings_api_answers_errors_with_status_and_code() {
     let server = Server::start(Options {
         plugins: vec![reference("validator"), reference("router")],
         config: format!("[admin]\noperator_key = \"{OPERATOR_KEY}\"\n"),
+        ..Options::default()
     });
     let tenant_key = server.create_tenant("acme");
     let get = reqwest::Method::GET;
@@ -366,6 +368,7 @@ async fn a_fail_closed_extractor_fails_the_video_with_its_report() {
         config: "[[plugins.bindings.metadata-extractor]]\nplugin = \"metadata-extractor\"\n\
                  on_failure = \"fail-closed\"\nlimits = { fuel = 10 }\n"
             .into(),
+        ..Options::default()
     });
     let client = Client::new(&server, &server.create_tenant("acme"));
     let media = tempfile::tempdir().unwrap();
@@ -392,6 +395,7 @@ async fn a_recorded_failure_replays_locally_with_plugin_run() {
             "[admin]\noperator_key = \"{OPERATOR_KEY}\"\n\
              [[plugins.bindings.validator]]\nplugin = \"validator\"\n"
         ),
+        ..Options::default()
     });
     let a = Client::new(&server, &server.create_tenant("a"));
     let b = Client::new(&server, &server.create_tenant("b"));

@@ -277,6 +277,7 @@ async fn validator_plugin_rejections_answer_422_with_the_reason() {
     let server = Server::start(Options {
         plugins: vec![("validator".into(), wasm, manifest)],
         config: "[plugins.config.validator]\nmax_size = \"1000000\"\n".into(),
+        ..Options::default()
     });
     let client = Client::new(&server, &server.create_tenant("acme"));
 
@@ -344,6 +345,7 @@ async fn metadata_extractor_and_router_plugins_shape_the_output() {
     let server = Server::start(Options {
         plugins: vec![plugin("metadata-extractor"), plugin("router")],
         config: "[plugins.config.router]\ndefault_tier = \"pro\"\n".into(),
+        ..Options::default()
     });
     let client = Client::new(&server, &server.create_tenant("acme"));
     let clip = server.data_path().join("hd.mp4");

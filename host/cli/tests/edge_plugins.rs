@@ -78,6 +78,7 @@ async fn tenants_edge_transforms_deny_rewrite_and_a_runaway_one_is_cut_off() {
              [plugins.bindings]\nedge-transform = []\n\
              [plugins.config.edge-token]\nsecret = \"{TOKEN_SECRET}\"\n"
         ),
+        ..Options::default()
     });
     let guarded = Client::new(&server, &server.create_tenant("guarded"));
     let runaway = Client::new(&server, &server.create_tenant("runaway"));

@@ -288,6 +288,7 @@ async fn hand_made_plugins_cannot_be_replaced_or_removed_through_the_api() {
             repo_root().join("plugins/validator/plugin.toml"),
         )],
         config: operator_config(""),
+        ..Options::default()
     });
     assert_error(
         &put(

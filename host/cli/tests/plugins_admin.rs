@@ -38,6 +38,7 @@ async fn the_operator_sees_plugins_and_a_broken_reload_while_the_old_version_ser
     let server = Server::start(Options {
         plugins: vec![("validator".into(), wasm.clone(), manifest)],
         config: format!("[admin]\noperator_key = \"{OPERATOR_KEY}\"\n"),
+        ..Options::default()
     });
     let tenant_key = server.create_tenant("acme");
 

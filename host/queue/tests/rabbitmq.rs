@@ -24,20 +24,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const URL_VAR: &str = "MEDIAHOST_TEST_AMQP_URL";
+use mediahost_store::testing::AMQP_URL_VAR as URL_VAR;
 
 /// The broker URL under test, or `None` (after a note) when the tests are skipped.
 fn amqp_url() -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but {URL_VAR} is not set (scripts/test sets it)")
-        }
-        _ => {
-            eprintln!("note: {URL_VAR} is not set; RabbitMQ queue test skipped");
-            None
-        }
-    }
+    mediahost_store::testing::amqp_server_url()
 }
 
 /// A test's queues on the broker: `<name>`, `<name>.dead` and the retry queues, deleted when

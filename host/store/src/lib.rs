@@ -204,6 +204,12 @@ impl Store {
         self
     }
 
+    /// The lookup cache and its TTL, for callers caching what derives from a video (keyed by
+    /// the video's `updated_at`, so a change makes old entries unreachable).
+    pub fn lookup_cache(&self) -> Option<(&Arc<dyn lookup::LookupCache>, Duration)> {
+        self.lookups.as_ref().map(|l| (&l.cache, l.ttl))
+    }
+
     /// The connection pool, shared with the embedded job queue.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

@@ -44,6 +44,23 @@ pub fn redis_server_url() -> Option<String> {
     service_url(REDIS_URL_VAR, "the Redis tests", "redis://127.0.0.1:6379")
 }
 
+/// The variable naming the RabbitMQ broker of the RabbitMQ queue tests, e.g.
+/// `amqp://guest:guest@127.0.0.1:5672/%2f`. Tests declare queues of their own.
+pub const AMQP_URL_VAR: &str = "MEDIAHOST_TEST_AMQP_URL";
+
+/// The test broker's URL, or `None` (after printing why) when a RabbitMQ test is to be
+/// skipped.
+///
+/// # Panics
+/// When the variable is unset and `CI=true`.
+pub fn amqp_server_url() -> Option<String> {
+    service_url(
+        AMQP_URL_VAR,
+        "the RabbitMQ queue tests",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    )
+}
+
 /// The URL in `var`; unset: `None` with a note, or a panic under `CI=true`, where `tests`
 /// must run.
 fn service_url(var: &str, tests: &str, example: &str) -> Option<String> {

@@ -149,7 +149,7 @@ impl Server {
 
     /// Starts a server stopped with [`Server::stop`] again on the same address and data dir.
     pub fn start_again(&mut self) {
-        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log);
+        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log, &self.args);
         self.wait_healthy();
     }
 }

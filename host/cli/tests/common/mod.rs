@@ -30,6 +30,8 @@ pub struct Server {
     pub edge_base: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
+    /// Extra arguments of `mediahost serve` ([`Options::args`]), kept for restarts.
+    args: Vec<String>,
     /// The S3 server and bucket holding its objects, under `MEDIAHOST_TEST_STORAGE=s3`.
     pub s3: Option<(TestS3, String)>,
     /// The database given to the server and its CLI commands, when not the SQLite file in the
@@ -97,6 +99,8 @@ pub struct Options {
     pub plugins: Vec<(String, PathBuf, PathBuf)>,
     /// Extra TOML appended to the config file.
     pub config: String,
+    /// Extra arguments of `mediahost serve`, e.g. `--role api,edge`.
+    pub args: Vec<String>,
 }
 
 /// A local TCP port nobody listens on right now.
@@ -125,7 +129,7 @@ fn http_ok(addr: &str, path: &str) -> bool {
 
 /// `mediahost serve` on `addr` over `data_dir` (config at `data_dir/mediahost.toml`), its
 /// stderr appended to `log`.
-fn spawn_serve(addr: &str, data_dir: &Path, log: &Path) -> Child {
+fn spawn_serve(addr: &str, data_dir: &Path, log: &Path, args: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -133,6 +137,7 @@ fn spawn_serve(addr: &str, data_dir: &Path, log: &Path) -> Child {
         .unwrap();
     mediahost_command()
         .args(["serve", "--listen", addr])
+        .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--config")
@@ -234,7 +239,7 @@ impl Server {
         .unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let log = data_dir.path().join("server.log");
-        let child = spawn_serve(&addr, data_dir.path(), &log);
+        let child = spawn_serve(&addr, data_dir.path(), &log, &options.args);
         let mut server = Server {
             child,
             base: format!("http://{addr}"),
@@ -242,6 +247,7 @@ impl Server {
             addr,
             data_dir,
             log,
+            args: options.args,
             s3,
             database_url,
             postgres,
@@ -275,7 +281,7 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log);
+        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log, &self.args);
         self.wait_healthy();
     }
 
@@ -284,7 +290,7 @@ impl Server {
     pub fn kill9_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log);
+        self.child = spawn_serve(&self.addr, self.data_dir.path(), &self.log, &self.args);
         self.wait_healthy();
     }
 

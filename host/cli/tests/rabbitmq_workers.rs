@@ -1,0 +1,175 @@
+//! Workers as processes of their own (`mediahost serve --role worker`) pulling jobs from
+//! RabbitMQ: a worker killed with SIGKILL in the middle of a transcode loses nothing, the
+//! broker redelivers its job to the other worker, and the video ends ready with exactly one
+//! set of outputs.
+//!
+//! Needs the broker of `MEDIAHOST_TEST_AMQP_URL` (`scripts/test` sets it); skipped with a note
+//! without it, except under `CI=true`.
+
+mod common;
+
+use common::edge::{join, uris};
+use common::{Client, Options, Server, free_port};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// `mediahost serve --role worker` on the api server's data dir and config (so the same
+/// database, object storage and queue), its stderr in `log`.
+fn start_worker(server: &Server, log: &Path) -> Child {
+    let data = server.data_path();
+    let mut command = server.command();
+    command
+        .args(["serve", "--role", "worker", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(data.join("mediahost.toml"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    command.spawn().expect("start a worker process")
+}
+
+/// A worker process killed on drop, its log printed if the test fails.
+struct WorkerProcess {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl WorkerProcess {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.log());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_job_hands_it_to_the_other_worker_and_one_set_of_outputs_remains() {
+    let Some(amqp) = mediahost_store::testing::amqp_server_url() else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let queue = format!("mh-test-{}-{nanos}", std::process::id());
+    // The api process runs no worker: the two worker processes take the jobs.
+    let server = Server::start(Options {
+        config: format!("[queue]\nbackend = \"rabbitmq\"\namqp_url = {amqp:?}\nname = {queue:?}\n"),
+        args: vec!["--role".into(), "api,edge".into()],
+        ..Options::default()
+    });
+    let logs = tempfile::tempdir().unwrap();
+    let mut workers: Vec<WorkerProcess> = (0..2)
+        .map(|n| {
+            let log = logs.path().join(format!("worker-{n}.log"));
+            WorkerProcess {
+                child: start_worker(&server, &log),
+                log,
+            }
+        })
+        .collect();
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    // Long enough that the transcode is still running when its worker is killed.
+    let clip = common::clip(server.data_path(), "long.mp4", 20.0);
+    let id = client.upload("long", "long.mp4", &clip).await;
+
+    // Find the worker transcoding it and kill it mid-job.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let busy = loop {
+        if let Some(n) = workers.iter().position(|w| {
+            w.log()
+                .lines()
+                .any(|l| l.contains("job started") && l.contains(&id))
+        }) {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no worker started the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Mid-job: it has begun (the status says so) and is not done.
+    client
+        .wait_for(
+            &id,
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            "the job never started processing",
+            |video| video["status"] == "processing",
+        )
+        .await;
+    workers[busy].child.kill().unwrap();
+    workers[busy].child.wait().unwrap();
+    let survivor = &workers[1 - busy];
+
+    let video = client.wait_settled(&id).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    let survivor_log = survivor.log();
+    assert!(
+        survivor_log.contains("job started") && survivor_log.contains(&id),
+        "the other worker never took the job:\n{survivor_log}"
+    );
+
+    // Exactly one set of outputs: every stored file of a rendition is one its playlist names,
+    // and each is served.
+    let renditions = video["renditions"].as_array().unwrap();
+    assert!(!renditions.is_empty(), "{video}");
+    let master = client
+        .get(&format!("/v1/videos/{id}/hls/master.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let master_url = server.url(&format!("/v1/videos/{id}/hls/master.m3u8"));
+    for media in uris(&master) {
+        let media_url = join(&master_url, &media);
+        let playlist = client
+            .get(media_url.trim_start_matches(&server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let segments = uris(&playlist);
+        assert!(!segments.is_empty(), "{playlist}");
+        let rendition = media.split('/').next().unwrap();
+        // Local storage: the files under the rendition's folder are exactly the playlist's
+        // segments, its init segment and the playlist itself.
+        if server.s3.is_none() {
+            let dir = server
+                .data_path()
+                .join("objects/tenants")
+                .read_dir()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path()
+                .join(format!("videos/{id}/hls/{rendition}"));
+            let mut stored: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.ends_with(".m4s"))
+                .collect();
+            stored.sort();
+            let mut listed: Vec<String> = segments
+                .iter()
+                .map(|s| s.rsplit('/').next().unwrap().to_owned())
+                .collect();
+            listed.sort();
+            assert_eq!(stored, listed, "{}", dir.display());
+        }
+    }
+}
