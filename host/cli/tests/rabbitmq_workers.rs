@@ -124,24 +124,14 @@ async fn a_worker_killed_mid_job_hands_it_to_the_other_worker_and_one_set_of_out
     let renditions = video["renditions"].as_array().unwrap();
     assert!(!renditions.is_empty(), "{video}");
     let master = client
-        .get(&format!("/v1/videos/{id}/hls/master.m3u8"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text(&format!("/v1/videos/{id}/hls/master.m3u8"))
+        .await;
     let master_url = server.url(&format!("/v1/videos/{id}/hls/master.m3u8"));
     for media in uris(&master) {
         let media_url = join(&master_url, &media);
         let playlist = client
-            .get(media_url.trim_start_matches(&server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .text(media_url.trim_start_matches(&server.base))
+            .await;
         let segments = uris(&playlist);
         assert!(!segments.is_empty(), "{playlist}");
         let rendition = media.split('/').next().unwrap();

@@ -404,6 +404,11 @@ impl Client {
             .bearer_auth(&self.key)
     }
 
+    /// The body of `GET path` with the key, as text.
+    pub async fn text(&self, path: &str) -> String {
+        self.get(path).send().await.unwrap().text().await.unwrap()
+    }
+
     /// `POST /v1/videos`, asserting 201; returns the video JSON.
     pub async fn create_video(&self, title: &str, filename: Option<&str>) -> serde_json::Value {
         let res = self
