@@ -93,6 +93,8 @@ struct Settings {
     client_cpus: String,
     /// Whether to run the edge with the edge-token plugin.
     plugin: bool,
+    /// The objects' sizes in KiB.
+    object_kib: Vec<u64>,
     /// Whether to measure the axum floor too.
     floor: bool,
     /// Whether nginx's proxy sets `tcp_nopush on` (off by default; see the module docs).
@@ -116,6 +118,14 @@ impl Settings {
             server_cpus: env_string("EDGE_BENCH_SERVER_CPUS", "0").trim().to_owned(),
             client_cpus: env_string("EDGE_BENCH_CLIENT_CPUS", "1").trim().to_owned(),
             plugin: env_number("EDGE_BENCH_PLUGIN", 1)? != 0,
+            object_kib: env_string("EDGE_BENCH_OBJECT_KIB", "64,2048")
+                .split(',')
+                .map(|k| {
+                    k.trim()
+                        .parse()
+                        .with_context(|| format!("EDGE_BENCH_OBJECT_KIB: {k:?}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
             floor: env_number("EDGE_BENCH_FLOOR", 1)? != 0,
             nginx_tcp_nopush: env_number("EDGE_BENCH_NGINX_TCP_NOPUSH", 0)? != 0,
             clock_ticks: clock_ticks_per_s(),
@@ -150,19 +160,25 @@ fn cpu_count(cpus: &str) -> anyhow::Result<Option<usize>> {
 
 /// A segment-sized object the origin serves.
 struct Object {
-    label: &'static str,
+    /// Its size, e.g. `64 KiB`.
+    label: String,
     /// Its path under the origin (and every proxy).
     path: String,
     /// Its bytes, to check what the proxies answer.
     body: Vec<u8>,
 }
 
-/// Writes the objects of random bytes under `root` (the origin's document root).
-fn write_objects(root: &Path) -> anyhow::Result<Vec<Object>> {
+/// Writes objects of random bytes, one of each size in `kib`, under `root` (the origin's
+/// document root).
+fn write_objects(root: &Path, kib: &[u64]) -> anyhow::Result<Vec<Object>> {
     let mut objects = Vec::new();
-    for (label, rendition, size) in [("64 KiB", "360p", 64 * KIB), ("2 MiB", "1080p", 2 * MIB)] {
-        let path = format!("/v1/videos/{VIDEO}/hls/{rendition}/chunk-stream0-00001.m4s");
-        let mut body = vec![0u8; size as usize];
+    for &kib in kib {
+        let label = match kib {
+            k if k >= 1024 && k % 1024 == 0 => format!("{} MiB", k / 1024),
+            k => format!("{k} KiB"),
+        };
+        let path = format!("/v1/videos/{VIDEO}/hls/{kib}k/chunk-stream0-00001.m4s");
+        let mut body = vec![0u8; (kib * KIB) as usize];
         rand::rng().fill_bytes(&mut body);
         let file = root.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(file.parent().expect("a folder"))?;
@@ -786,7 +802,7 @@ async fn bench() -> anyhow::Result<()> {
     );
     println!("{}; {}", version("wrk", "-v"), version("nginx", "-v"));
 
-    let objects = write_objects(&dir.join("origin-root"))?;
+    let objects = write_objects(&dir.join("origin-root"), &settings.object_kib)?;
     let origin = start_origin(dir, &dir.join("origin-root"))?;
     let (_shm, cache) = cache_dir(dir)?;
     println!(
