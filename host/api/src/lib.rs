@@ -78,6 +78,9 @@ pub struct AppState {
     /// Seconds a signed playback URL handed out by `GET /v1/videos/{id}` stays valid
     /// (`[playback] signed_url_seconds`); set with [`AppState::with_signed_url_seconds`].
     pub signed_url_seconds: u64,
+    /// The edges purged when a video is deleted; none unless set with
+    /// [`AppState::with_edges`].
+    pub edges: mediahost_edge::fleet::Fleet,
 }
 
 impl AppState {
@@ -104,7 +107,14 @@ impl AppState {
             operator_key: None,
             signed_url_seconds: mediahost_core::config::PlaybackConfig::default()
                 .signed_url_seconds,
+            edges: Default::default(),
         }
+    }
+
+    /// Purges `edges` of a video's group when it is deleted.
+    pub fn with_edges(mut self, edges: mediahost_edge::fleet::Fleet) -> Self {
+        self.edges = edges;
+        self
     }
 
     /// Enables the admin API for `key` (`None` or blank keeps it off).
@@ -151,7 +161,7 @@ pub type SharedState = Arc<AppState>;
 fn v1_routes() -> OpenApiRouter<SharedState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(videos::list, videos::create))
-        .routes(routes!(videos::show))
+        .routes(routes!(videos::show, videos::delete))
         .merge(
             // Sources are streamed to disk, never buffered, so no body limit applies.
             OpenApiRouter::new()

@@ -81,7 +81,7 @@ async fn authorize(
         let AuthTenant(tenant) = AuthTenant::from_request_parts(parts, state).await?;
         let video = state
             .store
-            .video(&tenant.id, id)
+            .video_cached(&tenant.id, id)
             .await?
             .ok_or_else(|| ApiError::video_not_found(id))?;
         return Ok((video, None));
@@ -93,7 +93,7 @@ async fn authorize(
     };
     // An unknown video is answered like a forged signature, so signed URLs do not reveal
     // which ids exist.
-    let secret = match state.store.video_by_id(id).await? {
+    let secret = match state.store.video_by_id_cached(id).await? {
         Some(video) => Some((state.store.playback_secret(&video.tenant_id).await?, video)),
         None => None,
     };

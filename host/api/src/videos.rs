@@ -1,4 +1,4 @@
-//! Video records: create, list, show.
+//! Video records: create, list, show, delete.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -269,4 +269,75 @@ pub async fn list(
         .map(|v| VideoView::new(v, &base))
         .collect();
     Ok(Json(VideoList { videos }))
+}
+
+/// What `DELETE /v1/videos/{id}` did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// The deleted video's id.
+    id: String,
+    /// Its edge group, whose edges were purged.
+    edge_group: String,
+    /// One entry per edge of the group: `edge` (`local` for the edge in the api's process,
+    /// else its URL), `group`, `purged` (objects dropped) or `error` (why the purge failed;
+    /// the video is deleted all the same).
+    #[schema(value_type = Vec<Object>)]
+    edges: Vec<mediahost_edge::fleet::PurgeOutcome>,
+}
+
+/// `DELETE /v1/videos/{id}`: deletes the video, its source and renditions and any unfinished
+/// upload of it, then purges it from every edge of its group.
+#[utoipa::path(
+    delete,
+    path = "/videos/{id}",
+    operation_id = "delete_video",
+    tag = crate::openapi::VIDEOS,
+    security(("tenant_key" = [])),
+    params(("id" = String, Path, description = "Video id")),
+    responses(
+        (status = 200, description = "Deleted; the edges' purge results", body = Deleted),
+        (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such video for this tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "Its source is being uploaded in a single request right now", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<SharedState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let receiving = state
+        .uploads_in_flight
+        .lock()
+        .map_err(|_| ApiError::Internal("uploads lock poisoned".into()))?
+        .contains_key(&id);
+    if receiving {
+        return Err(ApiError::Conflict(format!(
+            "video {id} is receiving its source right now; delete it once the upload ends"
+        )));
+    }
+    let (video, uploads) = state
+        .store
+        .delete_video(&tenant.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::video_not_found(&id))?;
+    // The row went first, so nothing serves the video any more while its bytes go; a failure
+    // here leaves orphaned objects (logged), never a video without its files.
+    for upload in &uploads {
+        if let Err(e) = state.blobs.remove_part(upload).await {
+            tracing::error!(error = %e, %upload, "could not remove a deleted video's upload data");
+        }
+    }
+    let prefix = mediahost_core::video::keys::video_prefix(&tenant.id, &id);
+    if let Err(e) = state.blobs.delete_prefix(&prefix).await {
+        tracing::error!(error = %e, %prefix, "could not delete a deleted video's objects");
+    }
+    let edges = state.edges.purge_video(&video.edge_group, &id).await;
+    tracing::info!(tenant = %tenant.name, video = %id, edges = edges.len(), "video deleted");
+    metrics::counter!("mediahost_videos_deleted_total").increment(1);
+    Ok(Json(Deleted {
+        id,
+        edge_group: video.edge_group,
+        edges,
+    }))
 }

@@ -298,7 +298,14 @@ fn serve_refuses(config: &str, tenant: Option<&str>) -> String {
     }
     let stderr = data.path().join("stderr.log");
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--edge-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
         .arg(data.path())
         .arg("--config")
         .arg(&config_path)

@@ -30,6 +30,8 @@ fn failing(args: &[&str], env: &[(&str, &str)]) -> String {
         .arg(dir.path())
         .env_remove("MEDIAHOST_DATABASE_URL")
         .env_remove("DATABASE_URL")
+        // The edge beside the API would otherwise take the default port 8081.
+        .env("MEDIAHOST_EDGE_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied())
         .output()
         .unwrap();

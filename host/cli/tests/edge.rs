@@ -4,28 +4,12 @@
 
 mod common;
 
-use common::edge::{Edge, OPERATOR_KEY};
+use common::edge::{Edge, OPERATOR_KEY, join, uris};
 use common::{Client, Options, Server};
 use mediahost_edge::grpc::proto::edge_control_client::EdgeControlClient;
 use mediahost_edge::grpc::proto::{PurgeRequest, PushRequest, purge_request};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The URI lines of a playlist (not tags, not blank).
-fn uris(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// `url` with its directory part kept and the last segment replaced by `relative`.
-fn join(url: &str, relative: &str) -> String {
-    let path = url.split_once('?').map_or(url, |(p, _)| p);
-    format!("{}{relative}", &path[..path.rfind('/').unwrap() + 1])
-}
 
 async fn get(url: &str, range: Option<&str>) -> reqwest::Response {
     let mut req = reqwest::Client::new().get(url);

@@ -14,16 +14,7 @@ use std::time::{Duration, Instant};
 
 /// The Redis URL under test and a connection to it.
 async fn redis() -> Option<(String, redis::aio::MultiplexedConnection)> {
-    let url = match std::env::var("MEDIAHOST_TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but MEDIAHOST_TEST_REDIS_URL is not set (scripts/test sets it)")
-        }
-        _ => {
-            eprintln!("note: MEDIAHOST_TEST_REDIS_URL is not set; Redis lock test skipped");
-            return None;
-        }
-    };
+    let url = mediahost_store::testing::redis_server_url()?;
     let conn = async {
         redis::Client::open(url.as_str())?
             .get_multiplexed_async_connection()

@@ -74,6 +74,10 @@ pub struct Config {
     pub playback: PlaybackConfig,
     /// The edge role (`mediahost edge`): a caching proxy in front of the origin.
     pub edge: EdgeConfig,
+    /// The cache of video lookups on the hot read paths (playback, the edge).
+    pub cache: CacheConfig,
+    /// The other processes of a deployment this one talks to.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -93,6 +97,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             playback: PlaybackConfig::default(),
             edge: EdgeConfig::default(),
+            cache: CacheConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -273,18 +279,12 @@ impl TusConfig {
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = var("MEDIAHOST_TUS_LOCK") {
-            self.lock = match v.trim().to_ascii_lowercase().as_str() {
-                "database" => TusLock::Database,
-                "redis" => TusLock::Redis,
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: "MEDIAHOST_TUS_LOCK",
-                        message: format!(
-                            "{v:?} is not a lock backend; use \"database\" or \"redis\""
-                        ),
-                    });
-                }
-            };
+            self.lock = choice(
+                "MEDIAHOST_TUS_LOCK",
+                "lock backend",
+                &v,
+                &[("database", TusLock::Database), ("redis", TusLock::Redis)],
+            )?;
         }
         if let Some(url) = var("MEDIAHOST_REDIS_URL").or_else(|| var("REDIS_URL")) {
             self.redis_url = Some(url);
@@ -294,10 +294,7 @@ impl TusConfig {
 
     /// The Redis URL, if one is set and not blank.
     pub fn redis_url(&self) -> Option<&str> {
-        self.redis_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
+        non_blank(&self.redis_url)
     }
 }
 
@@ -437,16 +434,12 @@ impl StorageConfig {
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = var("MEDIAHOST_STORAGE_BACKEND") {
-            self.backend = match v.trim().to_ascii_lowercase().as_str() {
-                "local" => StorageBackend::Local,
-                "s3" => StorageBackend::S3,
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: "MEDIAHOST_STORAGE_BACKEND",
-                        message: format!("{v:?} is not a storage backend; use \"local\" or \"s3\""),
-                    });
-                }
-            };
+            self.backend = choice(
+                "MEDIAHOST_STORAGE_BACKEND",
+                "storage backend",
+                &v,
+                &[("local", StorageBackend::Local), ("s3", StorageBackend::S3)],
+            )?;
         }
         let s3 = &mut self.s3;
         let options: [(&mut Option<String>, &str, &[&str]); 6] = [
@@ -611,9 +604,144 @@ impl Default for EdgeConfig {
             disk_cache_dir: None,
             stale_if_error_seconds: 300,
             origin_timeout_seconds: 10,
-            group: "default".into(),
+            group: default_group(),
         }
     }
+}
+
+/// Where video lookups of the hot read paths are cached.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory` (in this process, the default) or `redis` (shared by every process at
+    /// [`CacheConfig::redis_url`], so a change made by one is seen by all at once). Also
+    /// `MEDIAHOST_CACHE_LOOKUPS`.
+    pub lookups: LookupBackend,
+    /// The Redis server of `lookups = "redis"`. Also `MEDIAHOST_REDIS_URL`, then `REDIS_URL`.
+    /// Never printed with its password.
+    pub redis_url: Option<String>,
+    /// Seconds a cached lookup lives. Changes made through this process (or any process, with
+    /// Redis) invalidate it at once; with the in-process cache, other processes' changes are
+    /// seen after at most this long.
+    pub lookup_ttl_seconds: u64,
+    /// Most entries of the in-process cache.
+    pub lookup_entries: usize,
+}
+
+/// Where cached lookups live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LookupBackend {
+    /// In this process's memory.
+    #[default]
+    Memory,
+    /// In Redis, shared by every process.
+    Redis,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            lookups: LookupBackend::Memory,
+            redis_url: None,
+            lookup_ttl_seconds: 5,
+            lookup_entries: 100_000,
+        }
+    }
+}
+
+/// Keeps a Redis password out of logs and panic messages.
+impl std::fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("lookups", &self.lookups)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("lookup_ttl_seconds", &self.lookup_ttl_seconds)
+            .field("lookup_entries", &self.lookup_entries)
+            .finish()
+    }
+}
+
+impl CacheConfig {
+    /// Applies the environment, read through `var` (blank values count as unset):
+    /// `MEDIAHOST_CACHE_LOOKUPS` overrides `lookups`; `MEDIAHOST_REDIS_URL`, else `REDIS_URL`,
+    /// overrides `redis_url`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("MEDIAHOST_CACHE_LOOKUPS") {
+            self.lookups = choice(
+                "MEDIAHOST_CACHE_LOOKUPS",
+                "lookup cache",
+                &v,
+                &[
+                    ("memory", LookupBackend::Memory),
+                    ("redis", LookupBackend::Redis),
+                ],
+            )?;
+        }
+        if let Some(url) = var("MEDIAHOST_REDIS_URL").or_else(|| var("REDIS_URL")) {
+            self.redis_url = Some(url);
+        }
+        Ok(())
+    }
+
+    /// The Redis URL, if one is set and not blank.
+    pub fn redis_url(&self) -> Option<&str> {
+        non_blank(&self.redis_url)
+    }
+}
+
+/// The value of environment variable `var` among `choices` (case-insensitive), or an error
+/// naming the variable and the choices.
+fn choice<T: Copy>(
+    var: &'static str,
+    what: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let wanted = value.trim().to_ascii_lowercase();
+    if let Some((_, chosen)) = choices.iter().find(|(name, _)| *name == wanted) {
+        return Ok(*chosen);
+    }
+    let names: Vec<String> = choices
+        .iter()
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    Err(ConfigError::Env {
+        var,
+        message: format!("{value:?} is not a {what}; use {}", names.join(" or ")),
+    })
+}
+
+/// The option's value unless unset or blank.
+fn non_blank(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The other processes of a deployment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Edges running as separate processes (`[[cluster.edges]]`): deleting a video purges it
+    /// from every edge of its group over gRPC (authenticated with `admin.operator_key`). An
+    /// edge running in this process is purged directly and needs no entry.
+    pub edges: Vec<EdgePeer>,
+}
+
+/// One edge process the api purges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgePeer {
+    /// The edge's base URL (its HTTP listener, which also serves its gRPC control service),
+    /// e.g. `http://10.0.0.7:8081`.
+    pub url: String,
+    /// Its edge group (`edge.group` of that edge); default `default`.
+    #[serde(default = "default_group")]
+    pub group: String,
+}
+
+fn default_group() -> String {
+    "default".into()
 }
 
 #[cfg(test)]
@@ -761,6 +889,40 @@ mod tests {
         assert_eq!(storage.backend, StorageBackend::Local);
         assert_eq!(storage.s3.region.as_deref(), Some("ap-south-1"));
         assert_eq!(storage.s3.access_key_id.as_deref(), Some("MINE"));
+    }
+
+    #[test]
+    fn cache_and_cluster_parse_and_the_env_chooses_the_lookup_cache() {
+        let config: Config = toml::from_str(
+            "[cache]\nlookups = \"redis\"\nredis_url = \"redis://:pw@r:6379\"\n\
+             [[cluster.edges]]\nurl = \"http://e1:8081\"\n\
+             [[cluster.edges]]\nurl = \"http://e2:8081\"\ngroup = \"eu\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.cache.lookups, LookupBackend::Redis);
+        assert!(!format!("{:?}", config.cache).contains("pw"));
+        let groups: Vec<&str> = config
+            .cluster
+            .edges
+            .iter()
+            .map(|e| e.group.as_str())
+            .collect();
+        assert_eq!(groups, ["default", "eu"]);
+        let mut cache = CacheConfig::default();
+        cache
+            .apply_env(env(&[
+                ("MEDIAHOST_CACHE_LOOKUPS", "Redis"),
+                ("REDIS_URL", "redis://x"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            (cache.lookups, cache.redis_url()),
+            (LookupBackend::Redis, Some("redis://x"))
+        );
+        let err = cache
+            .apply_env(env(&[("MEDIAHOST_CACHE_LOOKUPS", "disk")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("\"memory\" or \"redis\""), "{err}");
     }
 
     #[test]

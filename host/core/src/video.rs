@@ -121,6 +121,8 @@ pub struct Video {
     pub renditions: Vec<Rendition>,
     /// Key/value metadata from metadata-extractor plugins.
     pub metadata: BTreeMap<String, String>,
+    /// The edge group serving it (the router plugin's choice; `default` until routed).
+    pub edge_group: String,
     /// Transcoding progress, once a worker has started on it.
     pub progress: Option<Progress>,
     /// Creation time, RFC 3339.

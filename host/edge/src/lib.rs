@@ -22,16 +22,19 @@
 //! Operators purge by video or path prefix (`POST /v1/edge/purge`, or gRPC [`grpc`] which also
 //! pushes objects ahead of viewers; both need the operator key), scrape `/metrics` (hits,
 //! misses, stale answers, coalesced waits, bytes out, origin fetch latency, cache bytes per
-//! tier) and probe `/healthz`. [`run`] serves the edge, gRPC included, on one listener until a
+//! tier, plugin time) and probe `/healthz`. Edge-transform plugins ([`transform`]) run on
+//! every playback request when the edge is given them. [`run`] serves the edge, gRPC included, on one listener until a
 //! cancellation token fires.
 
 mod auth;
 pub mod cache;
 pub mod disk;
+pub mod fleet;
 pub mod flight;
 pub mod grpc;
 mod lru;
 mod proxy;
+pub mod transform;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -89,6 +92,8 @@ pub struct Edge {
     operator_key: Option<String>,
     /// Renders `/metrics`.
     metrics: PrometheusHandle,
+    /// Edge-transform plugins run on every playback request, when the edge has them.
+    transforms: Option<transform::Transforms>,
 }
 
 impl Edge {
@@ -134,7 +139,14 @@ impl Edge {
                 .filter(|k| !k.is_empty())
                 .map(str::to_owned),
             metrics,
+            transforms: None,
         })
+    }
+
+    /// Runs edge-transform plugins on every playback request (see [`transform`]).
+    pub fn with_transforms(mut self, transforms: transform::Transforms) -> Self {
+        self.transforms = Some(transforms);
+        self
     }
 }
 
@@ -181,7 +193,9 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
-    axum::serve(listener, app(edge))
+    // The peer address is what edge transforms see as `client-ip`.
+    let app = app(edge).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())

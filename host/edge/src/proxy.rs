@@ -2,13 +2,14 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,7 @@ use crate::auth::{self, Refusal};
 use crate::cache::{self, Cached, Found, Meta, Tier};
 use crate::disk;
 use crate::flight::{End, Flight, Head};
+use crate::transform;
 use mediahost_core::http_range::{self, Ranged};
 
 /// Origin response headers the edge keeps and serves again: what describes the
@@ -32,7 +34,7 @@ pub(crate) const KEPT_HEADERS: &[HeaderName] = &[
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// `{"error": {"code", "message"}}` with `status`, like the origin's errors.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let message = message.into();
     (
         status,
@@ -55,13 +57,29 @@ pub(crate) fn expired(uri: &Uri) -> bool {
         .any(|exp| exp.parse::<u64>().map_or(true, |exp| exp < now))
 }
 
-/// `GET`/`HEAD /v1/videos/{id}/hls/{*path}`: from the cache, or from the origin once for all
-/// concurrent requests of the same URL.
+/// `GET`/`HEAD /v1/videos/{id}/hls/{*path}`: through the edge transforms of the video's
+/// tenant when the edge runs plugins ([`crate::transform`]), else straight to [`serve`].
 pub(crate) async fn playback(
     State(edge): State<Arc<Edge>>,
+    method: Method,
+    extensions: Extensions,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    match &edge.transforms {
+        Some(transforms) => {
+            let client_ip = extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            transform::playback(&edge, transforms, &method, uri, headers, client_ip).await
+        }
+        None => serve(&edge, uri, headers).await,
+    }
+}
+
+/// Serves a playback request from the cache, or from the origin once for all concurrent
+/// requests of the same URL.
+pub(crate) async fn serve(edge: &Arc<Edge>, uri: Uri, headers: HeaderMap) -> Response {
     let key = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
@@ -73,7 +91,7 @@ pub(crate) async fn playback(
     } else {
         let now = SystemTime::now();
         if let Some(found) = edge.cache.get(&key, now).await {
-            return cached(&edge, &key, found, &headers, now).await;
+            return cached(edge, &key, found, &headers, now).await;
         }
         let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
         // Looked up again under the lock: a fetch that finished since the first look has
@@ -81,7 +99,7 @@ pub(crate) async fn playback(
         // must not be fetched a second time.
         if let Some(hit) = edge.cache.get_memory(&key, now) {
             drop(in_flight);
-            return cached(&edge, &key, Found::in_memory(&hit), &headers, now).await;
+            return cached(edge, &key, Found::in_memory(&hit), &headers, now).await;
         }
         match in_flight.get(&key) {
             Some(flight) => (flight.clone(), false),

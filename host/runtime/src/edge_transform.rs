@@ -16,6 +16,31 @@ use crate::plugin::PluginHost;
 use crate::{RequestAction, RequestHead, ResponseHead, ResponseUpdate};
 
 impl PluginHost {
+    /// Whether a request for a video of `tenant` (`None`: of no tenant, or not resolved)
+    /// would run any edge transform. With `tenant` `None` it answers for every tenant: whether
+    /// any edge transform is loaded or any tenant binds one, so the edge resolves a request's
+    /// tenant only when some tenant's chain could differ from the empty one.
+    pub fn runs_edge_transforms(&self, tenant: Option<&str>) -> bool {
+        let world = World::EdgeTransform;
+        let Some((_, worlds)) = self.worlds() else {
+            return false;
+        };
+        let bindings = self.bindings();
+        match tenant {
+            Some(_) => !self
+                .steps(&worlds.edge_transforms, world, tenant)
+                .is_empty(),
+            None => {
+                !worlds.edge_transforms.is_empty()
+                    || bindings
+                        .global
+                        .iter()
+                        .chain(bindings.tenants.values())
+                        .any(|chains| !chains.get(world).is_empty())
+            }
+        }
+    }
+
     /// Runs `on-request` of the edge transforms bound for the request's tenant. Returns the
     /// head to serve with ([`RequestAction::Continue`]) or the answer to send instead
     /// ([`RequestAction::Respond`]). A failure of a fail-closed binding (the world's default:

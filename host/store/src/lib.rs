@@ -14,6 +14,7 @@
 //! indistinguishable from a missing one.
 
 mod bindings;
+pub mod lookup;
 mod plugin_catalog;
 mod quotas;
 mod signing;
@@ -27,13 +28,14 @@ pub mod testing;
 pub use plugin_catalog::CatalogPlugin;
 pub use tenants::{ApiKeyInfo, hash_api_key};
 pub use uploads::{Concat, Fence, NewUpload, Upload, now_ms};
-pub use videos::NewVideo;
+pub use videos::{DEFAULT_EDGE_GROUP, NewVideo};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a store operation failed.
@@ -104,6 +106,8 @@ pub struct Store {
     pool: AnyPool,
     /// Which dialect the few engine-specific statements (migrations) must use.
     backend: Backend,
+    /// The cache of [`Store::video_by_id_cached`], if any.
+    lookups: Option<lookup::Lookups>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -168,7 +172,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            lookups: None,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -187,6 +195,13 @@ impl Store {
         };
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Serves [`Store::video_by_id_cached`] from `cache`, entries living `ttl`; every change to
+    /// a video through this store invalidates its entry.
+    pub fn with_lookup_cache(mut self, cache: Arc<dyn lookup::LookupCache>, ttl: Duration) -> Self {
+        self.lookups = Some(lookup::Lookups { cache, ttl });
+        self
     }
 
     /// The connection pool, shared with the embedded job queue.

@@ -24,17 +24,37 @@ pub const POSTGRES_URL_VAR: &str = "MEDIAHOST_TEST_POSTGRES_URL";
 /// # Panics
 /// When the variable is unset and `CI=true`.
 pub fn postgres_server_url() -> Option<String> {
-    match std::env::var(POSTGRES_URL_VAR) {
+    service_url(
+        POSTGRES_URL_VAR,
+        "the PostgreSQL variants of the store, queue and end-to-end tests",
+        "postgres://postgres@127.0.0.1:5432/test",
+    )
+}
+
+/// The variable naming the Redis server of the Redis tests (tus locks, lookup cache), e.g.
+/// `redis://127.0.0.1:6379`. Tests use keys of their own, so runs may share the server.
+pub const REDIS_URL_VAR: &str = "MEDIAHOST_TEST_REDIS_URL";
+
+/// The test Redis server's URL, or `None` (after printing why) when a Redis test is to be
+/// skipped.
+///
+/// # Panics
+/// When the variable is unset and `CI=true`.
+pub fn redis_server_url() -> Option<String> {
+    service_url(REDIS_URL_VAR, "the Redis tests", "redis://127.0.0.1:6379")
+}
+
+/// The URL in `var`; unset: `None` with a note, or a panic under `CI=true`, where `tests`
+/// must run.
+fn service_url(var: &str, tests: &str, example: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
         _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!(
-            "{POSTGRES_URL_VAR} is unset but CI=true: the PostgreSQL variants of the store, \
-             queue and end-to-end tests must run in CI (e.g. \
-             {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+            "{var} is unset but CI=true: {tests} must run in CI (e.g. {var}={example}; \
+             scripts/test sets it)"
         ),
         _ => {
-            eprintln!(
-                "note: {POSTGRES_URL_VAR} is unset; skipping the PostgreSQL variant of this test"
-            );
+            eprintln!("note: {var} is unset; skipping what needs it in this test");
             None
         }
     }

@@ -320,6 +320,9 @@ impl Store {
             video_deleted = done.rows_affected() == 1;
         }
         tx.commit().await?;
+        if let (true, Some(video_id)) = (video_deleted, &upload.video_id) {
+            self.invalidate_video(video_id).await;
+        }
         Ok(video_deleted)
     }
 

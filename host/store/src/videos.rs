@@ -7,6 +7,13 @@ use std::collections::BTreeMap;
 
 use crate::{Store, StoreError, corrupt, new_id, now_rfc3339};
 
+/// The edge group of a video the router has not placed (yet).
+pub const DEFAULT_EDGE_GROUP: &str = "default";
+
+fn video_key(id: &str) -> String {
+    format!("video:{id}")
+}
+
 /// What a client gives when creating a video.
 #[derive(Debug, Clone, Default)]
 pub struct NewVideo {
@@ -17,7 +24,7 @@ pub struct NewVideo {
 }
 
 const COLUMNS: &str = "id, tenant_id, title, filename, status, error, size, sha256, source_info, \
-                       renditions, metadata, progress, created_at, updated_at";
+                       renditions, metadata, progress, edge_group, created_at, updated_at";
 
 fn video_from_row(row: &AnyRow) -> Result<Video, StoreError> {
     let status: String = row.get("status");
@@ -42,6 +49,7 @@ fn video_from_row(row: &AnyRow) -> Result<Video, StoreError> {
         renditions: serde_json::from_str::<Vec<Rendition>>(&renditions)
             .map_err(|e| corrupt("renditions", e))?,
         metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", e))?,
+        edge_group: row.get("edge_group"),
         progress: progress
             .map(|p| serde_json::from_str(&p))
             .transpose()
@@ -69,6 +77,8 @@ impl Store {
         .bind(&now)
         .execute(&self.pool)
         .await?;
+        // A lookup of the id before it existed may have cached its absence.
+        self.invalidate_video(&id).await;
         Ok(Video {
             id,
             tenant_id: tenant_id.to_owned(),
@@ -81,6 +91,7 @@ impl Store {
             source: None,
             renditions: Vec::new(),
             metadata: BTreeMap::new(),
+            edge_group: DEFAULT_EDGE_GROUP.to_owned(),
             progress: None,
             created_at: now.clone(),
             updated_at: now,
@@ -106,6 +117,93 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(video_from_row).transpose()
+    }
+
+    /// A video by id through the lookup cache when the store has one (see [`crate::lookup`]):
+    /// for hot read paths (playback, the edge's tenant resolution), which may see a change
+    /// made by another process late by up to the cache's TTL when the cache is in-process.
+    pub async fn video_by_id_cached(&self, id: &str) -> Result<Option<Video>, StoreError> {
+        let Some(lookups) = &self.lookups else {
+            return self.video_by_id(id).await;
+        };
+        let key = video_key(id);
+        if let Some(bytes) = lookups.cache.get(&key).await {
+            match serde_json::from_slice::<Option<Video>>(&bytes) {
+                Ok(video) => return Ok(video),
+                // Written by another version: read the row and overwrite the entry.
+                Err(e) => tracing::debug!(error = %e, %key, "unreadable lookup entry"),
+            }
+        }
+        let video = self.video_by_id(id).await?;
+        let bytes = serde_json::to_vec(&video).map_err(|e| corrupt("videos", e))?;
+        lookups.cache.put(&key, bytes.into(), lookups.ttl).await;
+        Ok(video)
+    }
+
+    /// A tenant's video through the lookup cache (see [`Store::video_by_id_cached`]).
+    pub async fn video_cached(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<Video>, StoreError> {
+        let video = self.video_by_id_cached(id).await?;
+        Ok(video.filter(|v| v.tenant_id == tenant_id))
+    }
+
+    /// Drops the video's lookup-cache entry after a change.
+    pub(crate) async fn invalidate_video(&self, id: &str) {
+        if let Some(lookups) = &self.lookups {
+            lookups.cache.invalidate(&video_key(id)).await;
+        }
+    }
+
+    /// Records the edge group the router chose for the video.
+    pub async fn set_edge_group(&self, id: &str, group: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE videos SET edge_group = $1, updated_at = $2 WHERE id = $3")
+            .bind(group)
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.invalidate_video(id).await;
+        Ok(())
+    }
+
+    /// Deletes a tenant's video with its upload rows. Returns the video as it was and the ids
+    /// of its uploads (whose temp data the caller removes), or `None` when the tenant has no
+    /// such video. Its objects in storage are the caller's to delete.
+    pub async fn delete_video(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<(Video, Vec<String>)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM videos WHERE id = $1 AND tenant_id = $2"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(video) = row.as_ref().map(video_from_row).transpose()? else {
+            return Ok(None);
+        };
+        // Explicitly, not by cascade: SQLite does not enforce foreign keys here.
+        let uploads: Vec<String> =
+            sqlx::query("DELETE FROM uploads WHERE video_id = $1 RETURNING id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.get("id"))
+                .collect();
+        sqlx::query("DELETE FROM videos WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.invalidate_video(id).await;
+        Ok(Some((video, uploads)))
     }
 
     /// A tenant's videos, newest first.
@@ -138,6 +236,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.invalidate_video(id).await;
         Ok(done.rows_affected() == 1)
     }
 
@@ -150,6 +249,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.invalidate_video(id).await;
         Ok(())
     }
 
@@ -192,6 +292,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.invalidate_video(id).await;
         Ok(())
     }
 
@@ -206,6 +307,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.invalidate_video(id).await;
         Ok(())
     }
 
@@ -219,6 +321,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.invalidate_video(id).await;
         Ok(())
     }
 }
@@ -287,6 +390,32 @@ mod tests {
                 (got.status, got.error, got.renditions),
                 (VideoStatus::Ready, None, vec![r])
             );
+        }
+
+        async fn cached_lookups_follow_every_change_and_the_delete(store) {
+            let cache = std::sync::Arc::new(crate::lookup::MemoryLookups::new(100));
+            let cached = Store::clone(&store)
+                .with_lookup_cache(cache, std::time::Duration::from_secs(3600));
+            let (t, _) = cached.create_tenant("a").await.unwrap();
+            let (other, _) = cached.create_tenant("b").await.unwrap();
+            let v = cached.create_video(&t.id, &NewVideo::default()).await.unwrap();
+            assert_eq!(cached.video_by_id_cached(&v.id).await.unwrap(), Some(v.clone()));
+            assert_eq!(cached.video_cached(&other.id, &v.id).await.unwrap(), None);
+            // Every change through the store is seen at once despite the hour-long TTL.
+            assert!(cached.mark_uploaded(&v.id, 1, "ab").await.unwrap());
+            cached.set_edge_group(&v.id, "eu-west").await.unwrap();
+            let got = cached.video_cached(&t.id, &v.id).await.unwrap().unwrap();
+            assert_eq!((got.status, got.edge_group.as_str()), (VideoStatus::Queued, "eu-west"));
+            cached.set_status(&v.id, VideoStatus::Processing).await.unwrap();
+            let got = cached.video_by_id_cached(&v.id).await.unwrap().unwrap();
+            assert_eq!(got.status, VideoStatus::Processing);
+
+            assert_eq!(cached.delete_video(&other.id, &v.id).await.unwrap(), None, "another tenant's");
+            let (deleted, uploads) = cached.delete_video(&t.id, &v.id).await.unwrap().unwrap();
+            assert_eq!((deleted.id.as_str(), uploads), (v.id.as_str(), vec![]));
+            assert_eq!(cached.video_by_id_cached(&v.id).await.unwrap(), None);
+            assert_eq!(cached.video_by_id(&v.id).await.unwrap(), None);
+            assert_eq!(cached.delete_video(&t.id, &v.id).await.unwrap(), None);
         }
     }
 }

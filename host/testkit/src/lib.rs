@@ -268,3 +268,62 @@ pub fn hostile_validator(fixture: &str) -> Vec<u8> {
     let text = validator_component(&core.replacen("(module", "(core module $m", 1));
     wat::parse_str(&text).unwrap_or_else(|e| panic!("fixture {fixture}: {e}"))
 }
+
+/// The text of an `edge-transform`-world component around `core`, a core module declared as
+/// `(core module $m ...)` that exports `memory`, `cabi_realloc`, `on-request` (the request head
+/// flattened into 15 `i32` and one `i64`, the action returned through a pointer) and
+/// `on-response` (its arguments and result both through pointers).
+pub fn edge_transform_component(core: &str) -> String {
+    format!(
+        r#"(component
+  {core}
+  (core instance $i (instantiate $m))
+  (type $request-head' (record
+    (field "method" string)
+    (field "path" string)
+    (field "query" (option string))
+    (field "headers" (list (tuple string string)))
+    (field "client-ip" (option string))
+    (field "tenant" (option string))
+    (field "received-at" u64)))
+  (export $request-head "request-head" (type $request-head'))
+  (type $response' (record
+    (field "status" u16)
+    (field "headers" (list (tuple string string)))
+    (field "body" (list u8))))
+  (export $response "response" (type $response'))
+  (type $request-action' (variant (case "continue" $request-head) (case "respond" $response)))
+  (export $request-action "request-action" (type $request-action'))
+  (type $response-head' (record (field "status" u16) (field "headers" (list (tuple string string)))))
+  (export $response-head "response-head" (type $response-head'))
+  (type $response-update' (record (field "head" $response-head) (field "body" (option (list u8)))))
+  (export $response-update "response-update" (type $response-update'))
+  (func $on-request (param "req" $request-head) (result $request-action)
+    (canon lift (core func $i "on-request") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (export "on-request" (func $on-request))
+  (func $on-response (param "req" $request-head) (param "resp" $response-head)
+    (param "body" (option (list u8))) (result $response-update)
+    (canon lift (core func $i "on-response") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (export "on-response" (func $on-response))
+)"#
+    )
+}
+
+/// An `edge-transform` component whose calls never return (a loop without end), to show that
+/// its limits cut it off on the edge's hot path.
+pub fn looping_edge_transform() -> Vec<u8> {
+    let core = r#"(core module $m
+    (memory (export "memory") 1)
+    ;; Every allocation of the host's arguments lands at 1024; nothing is ever read back.
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+    (func (export "on-request")
+      (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32)
+      (loop $forever (br $forever))
+      (unreachable))
+    (func (export "on-response") (param i32) (result i32)
+      (loop $forever (br $forever))
+      (unreachable)))"#;
+    wat::parse_str(edge_transform_component(core)).expect("the looping edge transform is valid WAT")
+}

@@ -280,6 +280,14 @@ impl Worker {
         let bytes = self.blobs.put_dir(&out, prefix, upload_order).await?;
         metrics::counter!("mediahost_rendition_bytes_total").increment(bytes);
         self.store.set_ready(video_id, &renditions).await?;
+        // Deleted while it was being transcoded: the delete removed what existed then, so
+        // what this job stored since is removed here.
+        if self.store.video_by_id(video_id).await?.is_none() {
+            tracing::info!(video = %video_id, "video deleted during its transcode; outputs removed");
+            self.blobs
+                .delete_prefix(&keys::video_prefix(tenant_id, video_id))
+                .await?;
+        }
         Ok(())
     }
 
@@ -350,6 +358,9 @@ impl Worker {
             edge_group = %plan.edge_group,
             "router planned the renditions"
         );
+        self.store
+            .set_edge_group(&video.id, &plan.edge_group)
+            .await?;
         Ok(plan
             .renditions
             .into_iter()

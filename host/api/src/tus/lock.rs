@@ -335,20 +335,7 @@ impl Drop for Lock {
 mod tests {
     use super::*;
 
-    /// The Redis server of `MEDIAHOST_TEST_REDIS_URL`; without it the test is skipped with a
-    /// note, except under `CI=true`, where it fails.
-    fn redis_url() -> Option<String> {
-        match std::env::var("MEDIAHOST_TEST_REDIS_URL") {
-            Ok(url) if !url.trim().is_empty() => Some(url),
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but MEDIAHOST_TEST_REDIS_URL is not set (scripts/test sets it)")
-            }
-            _ => {
-                eprintln!("note: MEDIAHOST_TEST_REDIS_URL is not set; Redis lock test skipped");
-                None
-            }
-        }
-    }
+    use mediahost_store::testing::redis_server_url as redis_url;
 
     #[tokio::test]
     async fn redis_leases_exclude_renew_release_and_lapse() {

@@ -1,29 +1,33 @@
-//! `mediahost edge`: the edge role, a caching proxy for signed playback in front of an origin,
-//! until SIGINT/SIGTERM.
+//! `mediahost edge`: shorthand for `mediahost serve --role edge`, a caching proxy for playback
+//! in front of an origin, until SIGINT/SIGTERM; and the edge options both commands take.
 
-use anyhow::Context;
 use clap::Args;
-use mediahost_edge::{Edge, ORIGIN_FETCH_SECONDS_BUCKETS};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use mediahost_core::config::EdgeConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 use super::Common;
+use super::serve::Serve;
 
 /// Run an edge cache in front of an origin until interrupted.
 #[derive(Debug, Args)]
 pub struct EdgeCommand {
     #[command(flatten)]
     common: Common,
-    /// Base URL of the origin (the api role), e.g. http://127.0.0.1:8080; overrides
-    /// `[edge] origin`.
-    #[arg(long, env = "MEDIAHOST_EDGE_ORIGIN")]
-    origin: Option<String>,
     /// Address to listen on (default 127.0.0.1:8081); overrides `[edge] listen`.
     #[arg(long, env = "MEDIAHOST_EDGE_LISTEN")]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    edge: EdgeArgs,
+}
+
+/// The edge role's options (`serve` and `edge`).
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// Base URL of the origin (the api role), e.g. http://127.0.0.1:8080; overrides
+    /// `[edge] origin`. Default with the api role in the same process: that API.
+    #[arg(long, env = "MEDIAHOST_EDGE_ORIGIN")]
+    origin: Option<String>,
     /// Byte budget of the memory cache; overrides `[edge] cache_bytes`.
     #[arg(long, env = "MEDIAHOST_EDGE_CACHE_BYTES")]
     cache_bytes: Option<u64>,
@@ -43,63 +47,34 @@ pub struct EdgeCommand {
     group: Option<String>,
 }
 
-impl EdgeCommand {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let config = self.common.load()?;
-        let mut edge = config.edge.clone();
-        if let Some(origin) = self.origin {
-            edge.origin = Some(origin);
-        }
-        if let Some(listen) = self.listen {
-            edge.listen = listen;
+impl EdgeArgs {
+    /// Overrides `config` with the options given.
+    pub fn apply(&self, config: &mut EdgeConfig) {
+        if let Some(origin) = &self.origin {
+            config.origin = Some(origin.clone());
         }
         if let Some(bytes) = self.cache_bytes {
-            edge.cache_bytes = bytes;
+            config.cache_bytes = bytes;
         }
         if let Some(bytes) = self.disk_cache_bytes {
-            edge.disk_cache_bytes = bytes;
+            config.disk_cache_bytes = bytes;
         }
-        if let Some(dir) = self.disk_cache_dir {
-            edge.disk_cache_dir = Some(dir);
+        if let Some(dir) = &self.disk_cache_dir {
+            config.disk_cache_dir = Some(dir.clone());
         }
         if let Some(seconds) = self.stale_if_error_seconds {
-            edge.stale_if_error_seconds = seconds;
+            config.stale_if_error_seconds = seconds;
         }
-        if let Some(group) = self.group {
-            edge.group = group;
+        if let Some(group) = &self.group {
+            config.group = group.clone();
         }
-        let metrics = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full("mediahost_edge_origin_fetch_seconds".into()),
-                ORIGIN_FETCH_SECONDS_BUCKETS,
-            )?
-            .install_recorder()
-            .context("install the Prometheus metrics recorder")?;
-        let state = Arc::new(Edge::new(
-            &edge,
-            &config.data_dir,
-            config.admin.operator_key(),
-            metrics,
-        )?);
-        let listener = tokio::net::TcpListener::bind(edge.listen)
+    }
+}
+
+impl EdgeCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        Serve::edge_only(self.common, self.listen, self.edge)
+            .run()
             .await
-            .with_context(|| format!("listen on {}", edge.listen))?;
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            origin = edge.origin.as_deref().unwrap_or_default(),
-            group = %edge.group,
-            cache_bytes = edge.cache_bytes,
-            disk_cache_bytes = edge.disk_cache_bytes,
-            disk_cache_dir = %edge.disk_cache_dir(&config.data_dir).display(),
-            "mediahost edge listening"
-        );
-        let shutdown = CancellationToken::new();
-        let signal = tokio::spawn(super::serve::shutdown_signal(shutdown.clone()));
-        mediahost_edge::run(state, listener, shutdown.clone())
-            .await
-            .context("serve the edge")?;
-        signal.abort();
-        tracing::info!("stopped");
-        Ok(())
     }
 }

@@ -22,7 +22,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the platform (API and worker) until interrupted.
+    /// Run the platform (API, worker and edge by default, or the roles named) until interrupted.
     Serve(serve::Serve),
     /// Manage tenants and their API keys.
     #[command(subcommand)]
@@ -34,7 +34,7 @@ enum Command {
     /// Check and try plugin components (conformance cases, one-off calls).
     #[command(subcommand)]
     Plugin(plugin::Plugin),
-    /// Run an edge cache in front of an origin until interrupted.
+    /// Run an edge cache in front of an origin until interrupted (`serve --role edge`).
     Edge(edge::EdgeCommand),
 }
 
@@ -90,6 +90,7 @@ impl Common {
         }
         config.storage.apply_env(|name| std::env::var(name).ok())?;
         config.tus.apply_env(|name| std::env::var(name).ok())?;
+        config.cache.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }
 
@@ -121,5 +122,5 @@ impl Common {
 pub struct Listen {
     /// Address to listen on; overrides `listen` in the config.
     #[arg(long, env = "MEDIAHOST_LISTEN")]
-    listen: Option<SocketAddr>,
+    pub(super) listen: Option<SocketAddr>,
 }

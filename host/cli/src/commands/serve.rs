@@ -1,26 +1,60 @@
-//! `mediahost serve`: the API and an in-process worker on one port, until SIGINT/SIGTERM.
+//! `mediahost serve`: the platform's roles in one process until SIGINT/SIGTERM. By default all
+//! of them (the API with an in-process worker on `listen`, the edge on `edge.listen`); with
+//! `--role` any combination of `api`, `worker` and `edge`, so the same binary runs each part of
+//! a deployment as its own process.
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use mediahost_api::AppState;
 use mediahost_blob::Blobs;
+use mediahost_core::Config;
+use mediahost_core::config::LookupBackend;
+use mediahost_edge::Edge;
+use mediahost_edge::fleet::Fleet;
+use mediahost_edge::transform::Transforms;
 use mediahost_queue::{EmbeddedQueue, JobQueue};
 use mediahost_runtime::{PluginHost, RuntimeOptions};
+use mediahost_store::Store;
+use mediahost_store::lookup::{LookupCache, MemoryLookups, RedisLookups};
 use mediahost_transcode::worker::Worker;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::edge::EdgeArgs;
 use super::{Common, Listen};
 
-/// Run the platform (API and worker) until interrupted.
+/// A part of the platform a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The HTTP API on `listen`: uploads, videos, playback (the edge's origin), admin.
+    Api,
+    /// Transcode workers pulling jobs from the queue (`worker.concurrency` of them).
+    Worker,
+    /// The edge cache on `edge.listen`, pulling from `edge.origin` (by default this
+    /// process's API when it runs the api role too).
+    Edge,
+}
+
+/// Run the platform (API, worker and edge by default) until interrupted.
 #[derive(Debug, Args)]
 pub struct Serve {
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
     listen: Listen,
+    /// Roles to run, comma-separated (`api,worker,edge`); default all three, the worker unless
+    /// `worker.enabled = false`.
+    #[arg(long, value_enum, value_delimiter = ',', env = "MEDIAHOST_ROLE")]
+    role: Vec<Role>,
+    /// Address of the edge role; overrides `[edge] listen`.
+    #[arg(long, env = "MEDIAHOST_EDGE_LISTEN")]
+    edge_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    edge: EdgeArgs,
 }
 
 /// Job durations span seconds (short clips) to hours (feature films).
@@ -60,6 +94,14 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(
             Matcher::Full("mediahost_plugin_peak_memory_bytes".into()),
             PLUGIN_MEMORY_BYTES_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("mediahost_edge_origin_fetch_seconds".into()),
+            mediahost_edge::ORIGIN_FETCH_SECONDS_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("mediahost_edge_plugin_seconds".into()),
+            PLUGIN_CALL_SECONDS_BUCKETS,
         )?
         .install_recorder()
         .context("install the Prometheus metrics recorder")
@@ -134,146 +176,326 @@ async fn sweep_uploads(
 }
 
 impl Serve {
+    /// `mediahost edge …`: this command with only the edge role.
+    pub fn edge_only(common: Common, listen: Option<SocketAddr>, edge: EdgeArgs) -> Self {
+        Self {
+            common,
+            listen: Listen { listen: None },
+            role: vec![Role::Edge],
+            edge_listen: listen,
+            edge,
+        }
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         let mut config = self.common.load()?;
         if let Some(addr) = self.listen.listen {
             config.listen = addr;
         }
-        let metrics = install_metrics()?;
-        mediahost_transcode::init();
+        if let Some(addr) = self.edge_listen {
+            config.edge.listen = addr;
+        }
+        self.edge.apply(&mut config.edge);
+        let roles = if self.role.is_empty() {
+            let mut all = vec![Role::Api, Role::Edge];
+            if config.worker.enabled {
+                all.push(Role::Worker);
+            }
+            all
+        } else {
+            self.role
+        };
+        run(config, &roles).await
+    }
+}
 
-        let store = Common::open_store(&config).await?;
-        // Checked with a real request: a wrong bucket, endpoint or key stops the start-up here.
-        let blobs = Blobs::from_config(&config.data_dir, &config.storage)
-            .await
-            .context("open object storage")?;
-        let queue: Arc<dyn JobQueue> = Arc::new(EmbeddedQueue::new(
-            store.pool().clone(),
+/// What every role shares: metadata, storage, plugins and their bindings.
+struct Platform {
+    store: Store,
+    blobs: Blobs,
+    plugins: PluginHost,
+    metrics: PrometheusHandle,
+}
+
+/// Opens the store (with its lookup cache), object storage and the plugins (the catalog
+/// restored into the plugin folder first, bindings applied), checking each backend: a wrong
+/// URL or an unreachable server stops the start-up here, naming the setting.
+async fn open_platform(config: &Config) -> anyhow::Result<Platform> {
+    let metrics = install_metrics()?;
+    let store = Common::open_store(config)
+        .await?
+        .with_lookup_cache(lookup_cache(config).await?, lookup_ttl(config));
+    let blobs = Blobs::from_config(&config.data_dir, &config.storage)
+        .await
+        .context("open object storage")?;
+    let plugin_dir = config.plugin_dir();
+    let settings = config.plugins.config.clone();
+    let options = RuntimeOptions {
+        // Compiled components survive restarts (keyed by their bytes and the engine).
+        cache_dir: Some(config.data_dir.join("cache/wasm")),
+        // Where bindings with `record_failures` keep failed calls' inputs.
+        failure_dir: Some(config.data_dir.join("plugin-failures")),
+        ..RuntimeOptions::default()
+    };
+    // Plugins installed through the admin API (by this or another process) are written
+    // into the folder first, so they load like the others.
+    let restored = mediahost_api::catalog::restore(&store, &blobs, &plugin_dir)
+        .await
+        .context("install plugins from the plugin catalog")?;
+    if restored > 0 {
+        tracing::info!(
+            changes = restored,
+            "plugin folder brought in step with the catalog"
+        );
+    }
+    // Compiling components takes a while; keep it off the async workers.
+    let plugins =
+        tokio::task::spawn_blocking(move || PluginHost::load_with(&plugin_dir, &settings, options))
+            .await?
+            .context("load plugins")?;
+    for p in plugins.plugins() {
+        if let Some(v) = &p.serving {
+            tracing::info!(plugin = %p.name, version = %v.version, world = %v.world, sha256 = %v.sha256, "plugin loaded");
+        }
+    }
+    // Bindings: the config file's are checked and written to the DB, then every stored one
+    // is loaded and kept in step with the DB (other processes may change them).
+    mediahost_api::bindings::apply_config(&store, &plugins, &config.plugins)
+        .await
+        .context("plugin bindings")?;
+    Ok(Platform {
+        store,
+        blobs,
+        plugins,
+        metrics,
+    })
+}
+
+/// The cache of video lookups, `[cache] lookups`.
+async fn lookup_cache(config: &Config) -> anyhow::Result<Arc<dyn LookupCache>> {
+    Ok(match config.cache.lookups {
+        LookupBackend::Memory => Arc::new(MemoryLookups::new(config.cache.lookup_entries)),
+        LookupBackend::Redis => {
+            let url = config.cache.redis_url().context(
+                "cache.lookups = \"redis\" needs cache.redis_url (or REDIS_URL), e.g. redis://127.0.0.1:6379",
+            )?;
+            Arc::new(RedisLookups::connect(url).await?)
+        }
+    })
+}
+
+fn lookup_ttl(config: &Config) -> Duration {
+    Duration::from_secs(config.cache.lookup_ttl_seconds.max(1))
+}
+
+/// Runs `roles` until SIGINT/SIGTERM, then stops every part, finishing requests in flight.
+async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
+    mediahost_transcode::init();
+    let platform = open_platform(&config).await?;
+    // Hot reload for the process's whole life; without it the loaded plugins still serve.
+    let watcher = platform
+        .plugins
+        .watch()
+        .inspect_err(|e| tracing::warn!(error = %e, "plugin hot reload is off"))
+        .ok();
+    let shutdown = CancellationToken::new();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    tasks.push(tokio::spawn(mediahost_api::sync::sync_loop(
+        platform.store.clone(),
+        platform.blobs.clone(),
+        platform.plugins.clone(),
+        Duration::from_secs(config.plugins.sync_interval_seconds.max(1)),
+        shutdown.clone().cancelled_owned(),
+    )));
+    let result = start_roles(&config, roles, &platform, &shutdown, &mut tasks).await;
+    if result.is_ok() {
+        tracing::info!(roles = ?roles, data_dir = %config.data_dir.display(), "mediahost running");
+        // SIGINT/SIGTERM cancel the token, which stops every listener and worker; so does a
+        // role that fails while running.
+        tokio::select! {
+            _ = shutdown_signal(shutdown.clone()) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    shutdown.cancel();
+    for task in tasks {
+        task.await?;
+    }
+    // Stopping the watcher waits for a reload in progress; keep that off the async workers.
+    tokio::task::spawn_blocking(move || drop(watcher)).await?;
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
+    result
+}
+
+/// Starts each role's listeners and workers as tasks in `tasks`, all stopping with `shutdown`.
+async fn start_roles(
+    config: &Config,
+    roles: &[Role],
+    platform: &Platform,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    let has = |role| roles.contains(&role);
+    let queue: Option<Arc<dyn JobQueue>> = (has(Role::Api) || has(Role::Worker)).then(|| {
+        Arc::new(EmbeddedQueue::new(
+            platform.store.pool().clone(),
             config.worker.max_attempts,
             Duration::from_secs(config.worker.lease_seconds.max(1)),
-        ));
-        let plugin_dir = config.plugin_dir();
-        let settings = config.plugins.config.clone();
-        let options = RuntimeOptions {
-            // Compiled components survive restarts (keyed by their bytes and the engine).
-            cache_dir: Some(config.data_dir.join("cache/wasm")),
-            // Where bindings with `record_failures` keep failed calls' inputs.
-            failure_dir: Some(config.data_dir.join("plugin-failures")),
-            ..RuntimeOptions::default()
-        };
-        // Plugins installed through the admin API (by this or another process) are written
-        // into the folder first, so they load like the others.
-        let restored = mediahost_api::catalog::restore(&store, &blobs, &plugin_dir)
-            .await
-            .context("install plugins from the plugin catalog")?;
-        if restored > 0 {
-            tracing::info!(
-                changes = restored,
-                "plugin folder brought in step with the catalog"
+        )) as Arc<dyn JobQueue>
+    });
+    if let (true, Some(queue)) = (has(Role::Worker), &queue) {
+        for n in 0..config.worker.concurrency.max(1) {
+            let worker = Worker::new(
+                platform.store.clone(),
+                queue.clone(),
+                platform.blobs.clone(),
+                platform.plugins.clone(),
+                config.transcode.clone(),
+                Duration::from_millis(config.worker.poll_interval_ms.max(10)),
+                Duration::from_secs(config.worker.lease_seconds.max(1)),
             );
+            tracing::info!(worker = n, "transcode worker started");
+            tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         }
-        // Compiling components takes a while; keep it off the async workers.
-        let plugins = tokio::task::spawn_blocking(move || {
-            PluginHost::load_with(&plugin_dir, &settings, options)
-        })
-        .await?
-        .context("load plugins")?;
-        for p in plugins.plugins() {
-            if let Some(v) = &p.serving {
-                tracing::info!(plugin = %p.name, version = %v.version, world = %v.world, sha256 = %v.sha256, "plugin loaded");
-            }
-        }
-        // Bindings: the config file's are checked and written to the DB, then every stored one
-        // is loaded and kept in step with the DB (other processes may change them).
-        mediahost_api::bindings::apply_config(&store, &plugins, &config.plugins)
-            .await
-            .context("plugin bindings")?;
-        // Hot reload for the server's whole life; without it the loaded plugins still serve.
-        let watcher = plugins
-            .watch()
-            .inspect_err(|e| tracing::warn!(error = %e, "plugin hot reload is off"))
-            .ok();
-
-        let shutdown = CancellationToken::new();
-        let mut workers = Vec::new();
-        if config.worker.enabled {
-            for n in 0..config.worker.concurrency.max(1) {
-                let worker = Worker::new(
-                    store.clone(),
-                    queue.clone(),
-                    blobs.clone(),
-                    plugins.clone(),
-                    config.transcode.clone(),
-                    Duration::from_millis(config.worker.poll_interval_ms.max(10)),
-                    Duration::from_secs(config.worker.lease_seconds.max(1)),
-                );
-                tracing::info!(worker = n, "transcode worker started");
-                workers.push(tokio::spawn(worker.run(shutdown.clone())));
-            }
-        }
-
-        // Before anything starts: an unreachable lock server stops the start-up here.
-        let upload_locks = mediahost_api::tus::lock::from_config(&config.tus, &store)
-            .await
-            .context("tus upload locks")?;
-        let state = Arc::new(
-            AppState::new(
-                store,
-                queue,
-                blobs,
-                plugins,
-                metrics,
-                config.public_url.clone(),
-            )
-            .with_operator_key(config.admin.operator_key())
-            .with_tus(config.tus.clone())
-            .with_upload_locks(upload_locks)
-            .with_quotas(config.quotas)
-            .with_signed_url_seconds(config.playback.signed_url_seconds),
-        );
-        let sweeper = tokio::spawn(sweep_uploads(
-            state.store.clone(),
-            state.blobs.clone(),
-            state.upload_locks.clone(),
-            Duration::from_secs(config.tus.sweep_interval_seconds.max(1)),
-            shutdown.clone(),
-        ));
-        let plugins_sync = tokio::spawn(mediahost_api::sync::sync_loop(
-            state.store.clone(),
-            state.blobs.clone(),
-            state.plugins.clone(),
-            Duration::from_secs(config.plugins.sync_interval_seconds.max(1)),
-            shutdown.clone().cancelled_owned(),
-        ));
-        let app = mediahost_api::app(state);
-        let https = match start_https(&config.tls, &app, &shutdown).await {
-            Ok(https) => https,
-            Err(e) => {
-                // Workers and the sweeper stop with the token; nothing else started yet.
-                shutdown.cancel();
-                return Err(e);
-            }
-        };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listen on {}", config.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "mediahost listening");
-        // SIGINT/SIGTERM cancel the token, which stops the listener (and everything else).
-        let signal = tokio::spawn(shutdown_signal(shutdown.clone()));
-        crate::https::serve(listener, None, app, shutdown.clone()).await;
-        signal.abort();
-        shutdown.cancel();
-        if let Some(https) = https {
-            https.await?;
-        }
-        sweeper.await?;
-        plugins_sync.await?;
-        // Stopping the watcher waits for a reload in progress; keep that off the async workers.
-        tokio::task::spawn_blocking(move || drop(watcher)).await?;
-        for w in workers {
-            w.await?;
-        }
-        tracing::info!("stopped");
-        Ok(())
     }
+    let edge = if has(Role::Edge) {
+        Some(start_edge(config, has(Role::Api), platform, shutdown, tasks).await?)
+    } else {
+        None
+    };
+    match queue.filter(|_| has(Role::Api)) {
+        Some(queue) => start_api(config, queue, edge, platform, shutdown, tasks).await,
+        // A process without the API still answers /healthz and /metrics on `listen` (the edge
+        // alone has its own on `edge.listen`).
+        None if has(Role::Worker) => {
+            let app = ops_app(platform.metrics.clone());
+            serve_on_listen(config, app, shutdown, tasks).await
+        }
+        None => Ok(()),
+    }
+}
+
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen on {addr} (`{setting}`)"))
+}
+
+/// `/healthz` and `/metrics` of a process without the API.
+fn ops_app(metrics: PrometheusHandle) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(move || async move { metrics.render() }))
+}
+
+/// The edge role: its cache in front of `edge.origin` (default: this process's API), running
+/// the edge-transform plugins of the platform.
+async fn start_edge(
+    config: &Config,
+    beside_api: bool,
+    platform: &Platform,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Arc<Edge>> {
+    let mut edge_config = config.edge.clone();
+    if edge_config.origin.is_none() && beside_api {
+        edge_config.origin = Some(format!("http://{}", config.listen));
+    }
+    let transforms = Transforms::new(platform.plugins.clone(), platform.store.clone());
+    let edge = Arc::new(
+        Edge::new(
+            &edge_config,
+            &config.data_dir,
+            config.admin.operator_key(),
+            platform.metrics.clone(),
+        )?
+        .with_transforms(transforms),
+    );
+    let listener = bind(edge_config.listen, "edge.listen").await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        origin = edge_config.origin.as_deref().unwrap_or_default(),
+        group = %edge_config.group,
+        cache_bytes = edge_config.cache_bytes,
+        disk_cache_bytes = edge_config.disk_cache_bytes,
+        disk_cache_dir = %edge_config.disk_cache_dir(&config.data_dir).display(),
+        "mediahost edge listening"
+    );
+    let serving = edge.clone();
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = mediahost_edge::run(serving, listener, stop.clone()).await {
+            tracing::error!(error = %e, "the edge stopped");
+            stop.cancel();
+        }
+    }));
+    Ok(edge)
+}
+
+/// The api role: HTTP (and HTTPS when configured) on `listen`, and the tus upload sweeper.
+async fn start_api(
+    config: &Config,
+    queue: Arc<dyn JobQueue>,
+    edge: Option<Arc<Edge>>,
+    platform: &Platform,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    // Before anything starts: an unreachable lock server stops the start-up here.
+    let upload_locks = mediahost_api::tus::lock::from_config(&config.tus, &platform.store)
+        .await
+        .context("tus upload locks")?;
+    let edges = Fleet::new(edge, &config.cluster.edges, config.admin.operator_key())?;
+    let state = Arc::new(
+        AppState::new(
+            platform.store.clone(),
+            queue,
+            platform.blobs.clone(),
+            platform.plugins.clone(),
+            platform.metrics.clone(),
+            config.public_url.clone(),
+        )
+        .with_operator_key(config.admin.operator_key())
+        .with_tus(config.tus.clone())
+        .with_upload_locks(upload_locks)
+        .with_quotas(config.quotas)
+        .with_signed_url_seconds(config.playback.signed_url_seconds)
+        .with_edges(edges),
+    );
+    tasks.push(tokio::spawn(sweep_uploads(
+        state.store.clone(),
+        state.blobs.clone(),
+        state.upload_locks.clone(),
+        Duration::from_secs(config.tus.sweep_interval_seconds.max(1)),
+        shutdown.clone(),
+    )));
+    let app = mediahost_api::app(state);
+    if let Some(https) = start_https(&config.tls, &app, shutdown).await? {
+        tasks.push(https);
+    }
+    serve_on_listen(config, app, shutdown, tasks).await
+}
+
+/// Serves `app` on `listen` (HTTP/1.1 and h2c) as one of `tasks`.
+async fn serve_on_listen(
+    config: &Config,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    let listener = bind(config.listen, "listen").await?;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "mediahost listening");
+    tasks.push(tokio::spawn(crate::https::serve(
+        listener,
+        None,
+        app,
+        shutdown.clone(),
+    )));
+    Ok(())
 }

@@ -5,6 +5,22 @@ use std::time::{Duration, Instant};
 
 use super::{BIN, Server, free_port, http_ok, spawn_serve};
 
+/// The URI lines of a playlist (not tags, not blank).
+pub fn uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `url` with its directory part kept and the last segment replaced by `relative`.
+pub fn join(url: &str, relative: &str) -> String {
+    let path = url.split_once('?').map_or(url, |(p, _)| p);
+    format!("{}{relative}", &path[..path.rfind('/').unwrap() + 1])
+}
+
 /// The operator key the test edge accepts for purges.
 pub const OPERATOR_KEY: &str = "edge-test-operator-key";
 
@@ -28,7 +44,12 @@ impl Edge {
 
     /// Like [`Edge::start`], with `extra` arguments (e.g. `--cache-bytes`).
     pub fn start_with(origin: &Server, extra: &[&str]) -> Edge {
-        let addr = format!("127.0.0.1:{}", free_port());
+        Self::start_at(origin, &format!("127.0.0.1:{}", free_port()), extra)
+    }
+
+    /// Like [`Edge::start_with`], listening on `addr`.
+    pub fn start_at(origin: &Server, addr: &str, extra: &[&str]) -> Edge {
+        let addr = addr.to_owned();
         let data_dir = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = vec![
             "edge".into(),

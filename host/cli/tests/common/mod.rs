@@ -26,6 +26,8 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub base: String,
+    /// Base URL of the edge the server runs beside its API (the one-process default).
+    pub edge_base: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
     /// The S3 server and bucket holding its objects, under `MEDIAHOST_TEST_STORAGE=s3`.
@@ -150,7 +152,7 @@ pub fn serve_failing(config: &str, env: &[(&str, &str)]) -> (std::process::ExitS
     let log_path = data_dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen"])
+        .args(["serve", "--edge-listen", "127.0.0.1:0", "--listen"])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data-dir")
         .arg(data_dir.path())
@@ -217,6 +219,12 @@ impl Server {
         if let Some(url) = &database_url {
             writeln!(config, "[database]\nurl = {url:?}").unwrap();
         }
+        // The edge runs beside the API on a port of its own (in the config file, so restarts
+        // keep it), unless the test configures its own `[edge]`.
+        let edge_addr = format!("127.0.0.1:{}", free_port());
+        if !options.config.contains("[edge]") {
+            writeln!(config, "[edge]\nlisten = {edge_addr:?}").unwrap();
+        }
         writeln!(
             config,
             "[worker]\npoll_interval_ms = 200\n[plugins]\ndir = {:?}\n{}\n{storage}",
@@ -230,6 +238,7 @@ impl Server {
         let mut server = Server {
             child,
             base: format!("http://{addr}"),
+            edge_base: format!("http://{edge_addr}"),
             addr,
             data_dir,
             log,
