@@ -23,8 +23,11 @@
 //!      built for wasm32-wasip2 in release) bound as the global edge-transform chain
 //!      (`[[plugins.bindings.edge-transform]]`): every request carries a valid token (HMAC
 //!      computed here as `plugins/edge-token/src/rules.rs` specifies), so `on-request` checks
-//!      an HMAC and `on-response` adds `X-Served-By` on every request. The run fails unless a
-//!      probe shows the plugin at work (`X-Served-By` present, a request without a token 403);
+//!      an HMAC and `on-response` adds `X-Served-By` on every request. The video exists in
+//!      that edge's metadata DB (created beforehand through `mediahost serve --role api` on
+//!      its data dir), so each request also resolves its video's tenant and chain as in
+//!      production. The run fails unless a probe shows the plugin at work (`X-Served-By`
+//!      present, a request without a token 403);
 //! 3. warms every cache: each object is requested until the server answers `X-Cache: HIT` with
 //!    the origin's bytes, then every case gets an untimed `wrk` warm-up;
 //! 4. for `EDGE_BENCH_ROUNDS` rounds (default 3), each case in turn (object × server):
@@ -41,11 +44,12 @@
 //! Fairness on a small machine: the server under test is pinned with `taskset` to
 //! `EDGE_BENCH_SERVER_CPUS` (default CPU 0) and wrk to `EDGE_BENCH_CLIENT_CPUS` (default CPU
 //! 1); an empty value leaves that side unpinned. nginx gets `worker_processes` = the number of
-//! server CPUs; the edge is not told anything: tokio sizes its worker pool from the CPUs the
-//! process may run on (`sched_getaffinity`), so a pinned edge runs one worker thread, which
-//! the run checks and prints (`TOKIO_WORKER_THREADS` is left unset, as in production). The
-//! servers not under test are paused (`SIGSTOP`), so their timers cannot take time from the
-//! one measured. The origin is unpinned and idle once the caches are warm.
+//! server CPUs and the edge as many tokio worker threads (`TOKIO_WORKER_THREADS`, which
+//! mediahost's runtime honours; tokio would pick the same from the process's CPU affinity).
+//! The run prints and checks every server process's `Cpus_allowed_list`. The servers not
+//! under test are paused (`SIGSTOP`), so their timers and background tasks (the plugin edge's
+//! bindings sync) cannot take time from the one measured. The origin is unpinned and idle once
+//! the caches are warm.
 //!
 //! Needs `wrk` and `nginx` (Debian's): `scripts/bench-setup` installs them (CI does not need
 //! them, so `scripts/setup` does not), and the wasm32-wasip2 target (`scripts/setup`) for the
@@ -68,7 +72,8 @@ use support::{MEDIAHOST, Server, env_number, free_port, loadavg, median};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-/// The video the objects belong to: any id does, the origin serves plain files.
+/// The video the objects belong to without the plugin case (the plugin case creates one in
+/// its edge's metadata DB): any id does, the origin serves plain files.
 const VIDEO: &str = "0190b6f2-7c1e-7d3a-9a5e-5f1d2c3b4a59";
 /// The edge-token plugin's HMAC key, set in the edge's config and used here to sign.
 const SECRET: &str = "edge-bench-secret";
@@ -168,16 +173,16 @@ struct Object {
     body: Vec<u8>,
 }
 
-/// Writes objects of random bytes, one of each size in `kib`, under `root` (the origin's
-/// document root).
-fn write_objects(root: &Path, kib: &[u64]) -> anyhow::Result<Vec<Object>> {
+/// Writes objects of random bytes of `video`, one of each size in `kib`, under `root` (the
+/// origin's document root).
+fn write_objects(root: &Path, video: &str, kib: &[u64]) -> anyhow::Result<Vec<Object>> {
     let mut objects = Vec::new();
     for &kib in kib {
         let label = match kib {
             k if k >= 1024 && k % 1024 == 0 => format!("{} MiB", k / 1024),
             k => format!("{k} KiB"),
         };
-        let path = format!("/v1/videos/{VIDEO}/hls/{kib}k/chunk-stream0-00001.m4s");
+        let path = format!("/v1/videos/{video}/hls/{kib}k/chunk-stream0-00001.m4s");
         let mut body = vec![0u8; (kib * KIB) as usize];
         rand::rng().fill_bytes(&mut body);
         let file = root.join(path.trim_start_matches('/'));
@@ -269,12 +274,23 @@ fn floor_serve(spec: &str) -> anyhow::Result<()> {
     })
 }
 
+/// One tokio worker thread per server CPU (`TOKIO_WORKER_THREADS`, which tokio's runtime
+/// builder reads), like nginx's one worker process per CPU; unpinned, tokio's default.
+fn tokio_workers(settings: &Settings, command: &mut Command) -> anyhow::Result<()> {
+    match cpu_count(&settings.server_cpus)? {
+        Some(cpus) => command.env("TOKIO_WORKER_THREADS", cpus.to_string()),
+        None => command.env_remove("TOKIO_WORKER_THREADS"),
+    };
+    Ok(())
+}
+
 /// The bench binary again, as the floor server of the files under `root`.
 fn start_floor(settings: &Settings, dir: &Path, root: &Path) -> anyhow::Result<Server> {
     let port = free_port();
     let exe = std::env::current_exe()?;
     let mut command = Settings::pinned(&settings.server_cpus, &exe.display().to_string());
     command.env(FLOOR_ENV, format!("{port} {}", root.display()));
+    tokio_workers(settings, &mut command)?;
     Server::start(
         &mut command,
         "axum floor",
@@ -496,6 +512,7 @@ fn start_edge(
         .arg(&config_file)
         .env("RUST_LOG", "warn");
     support::embedded_defaults(&mut command);
+    tokio_workers(settings, &mut command)?;
     let name = if plugin {
         "mediahost edge + edge-token"
     } else {
@@ -508,6 +525,23 @@ fn start_edge(
         data.clone(),
         &data.join("edge.log"),
     )
+}
+
+/// Creates a video (metadata only) of a tenant in the metadata DB under the data dir `data`,
+/// through a `mediahost serve --role api` run on it for the purpose; returns its id.
+async fn create_video(data: &Path) -> anyhow::Result<String> {
+    let (api, key) = support::start_api(data.to_owned())?;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/videos", api.port))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"title": "edge bench", "filename": "bench.mp4"}))
+        .send()
+        .await?;
+    let status = response.status();
+    let body = response.text().await?;
+    ensure!(status == 201, "create a video: {status} {body}");
+    let video: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(video["id"].as_str().context("no video id")?.to_owned())
 }
 
 /// Requests `url` until `server` answers `X-Cache: HIT`, checking every answer is the object.
@@ -580,7 +614,7 @@ async fn check_plugin_runs(
 }
 
 /// What one wrk run reports.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Run {
     requests_per_s: f64,
     p99_ms: f64,
@@ -590,6 +624,8 @@ struct Run {
     server_cpu: f64,
     /// wrk's CPU time over the run as a share of one core (of `EDGE_BENCH_THREADS`).
     client_cpu: f64,
+    /// The server's threads that used more than 5% of a core, by name, with their share.
+    busy_threads: Vec<(String, f64)>,
 }
 
 /// A number with a unit from wrk's report, split.
@@ -635,6 +671,7 @@ fn wrk(
     seconds: u64,
 ) -> anyhow::Result<Run> {
     let ticks_before = server.cpu_ticks();
+    let threads_before = server.thread_cpu_ticks();
     let client_before = children_cpu_ticks()?;
     let output = Settings::pinned(&settings.client_cpus, "wrk")
         .arg(format!("-t{}", settings.threads))
@@ -646,6 +683,16 @@ fn wrk(
         .context("run wrk (scripts/bench-setup installs it)")?;
     let ticks = server.cpu_ticks() - ticks_before;
     let client_ticks = children_cpu_ticks()? - client_before;
+    let share = |ticks: u64| ticks as f64 / settings.clock_ticks / seconds as f64;
+    let busy_threads = server
+        .thread_cpu_ticks()
+        .into_iter()
+        .map(|(name, after)| {
+            let before = threads_before.get(&name).copied().unwrap_or(0);
+            (name, share(after.saturating_sub(before)))
+        })
+        .filter(|(_, share)| *share > 0.05)
+        .collect();
     let report = String::from_utf8_lossy(&output.stdout);
     let fail = |why: &str| {
         anyhow::anyhow!(
@@ -700,8 +747,9 @@ fn wrk(
         requests_per_s,
         p99_ms,
         mb_s: requests_per_s * size / 1e6,
-        server_cpu: ticks as f64 / settings.clock_ticks / seconds as f64,
-        client_cpu: client_ticks as f64 / settings.clock_ticks / seconds as f64,
+        server_cpu: share(ticks),
+        client_cpu: share(client_ticks),
+        busy_threads,
     })
 }
 
@@ -802,7 +850,13 @@ async fn bench() -> anyhow::Result<()> {
     );
     println!("{}; {}", version("wrk", "-v"), version("nginx", "-v"));
 
-    let objects = write_objects(&dir.join("origin-root"), &settings.object_kib)?;
+    // The plugin edge resolves each request's tenant by its video, as in production: the
+    // video exists in that edge's metadata DB.
+    let video = match settings.plugin {
+        true => create_video(&dir.join("edge-plugin")).await?,
+        false => VIDEO.to_owned(),
+    };
+    let objects = write_objects(&dir.join("origin-root"), &video, &settings.object_kib)?;
     let origin = start_origin(dir, &dir.join("origin-root"))?;
     let (_shm, cache) = cache_dir(dir)?;
     println!(
@@ -843,19 +897,15 @@ async fn bench() -> anyhow::Result<()> {
         for object in &objects {
             warm(&http, server, &url(*target, server, object), object).await?;
         }
-        if *target != Target::Nginx {
-            let workers = server
-                .thread_names()
-                .iter()
-                // `tokio-rt-worker`; `tokio-runtime-worker` (cut to 15 bytes) before tokio 1.44.
-                .filter(|n| ["tokio-rt-worker", "tokio-runtime-w"].contains(&n.as_str()))
-                .count();
-            println!("{}: {workers} tokio worker thread(s)", server.name);
-            if let Some(cpus) = cpu_count(&settings.server_cpus)? {
+        let allowed = server.cpus_allowed();
+        println!("{}: processes on CPUs {allowed:?}", server.name);
+        if let Some(cpus) = cpu_count(&settings.server_cpus)? {
+            for list in &allowed {
                 ensure!(
-                    workers == cpus,
-                    "{} runs {workers} tokio workers on {cpus} CPU(s)",
-                    server.name
+                    cpu_count(list)? == Some(cpus),
+                    "{} runs on CPUs {list}, not {}",
+                    server.name,
+                    settings.server_cpus
                 );
             }
         }
@@ -900,7 +950,7 @@ async fn bench() -> anyhow::Result<()> {
             let url = url(case.target, server, object);
             let run = wrk(&settings, server, &url, object.body.len(), settings.seconds)?;
             println!(
-                "round {round}: {:<7} {:<28} {:>9.0} req/s  p99 {:>7.2} ms  {:>7.1} MB/s  CPU server {:>3.0}% wrk {:>3.0}%  (load {})",
+                "round {round}: {:<7} {:<28} {:>9.0} req/s  p99 {:>7.2} ms  {:>7.1} MB/s  CPU server {:>3.0}% wrk {:>3.0}%  (load {}; busy threads: {})",
                 object.label,
                 case.target.label(),
                 run.requests_per_s,
@@ -908,7 +958,12 @@ async fn bench() -> anyhow::Result<()> {
                 run.mb_s,
                 run.server_cpu * 100.0,
                 run.client_cpu * 100.0,
-                loadavg()
+                loadavg(),
+                run.busy_threads
+                    .iter()
+                    .map(|(name, share)| format!("{name} {:.0}%", share * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             case.runs.push(run);
         }

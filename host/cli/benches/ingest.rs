@@ -37,7 +37,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{MEDIAHOST, Server, env_number, free_port, loadavg, median};
+use support::{Server, env_number, free_port, loadavg, median};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 const MIB: u64 = 1024 * 1024;
@@ -81,40 +81,7 @@ fn start_mediahost(dir: &Path) -> anyhow::Result<(Server, String)> {
         .prefix("mediahost-")
         .tempdir_in(dir)?
         .keep();
-    let config = data.join("mediahost.toml");
-    std::fs::write(&config, "[worker]\nenabled = false\n")?;
-    let command = |args: &[&str]| {
-        let mut cmd = Command::new(MEDIAHOST);
-        cmd.args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--config")
-            .arg(&config);
-        support::embedded_defaults(&mut cmd);
-        cmd
-    };
-    let out = command(&["tenant", "create", "bench"]).output()?;
-    ensure!(
-        out.status.success(),
-        "tenant create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout)?
-        .lines()
-        .last()
-        .context("tenant create printed no key")?
-        .trim()
-        .to_owned();
-    let port = free_port();
-    let log = data.join("server.log");
-    let server = Server::start(
-        &mut command(&["serve", "--listen", &format!("127.0.0.1:{port}")]),
-        "mediahost",
-        port,
-        data,
-        &log,
-    )?;
-    Ok((server, key))
+    support::start_api(data)
 }
 
 /// `@tus/server` with `@tus/file-store` in a fresh folder under `dir`.

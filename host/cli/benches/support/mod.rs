@@ -26,6 +26,48 @@ pub fn embedded_defaults(command: &mut Command) {
     }
 }
 
+/// `mediahost serve --role api` on the data dir `data` (created when missing; embedded
+/// defaults, the transcode worker off) with a tenant `bench`; returns the server and the
+/// tenant's API key.
+pub fn start_api(data: PathBuf) -> anyhow::Result<(Server, String)> {
+    std::fs::create_dir_all(&data)?;
+    let config = data.join("mediahost.toml");
+    std::fs::write(&config, "[worker]\nenabled = false\n")?;
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(MEDIAHOST);
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config);
+        embedded_defaults(&mut cmd);
+        cmd
+    };
+    let out = command(&["tenant", "create", "bench"]).output()?;
+    ensure!(
+        out.status.success(),
+        "tenant create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .context("tenant create printed no key")?
+        .trim()
+        .to_owned();
+    let port = free_port();
+    let log = data.join("server.log");
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        &mut command(&["serve", "--role", "api", "--listen", &listen]),
+        "mediahost",
+        port,
+        data,
+        &log,
+    )?;
+    Ok((server, key))
+}
+
 /// The number in environment variable `name`, or `default` when it is unset.
 pub fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
     match std::env::var(name) {
@@ -64,6 +106,17 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// utime + stime from the fields of a `/proc/…/stat` line after the command name (fields 14
+/// and 15 of the line, 11 and 12 after the name).
+fn cpu_ticks_of(fields: &str) -> u64 {
+    fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
 }
 
 /// Every process whose parent is `pid`, and theirs, and so on (nginx's workers and cache
@@ -170,25 +223,44 @@ impl Server {
     pub fn cpu_ticks(&self) -> u64 {
         self.pids()
             .into_iter()
-            .filter_map(stat_fields)
-            // utime and stime: fields 14 and 15 of the stat line, 11 and 12 after the name.
-            .map(|f| {
-                (11..=12)
-                    .filter_map(|i| f.get(i)?.parse::<u64>().ok())
-                    .sum::<u64>()
-            })
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|stat| Some(cpu_ticks_of(stat.rsplit_once(')')?.1)))
             .sum()
     }
 
-    /// Names of the process's threads (`/proc/<pid>/task/*/comm`).
-    pub fn thread_names(&self) -> Vec<String> {
-        let tasks = format!("/proc/{}/task", self.child.id());
-        std::fs::read_dir(tasks)
+    /// CPU time (user + system) per thread name over all processes of the server, in clock
+    /// ticks: which threads do the work.
+    pub fn thread_cpu_ticks(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut ticks = std::collections::BTreeMap::new();
+        for pid in self.pids() {
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+            for task in tasks.into_iter().flatten().flatten() {
+                let path = task.path();
+                let used = std::fs::read_to_string(path.join("stat"))
+                    .ok()
+                    .and_then(|stat| Some(cpu_ticks_of(stat.rsplit_once(')')?.1)));
+                let name = std::fs::read_to_string(path.join("comm"));
+                let (Some(used), Ok(name)) = (used, name) else {
+                    continue;
+                };
+                *ticks.entry(name.trim().to_owned()).or_insert(0) += used;
+            }
+        }
+        ticks
+    }
+
+    /// The CPUs each process of the server may run on (`Cpus_allowed_list`, e.g. `0` or
+    /// `0-3`), the process itself first.
+    pub fn cpus_allowed(&self) -> Vec<String> {
+        self.pids()
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-            .map(|c| c.trim().to_owned())
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|status| {
+                let line = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+                Some(line.trim().to_owned())
+            })
             .collect()
     }
 
