@@ -27,20 +27,20 @@
 //!
 //! Run: `cargo bench -p mediahost --bench ingest` (see BENCHMARKS.md, "Uploads").
 
-use anyhow::{Context, bail, ensure};
+mod support;
+
+use anyhow::{Context, ensure};
 use base64::Engine;
 use futures::StreamExt;
 use rand::RngCore;
 use std::io::{BufRead, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Server, env_number, free_port, loadavg, median};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 const MIB: u64 = 1024 * 1024;
-/// The mediahost binary of this build (release under `cargo bench`).
-const MEDIAHOST: &str = env!("CARGO_BIN_EXE_mediahost");
 /// Read size of the client's file streams: big enough that the client's reads cost little.
 const CLIENT_READ: usize = MIB as usize;
 
@@ -56,13 +56,6 @@ struct Settings {
     dir: PathBuf,
 }
 
-fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().with_context(|| format!("{name}={v:?}")),
-        Err(_) => Ok(default),
-    }
-}
-
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
@@ -76,74 +69,10 @@ impl Settings {
     }
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// Flushes every dirty page, so a case starts with nothing of the previous one to write back.
 fn sync() -> anyhow::Result<()> {
     ensure!(Command::new("sync").status()?.success(), "sync failed");
     Ok(())
-}
-
-/// A server process, killed on drop.
-struct Server {
-    child: Child,
-    name: &'static str,
-    port: u16,
-    /// Where the server keeps what it receives: mediahost's data dir, @tus/file-store's folder.
-    data: PathBuf,
-}
-
-impl Server {
-    /// A line of `/proc/<pid>/status`, in KiB.
-    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {field} in the status of {}", self.name))
-    }
-
-    fn rss_mib(&self) -> anyhow::Result<f64> {
-        Ok(self.status_kib("VmRSS")? as f64 / 1024.0)
-    }
-
-    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        Ok(self.status_kib("VmHWM")? as f64 / 1024.0)
-    }
-
-    /// Waits until the port accepts connections (or the process died).
-    fn wait_listening(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited at start-up: {status}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("{} did not listen within 60 s", self.name)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `mediahost serve` on a fresh data dir under `dir`, with a tenant; returns it and the key.
@@ -152,52 +81,7 @@ fn start_mediahost(dir: &Path) -> anyhow::Result<(Server, String)> {
         .prefix("mediahost-")
         .tempdir_in(dir)?
         .keep();
-    let config = data.join("mediahost.toml");
-    std::fs::write(&config, "[worker]\nenabled = false\n")?;
-    let command = |args: &[&str]| {
-        let mut cmd = Command::new(MEDIAHOST);
-        cmd.args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--config")
-            .arg(&config);
-        // The embedded defaults, whatever the shell exports.
-        for var in [
-            "MEDIAHOST_DATABASE_URL",
-            "DATABASE_URL",
-            "MEDIAHOST_STORAGE_BACKEND",
-            "MEDIAHOST_CONFIG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd
-    };
-    let out = command(&["tenant", "create", "bench"]).output()?;
-    ensure!(
-        out.status.success(),
-        "tenant create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout)?
-        .lines()
-        .last()
-        .context("tenant create printed no key")?
-        .trim()
-        .to_owned();
-    let port = free_port();
-    let child = command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data.join("server.log"))?)
-        .spawn()
-        .context("start mediahost")?;
-    let mut server = Server {
-        child,
-        name: "mediahost",
-        port,
-        data,
-    };
-    server.wait_listening()?;
-    Ok((server, key))
+    support::start_api(data)
 }
 
 /// `@tus/server` with `@tus/file-store` in a fresh folder under `dir`.
@@ -434,16 +318,6 @@ impl Case {
 
 fn mb_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 #[tokio::main]

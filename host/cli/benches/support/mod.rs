@@ -1,0 +1,317 @@
+//! Helpers shared by the benches: settings from the environment, the machine's load, servers
+//! run as child processes (readiness, memory, CPU time, pausing) and medians.
+
+#![allow(dead_code)] // each bench uses a different part of this module
+
+use anyhow::{Context, bail, ensure};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The mediahost binary of this build (release under `cargo bench`).
+pub const MEDIAHOST: &str = env!("CARGO_BIN_EXE_mediahost");
+
+/// Removes the environment variables that would point a mediahost command away from the
+/// embedded defaults (SQLite and local files under its data dir, its own config file), whatever
+/// the shell exports.
+pub fn embedded_defaults(command: &mut Command) {
+    for var in [
+        "MEDIAHOST_DATABASE_URL",
+        "DATABASE_URL",
+        "MEDIAHOST_STORAGE_BACKEND",
+        "MEDIAHOST_CONFIG",
+    ] {
+        command.env_remove(var);
+    }
+}
+
+/// `mediahost serve --role api` on the data dir `data` (created when missing; embedded
+/// defaults, the transcode worker off) with a tenant `bench`; returns the server and the
+/// tenant's API key.
+pub fn start_api(data: PathBuf) -> anyhow::Result<(Server, String)> {
+    std::fs::create_dir_all(&data)?;
+    let config = data.join("mediahost.toml");
+    std::fs::write(&config, "[worker]\nenabled = false\n")?;
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(MEDIAHOST);
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config);
+        embedded_defaults(&mut cmd);
+        cmd
+    };
+    let out = command(&["tenant", "create", "bench"]).output()?;
+    ensure!(
+        out.status.success(),
+        "tenant create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .context("tenant create printed no key")?
+        .trim()
+        .to_owned();
+    let port = free_port();
+    let log = data.join("server.log");
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        &mut command(&["serve", "--role", "api", "--listen", &listen]),
+        "mediahost",
+        port,
+        data,
+        &log,
+    )?;
+    Ok((server, key))
+}
+
+/// The number in environment variable `name`, or `default` when it is unset.
+pub fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().with_context(|| format!("{name}={v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages, for the record of a run.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name (which may hold spaces): the first is
+/// the state, the second the parent's pid.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// utime + stime from the fields of a `/proc/…/stat` line after the command name (fields 14
+/// and 15 of the line, 11 and 12 after the name).
+fn cpu_ticks_of(fields: &str) -> u64 {
+    fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// Every process whose parent is `pid`, and theirs, and so on (nginx's workers and cache
+/// processes are children of its master).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = stat_fields(child).and_then(|f| f.get(1)?.parse().ok()) {
+            parents.push((child, ppid));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(child, ppid) in &parents {
+            if ppid == parent {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// A line of `/proc/<pid>/status`, in KiB.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A server process, killed with every process it started on drop.
+pub struct Server {
+    pub child: Child,
+    pub name: &'static str,
+    pub port: u16,
+    /// Where the server keeps its files.
+    pub data: PathBuf,
+}
+
+impl Server {
+    /// Starts `command` (stdout discarded, stderr into the file `log`) as the server `name`
+    /// listening on `port`, and waits until it does; a failure shows the log.
+    pub fn start(
+        command: &mut Command,
+        name: &'static str,
+        port: u16,
+        data: PathBuf,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .with_context(|| format!("start {name}"))?;
+        let mut server = Server {
+            child,
+            name,
+            port,
+            data,
+        };
+        server.wait_listening().with_context(|| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            format!("{}:\n{text}", log.display())
+        })?;
+        Ok(server)
+    }
+
+    fn kib(&self, field: &str) -> anyhow::Result<u64> {
+        status_kib(self.child.id(), field)
+            .with_context(|| format!("no {field} in the status of {}", self.name))
+    }
+
+    pub fn rss_mib(&self) -> anyhow::Result<f64> {
+        Ok(self.kib("VmRSS")? as f64 / 1024.0)
+    }
+
+    pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        Ok(self.kib("VmHWM")? as f64 / 1024.0)
+    }
+
+    /// The process and every process it started.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.child.id()];
+        pids.extend(descendants(self.child.id()));
+        pids
+    }
+
+    /// Peak RSS (`VmHWM`) of each process of the server, in MiB, the process itself first.
+    pub fn peak_rss_mib_each(&self) -> Vec<f64> {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| status_kib(pid, "VmHWM"))
+            .map(|kib| kib as f64 / 1024.0)
+            .collect()
+    }
+
+    /// CPU time (user + system) the server's processes have used so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|stat| Some(cpu_ticks_of(stat.rsplit_once(')')?.1)))
+            .sum()
+    }
+
+    /// CPU time (user + system) per thread name over all processes of the server, in clock
+    /// ticks: which threads do the work.
+    pub fn thread_cpu_ticks(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut ticks = std::collections::BTreeMap::new();
+        for pid in self.pids() {
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+            for task in tasks.into_iter().flatten().flatten() {
+                let path = task.path();
+                let used = std::fs::read_to_string(path.join("stat"))
+                    .ok()
+                    .and_then(|stat| Some(cpu_ticks_of(stat.rsplit_once(')')?.1)));
+                let name = std::fs::read_to_string(path.join("comm"));
+                let (Some(used), Ok(name)) = (used, name) else {
+                    continue;
+                };
+                *ticks.entry(name.trim().to_owned()).or_insert(0) += used;
+            }
+        }
+        ticks
+    }
+
+    /// The CPUs each process of the server may run on (`Cpus_allowed_list`, e.g. `0` or
+    /// `0-3`), the process itself first.
+    pub fn cpus_allowed(&self) -> Vec<String> {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|status| {
+                let line = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+                Some(line.trim().to_owned())
+            })
+            .collect()
+    }
+
+    /// Sends `signal` (a name `kill` knows, e.g. `STOP`, `CONT`) to every process of the server.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(self.pids().iter().map(u32::to_string))
+            .status()?;
+        ensure!(status.success(), "kill -{signal} {} failed", self.name);
+        Ok(())
+    }
+
+    /// Waits until the port accepts connections (or the process died).
+    pub fn wait_listening(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited at start-up: {status}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("{} did not listen within 60 s", self.name)
+    }
+}
+
+impl Drop for Server {
+    /// SIGTERM first, so nginx's master stops and reaps its workers; SIGKILL for whatever is
+    /// left after 10 s.
+    fn drop(&mut self) {
+        let others = descendants(self.child.id());
+        let _ = self.signal("CONT");
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let left: Vec<String> = others
+            .iter()
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            .map(u32::to_string)
+            .collect();
+        if !left.is_empty() {
+            let _ = Command::new("kill").arg("-KILL").args(left).status();
+        }
+    }
+}
