@@ -3,7 +3,8 @@
 //! one run, then the edge again with a one-plugin edge-transform chain on every request.
 //!
 //! One run:
-//! 1. writes two segment-sized objects of random bytes, 64 KiB and 2 MiB `.m4s` files, under
+//! 1. writes segment-sized objects of random bytes, 64 KiB and 2 MiB `.m4s` files
+//!    (`EDGE_BENCH_OBJECT_KIB`, default `64,2048`), under
 //!    `/v1/videos/<id>/hls/` of a temp dir, served by an **origin** nginx as static files with
 //!    `Cache-Control: public, max-age=3600` (what the edge caches: a `200` marked public with a
 //!    max-age), `ETag` and `Last-Modified`;
@@ -28,6 +29,11 @@
 //!      its data dir), so each request also resolves its video's tenant and chain as in
 //!      production. The run fails unless a probe shows the plugin at work (`X-Served-By`
 //!      present, a request without a token 403);
+//!    - **the axum floor**, a reference without a target (`EDGE_BENCH_FLOOR=0` leaves it
+//!      out): this bench binary started again as a server of the same bytes from memory
+//!      through axum on a tokio runtime built as mediahost's, with an edge hit's headers and
+//!      none of the edge's code, so the table shows what the stack costs and what the edge
+//!      adds to it;
 //! 3. warms every cache: each object is requested until the server answers `X-Cache: HIT` with
 //!    the origin's bytes, then every case gets an untimed `wrk` warm-up;
 //! 4. for `EDGE_BENCH_ROUNDS` rounds (default 3), each case in turn (object × server):
@@ -37,7 +43,8 @@
 //!    request are not the object's size, fails the bench (a fast 404 measures nothing). The
 //!    server's and wrk's CPU time over the run are read from `/proc` (as shares of one core):
 //!    a server well below 100% of its core was waiting on the client (or on other work on its
-//!    CPU), not the other way round;
+//!    CPU), not the other way round. Each round's line also names the server threads that used
+//!    more than 5% of a core;
 //! 5. prints the medians, the ratios the targets are about (req/s ≥ 1.0× nginx without
 //!    plugins, ≥ 0.7× with one plugin) and each server's peak RSS (`VmHWM`).
 //!
@@ -53,7 +60,8 @@
 //!
 //! Needs `wrk` and `nginx` (Debian's): `scripts/bench-setup` installs them (CI does not need
 //! them, so `scripts/setup` does not), and the wasm32-wasip2 target (`scripts/setup`) for the
-//! plugin. `EDGE_BENCH_PLUGIN=0` leaves the plugin case out.
+//! plugin. `EDGE_BENCH_PLUGIN=0` leaves the plugin case out; `EDGE_BENCH_WARMUP_SECONDS`
+//! (default 2) sets the untimed run.
 //!
 //! Run: `cargo bench -p mediahost --bench edge` (see BENCHMARKS.md, "Edge").
 
