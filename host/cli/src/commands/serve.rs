@@ -307,6 +307,10 @@ async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
         Duration::from_secs(config.plugins.sync_interval_seconds.max(1)),
         shutdown.clone().cancelled_owned(),
     )));
+    tasks.push(tokio::spawn(metrics_upkeep(
+        platform.metrics.clone(),
+        shutdown.clone(),
+    )));
     let result = start_roles(&config, roles, &platform, &shutdown, &mut tasks).await;
     if result.is_ok() {
         tracing::info!(roles = ?roles, data_dir = %config.data_dir.display(), "mediahost running");
@@ -327,6 +331,18 @@ async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
         tracing::info!("stopped");
     }
     result
+}
+
+/// Drains the metrics recorder every few seconds: histogram samples are otherwise kept until
+/// a scrape, so a process nothing scrapes would grow by every request it serves.
+async fn metrics_upkeep(metrics: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => metrics.run_upkeep(),
+        }
+    }
 }
 
 /// Starts each role's listeners and workers as tasks in `tasks`, all stopping with `shutdown`.
