@@ -159,14 +159,7 @@ impl Store {
 
     /// Records the edge group the router chose for the video.
     pub async fn set_edge_group(&self, id: &str, group: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE videos SET edge_group = $1, updated_at = $2 WHERE id = $3")
-            .bind(group)
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        self.invalidate_video(id).await;
-        Ok(())
+        self.set_column(id, "edge_group", group.to_owned()).await
     }
 
     /// Deletes a tenant's video with its upload rows. Returns the video as it was and the ids
@@ -284,10 +277,20 @@ impl Store {
         json: serde_json::Result<String>,
     ) -> Result<(), StoreError> {
         let json = json.map_err(|e| corrupt(column, e))?;
+        self.set_column(id, column, json).await
+    }
+
+    /// Replaces the text column `column` (a fixed name, never client input) with `value`.
+    async fn set_column(
+        &self,
+        id: &str,
+        column: &'static str,
+        value: String,
+    ) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "UPDATE videos SET {column} = $1, updated_at = $2 WHERE id = $3"
         ))
-        .bind(json)
+        .bind(value)
         .bind(now_rfc3339())
         .bind(id)
         .execute(&self.pool)
