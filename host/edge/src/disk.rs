@@ -416,6 +416,8 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let disk = Arc::new(Disk::open(dir.path(), 1 << 20).unwrap());
         put(&disk, "/a", cached("first", hour), disk.purges()).await;
+        // Reopening orders files by their storage time (ms): /b must be the younger.
+        tokio::time::sleep(Duration::from_millis(5)).await;
         put(&disk, "/b", cached("second object", hour), disk.purges()).await;
         let a = disk.get("/a", SystemTime::now()).unwrap();
         assert_eq!(read(a.open().await.unwrap(), a.len).await.unwrap(), "first");
