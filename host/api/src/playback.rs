@@ -11,6 +11,7 @@ use mediahost_blob::BlobError;
 use mediahost_core::video::keys;
 use mediahost_core::{Video, VideoStatus};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::auth::AuthTenant;
 use crate::signing;
@@ -75,7 +76,7 @@ async fn authorize(
     parts: &mut Parts,
     id: &str,
     query: &SignedQuery,
-) -> Result<(Video, Option<String>), ApiError> {
+) -> Result<(Arc<Video>, Option<String>), ApiError> {
     let has_signature = query.exp.is_some() || query.sig.is_some();
     if !has_signature || parts.headers.contains_key(header::AUTHORIZATION) {
         let AuthTenant(tenant) = AuthTenant::from_request_parts(parts, state).await?;

@@ -6,7 +6,7 @@
 //! when it fits there; the disk keeps its copy, so evicting it again costs no write. An object
 //! bigger than the memory budget is served straight from its file, ranges by seeking.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -14,11 +14,18 @@ use std::time::{Duration, SystemTime};
 use crate::disk::{self, Disk};
 use crate::lru::Lru;
 
+/// `X-Cache`: whether an answer came from the cache (`HIT`, `STALE`) or the origin (`MISS`).
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
 /// What the cache knows about an object besides its bytes.
 #[derive(Debug, Clone)]
 pub struct Meta {
     /// The origin's representation headers (type, caching, validators), served again on hits.
     pub headers: HeaderMap,
+    /// The head of every answer from the cache, built once when the object is stored so a hit
+    /// costs one map clone: `headers` plus `Accept-Ranges`, `X-Cache: HIT` and placeholders
+    /// for `Age` and `Content-Length`, which each answer overwrites in place.
+    served: HeaderMap,
     /// When the origin answered (or the object was pushed): wall-clock time, so `Age` stays
     /// right across tiers and restarts.
     pub stored: SystemTime,
@@ -30,6 +37,37 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The meta of an object the origin answered with representation `headers` at `stored`.
+    pub fn new(
+        headers: HeaderMap,
+        stored: SystemTime,
+        fresh_for: Duration,
+        stale_for: Duration,
+    ) -> Self {
+        let mut served = HeaderMap::with_capacity(headers.len() + 4);
+        for (name, value) in &headers {
+            served.append(name, value.clone());
+        }
+        let zero = HeaderValue::from_static("0");
+        served.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        served.insert(X_CACHE, HeaderValue::from_static("HIT"));
+        served.insert(header::AGE, zero.clone());
+        served.insert(header::CONTENT_LENGTH, zero);
+        Self {
+            headers,
+            served,
+            stored,
+            fresh_for,
+            stale_for,
+        }
+    }
+
+    /// The head of an answer from the cache (see `served`); the caller sets `Age` and
+    /// `Content-Length`, and `X-Cache` unless it is a `HIT`.
+    pub fn served_headers(&self) -> HeaderMap {
+        self.served.clone()
+    }
+
     /// Time since it was stored.
     pub fn age(&self, now: SystemTime) -> Duration {
         now.duration_since(self.stored).unwrap_or_default()
@@ -49,10 +87,20 @@ impl Meta {
 /// One complete object kept for later requests.
 #[derive(Debug)]
 pub struct Cached {
-    /// Headers and freshness.
-    pub meta: Meta,
+    /// Headers and freshness, shared with every answer served from it.
+    pub meta: Arc<Meta>,
     /// The whole body; ranges are slices of it.
     pub body: Bytes,
+}
+
+impl Cached {
+    /// `body` described by `meta`.
+    pub fn new(meta: Meta, body: Bytes) -> Self {
+        Self {
+            meta: Arc::new(meta),
+            body,
+        }
+    }
 }
 
 /// Which tier answered.
@@ -77,7 +125,7 @@ pub enum Body {
 #[derive(Debug)]
 pub struct Found {
     /// Headers and freshness.
-    pub meta: Meta,
+    pub meta: Arc<Meta>,
     /// The bytes.
     pub body: Body,
     /// Which tier held it.
@@ -335,15 +383,13 @@ mod tests {
     use super::*;
 
     fn entry(len: usize) -> Cached {
-        Cached {
-            meta: Meta {
-                headers: HeaderMap::new(),
-                stored: SystemTime::now(),
-                fresh_for: Duration::from_secs(60),
-                stale_for: Duration::ZERO,
-            },
-            body: Bytes::from(vec![7u8; len]),
-        }
+        let meta = Meta::new(
+            HeaderMap::new(),
+            SystemTime::now(),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
+        Cached::new(meta, Bytes::from(vec![7u8; len]))
     }
 
     /// Waits until the disk holds more than `bytes` (memory evictions are written in the
@@ -430,8 +476,9 @@ mod tests {
     async fn expired_objects_are_dropped_and_stale_ones_kept_within_their_window() {
         let cache = Cache::new(1000, None);
         let mut stale = entry(10);
-        stale.meta.stored -= Duration::from_secs(90);
-        stale.meta.stale_for = Duration::from_secs(60);
+        let meta = Arc::make_mut(&mut stale.meta);
+        meta.stored -= Duration::from_secs(90);
+        meta.stale_for = Duration::from_secs(60);
         cache.insert("playlist", stale, None);
         let found = cache.get("playlist", SystemTime::now()).await.unwrap();
         assert!(!found.meta.is_fresh(SystemTime::now()));

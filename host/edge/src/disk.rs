@@ -42,7 +42,7 @@ struct Header {
 #[derive(Debug)]
 pub struct Entry {
     /// Its headers and freshness, as when it was stored.
-    pub meta: Meta,
+    pub meta: Arc<Meta>,
     /// Body length in bytes.
     pub len: u64,
     file: PathBuf,
@@ -171,12 +171,12 @@ impl Disk {
                 }
             }
             let entry = Entry {
-                meta: Meta {
+                meta: Arc::new(Meta::new(
                     headers,
-                    stored: UNIX_EPOCH + Duration::from_millis(header.stored_unix_ms),
-                    fresh_for: Duration::from_millis(header.fresh_for_ms),
-                    stale_for: Duration::from_millis(header.stale_for_ms),
-                },
+                    UNIX_EPOCH + Duration::from_millis(header.stored_unix_ms),
+                    Duration::from_millis(header.fresh_for_ms),
+                    Duration::from_millis(header.stale_for_ms),
+                )),
                 len: header.len,
                 file: path,
                 body_offset,
@@ -390,15 +390,10 @@ mod tests {
     fn cached(body: &str, fresh_for: Duration) -> Arc<Cached> {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
-        Arc::new(Cached {
-            meta: Meta {
-                headers,
-                stored: SystemTime::now(),
-                fresh_for,
-                stale_for: Duration::ZERO,
-            },
-            body: Bytes::from(body.to_owned()),
-        })
+        Arc::new(Cached::new(
+            Meta::new(headers, SystemTime::now(), fresh_for, Duration::ZERO),
+            Bytes::from(body.to_owned()),
+        ))
     }
 
     async fn put(disk: &Arc<Disk>, key: &str, entry: Arc<Cached>, since: u64) {

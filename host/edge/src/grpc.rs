@@ -59,15 +59,13 @@ impl EdgeControl for Control {
         }
         let headers = pushed_headers(&push)?;
         let bytes = push.body.len() as u64;
-        let entry = Cached {
-            meta: Meta {
-                headers,
-                stored: SystemTime::now(),
-                fresh_for: Duration::from_secs(push.max_age_seconds),
-                stale_for: self.edge.stale_for(&key),
-            },
-            body: push.body.into(),
-        };
+        let meta = Meta::new(
+            headers,
+            SystemTime::now(),
+            Duration::from_secs(push.max_age_seconds),
+            self.edge.stale_for(&key),
+        );
+        let entry = Cached::new(meta, push.body.into());
         let tier = match self.edge.cache.store(&key, entry).await {
             Stored::Memory => "memory",
             Stored::Disk => "disk",

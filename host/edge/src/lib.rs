@@ -28,6 +28,7 @@
 
 mod auth;
 pub mod cache;
+mod counters;
 pub mod disk;
 pub mod fleet;
 pub mod flight;
@@ -94,6 +95,8 @@ pub struct Edge {
     metrics: PrometheusHandle,
     /// Edge-transform plugins run on every playback request, when the edge has them.
     transforms: Option<transform::Transforms>,
+    /// The per-request metrics, registered once.
+    counters: counters::Counters,
 }
 
 impl Edge {
@@ -140,6 +143,7 @@ impl Edge {
                 .map(str::to_owned),
             metrics,
             transforms: None,
+            counters: counters::Counters::register(),
         })
     }
 

@@ -7,14 +7,19 @@ struct Slot<V> {
     value: V,
     /// What the entry counts against the budget.
     cost: u64,
-    /// Position in [`Lru::order`]; larger is more recently used.
+    /// When it was last used; larger is more recent.
     tick: u64,
+    /// The tick it is filed under in [`Lru::order`]: its `tick` when it was last (re)filed.
+    /// A use only bumps `tick`, so a hit costs no reordering; eviction re-files entries used
+    /// since they were filed, which keeps the order exactly least recently used.
+    filed: u64,
 }
 
 /// Values by key, least recently used first out once `budget` bytes are exceeded.
 pub(crate) struct Lru<V> {
     slots: HashMap<String, Slot<V>>,
-    /// Recency order: tick → key, oldest first, so eviction pops the first entry.
+    /// Filing order: tick → key, oldest first; eviction pops the first entry (see
+    /// [`Slot::filed`]).
     order: BTreeMap<u64, String>,
     bytes: u64,
     budget: u64,
@@ -43,14 +48,10 @@ impl<V: Clone> Lru<V> {
 
     /// The value of `key`, now the most recently used.
     pub(crate) fn get(&mut self, key: &str) -> Option<V> {
-        let tick = self.next_tick;
         let slot = self.slots.get_mut(key)?;
+        slot.tick = self.next_tick;
         self.next_tick += 1;
-        let old = std::mem::replace(&mut slot.tick, tick);
-        let value = slot.value.clone();
-        self.order.remove(&old);
-        self.order.insert(tick, key.to_owned());
-        Some(value)
+        Some(slot.value.clone())
     }
 
     /// The value of `key` without touching its recency.
@@ -67,18 +68,30 @@ impl<V: Clone> Lru<V> {
             .into_iter()
             .collect();
         while self.bytes + cost > self.budget {
-            let Some((_, oldest)) = self.order.pop_first() else {
+            let Some((filed, oldest)) = self.order.pop_first() else {
                 break;
             };
-            let slot = self.slots.remove(&oldest).expect("ordered keys are stored");
+            let slot = self.slots.get_mut(&oldest).expect("filed keys are stored");
+            if slot.tick != filed {
+                // Used since it was filed: file it again under its last use.
+                slot.filed = slot.tick;
+                self.order.insert(slot.tick, oldest);
+                continue;
+            }
+            let slot = self.slots.remove(&oldest).expect("filed keys are stored");
             self.bytes -= slot.cost;
             gone.push((oldest, slot.value));
         }
         let tick = self.next_tick;
         self.next_tick += 1;
         self.order.insert(tick, key.to_owned());
-        self.slots
-            .insert(key.to_owned(), Slot { value, cost, tick });
+        let slot = Slot {
+            value,
+            cost,
+            tick,
+            filed: tick,
+        };
+        self.slots.insert(key.to_owned(), slot);
         self.bytes += cost;
         gone
     }
@@ -86,7 +99,7 @@ impl<V: Clone> Lru<V> {
     /// Removes `key`; returns its value.
     pub(crate) fn remove(&mut self, key: &str) -> Option<V> {
         let slot = self.slots.remove(key)?;
-        self.order.remove(&slot.tick);
+        self.order.remove(&slot.filed);
         self.bytes -= slot.cost;
         Some(slot.value)
     }
@@ -142,6 +155,24 @@ mod tests {
         );
         assert_eq!(lru.bytes(), 250);
         assert!(!lru.fits(301));
+    }
+
+    #[test]
+    fn entries_used_after_filing_are_kept_over_older_ones() {
+        let mut lru = Lru::new(300);
+        for key in ["a", "b", "c"] {
+            lru.insert(key, (), 100);
+        }
+        // Used in the order c, a, b: a and b must be re-filed behind c when d needs room.
+        for key in ["c", "a", "b"] {
+            assert!(lru.get(key).is_some());
+        }
+        assert_eq!(lru.insert("d", (), 100), vec![("c".to_owned(), ())]);
+        assert_eq!(lru.insert("e", (), 100), vec![("a".to_owned(), ())]);
+        lru.remove("b");
+        assert_eq!(lru.bytes(), 200);
+        assert_eq!(lru.insert("f", (), 200), vec![("d".to_owned(), ())]);
+        assert!(lru.peek("e").is_some() && lru.peek("f").is_some());
     }
 
     #[test]

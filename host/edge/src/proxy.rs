@@ -3,10 +3,11 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
+use metrics::Counter;
 use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::Edge;
 use crate::auth::{self, Refusal};
-use crate::cache::{self, Cached, Found, Meta, Tier};
+use crate::cache::{self, Cached, Found, Meta, Tier, X_CACHE};
 use crate::disk;
 use crate::flight::{End, Flight, Head};
 use crate::transform;
@@ -30,8 +31,6 @@ pub(crate) const KEPT_HEADERS: &[HeaderName] = &[
     header::LAST_MODIFIED,
     header::WWW_AUTHENTICATE,
 ];
-
-const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// `{"error": {"code", "message"}}` with `status`, like the origin's errors.
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -59,30 +58,34 @@ pub(crate) fn expired(uri: &Uri) -> bool {
 
 /// `GET`/`HEAD /v1/videos/{id}/hls/{*path}`: through the edge transforms of the video's
 /// tenant when the edge runs plugins ([`crate::transform`]), else straight to [`serve`].
-pub(crate) async fn playback(
-    State(edge): State<Arc<Edge>>,
-    method: Method,
-    extensions: Extensions,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+/// The request is taken whole, by value: extracting its parts one by one would clone them.
+pub(crate) async fn playback(State(edge): State<Arc<Edge>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
     match &edge.transforms {
         Some(transforms) => {
-            let client_ip = extensions
+            let client_ip = parts
+                .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip());
-            transform::playback(&edge, transforms, &method, uri, headers, client_ip).await
+            let method = &parts.method;
+            transform::playback(
+                &edge,
+                transforms,
+                method,
+                parts.uri,
+                parts.headers,
+                client_ip,
+            )
+            .await
         }
-        None => serve(&edge, uri, headers).await,
+        None => serve(&edge, parts.uri, parts.headers).await,
     }
 }
 
 /// Serves a playback request from the cache, or from the origin once for all concurrent
 /// requests of the same URL.
 pub(crate) async fn serve(edge: &Arc<Edge>, uri: Uri, headers: HeaderMap) -> Response {
-    let key = uri
-        .path_and_query()
-        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let key = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let bypass = expired(&uri);
 
@@ -90,34 +93,34 @@ pub(crate) async fn serve(edge: &Arc<Edge>, uri: Uri, headers: HeaderMap) -> Res
         (Arc::new(Flight::default()), true)
     } else {
         let now = SystemTime::now();
-        if let Some(found) = edge.cache.get(&key, now).await {
-            return cached(edge, &key, found, &headers, now).await;
+        if let Some(found) = edge.cache.get(key, now).await {
+            return cached(edge, key, found, &headers, now).await;
         }
         let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
         // Looked up again under the lock: a fetch that finished since the first look has
         // stored its object (in memory: the tier a fetch stores into) and left the map, and
         // must not be fetched a second time.
-        if let Some(hit) = edge.cache.get_memory(&key, now) {
+        if let Some(hit) = edge.cache.get_memory(key, now) {
             drop(in_flight);
-            return cached(edge, &key, Found::in_memory(&hit), &headers, now).await;
+            return cached(edge, key, Found::in_memory(&hit), &headers, now).await;
         }
-        match in_flight.get(&key) {
+        match in_flight.get(key) {
             Some(flight) => (flight.clone(), false),
             None => {
                 let flight = Arc::new(Flight::default());
-                in_flight.insert(key.clone(), flight.clone());
+                in_flight.insert(key.to_owned(), flight.clone());
                 (flight, true)
             }
         }
     };
     if leader {
-        metrics::counter!("mediahost_edge_misses_total").increment(1);
+        edge.counters.misses.increment(1);
         // Its own task, so the fetch completes (and is cached) even when this client leaves.
-        tokio::spawn(fetch(edge.clone(), key, flight.clone(), !bypass));
+        tokio::spawn(fetch(edge.clone(), key.to_owned(), flight.clone(), !bypass));
     } else {
-        metrics::counter!("mediahost_edge_coalesced_waits_total").increment(1);
+        edge.counters.coalesced_waits.increment(1);
     }
-    from_flight(flight, range).await
+    from_flight(flight, range, edge.counters.bytes_out.clone()).await
 }
 
 /// Answers from the cache: `HIT` while fresh, else `STALE` (only playlists are kept past
@@ -130,17 +133,17 @@ async fn cached(
     now: SystemTime,
 ) -> Response {
     let x_cache = if found.meta.is_fresh(now) {
-        metrics::counter!("mediahost_edge_hits_total").increment(1);
+        edge.counters.hits.increment(1);
         if found.tier == Tier::Disk {
-            metrics::counter!("mediahost_edge_disk_hits_total").increment(1);
+            edge.counters.disk_hits.increment(1);
         }
         "HIT"
     } else {
-        metrics::counter!("mediahost_edge_stale_served_total").increment(1);
+        edge.counters.stale_served.increment(1);
         revalidate(edge, key);
         "STALE"
     };
-    from_cache(found, request, x_cache, now).await
+    from_cache(edge, found, request, x_cache, now).await
 }
 
 /// Starts a background refresh of `key` unless a fetch of it is already under way, so a
@@ -186,16 +189,9 @@ async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) 
             if shared {
                 let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
                 if let Some(fresh_for) = cacheable(&head) {
-                    let meta = Meta {
-                        headers: head.headers,
-                        stored: SystemTime::now(),
-                        fresh_for,
-                        stale_for: edge.stale_for(&key),
-                    };
-                    let entry = Cached {
-                        meta,
-                        body: flight.body(),
-                    };
+                    let stale_for = edge.stale_for(&key);
+                    let meta = Meta::new(head.headers, SystemTime::now(), fresh_for, stale_for);
+                    let entry = Cached::new(meta, flight.body());
                     edge.cache.insert(&key, entry, Some(purges));
                 } else if head.status.is_client_error() {
                     // The origin no longer serves it (deleted video, revoked signature): a
@@ -271,20 +267,16 @@ fn cacheable(head: &Head) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-fn respond(
-    status: StatusCode,
-    headers: &HeaderMap,
-    x_cache: &'static str,
-    age: u64,
-) -> axum::http::response::Builder {
+/// The head of an answer streamed from an origin fetch: the origin's kept headers, `MISS`.
+fn miss(status: StatusCode, headers: &HeaderMap) -> axum::http::response::Builder {
     let mut builder = Response::builder().status(status);
     for (name, value) in headers {
         builder = builder.header(name, value);
     }
     builder
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::AGE, age)
-        .header(X_CACHE, HeaderValue::from_static(x_cache))
+        .header(header::AGE, 0)
+        .header(X_CACHE, HeaderValue::from_static("MISS"))
 }
 
 fn unsatisfiable(size: u64) -> Response {
@@ -323,23 +315,36 @@ fn content_range(start: u64, end: u64, size: u64) -> String {
     format!("bytes {start}-{}/{size}", end - 1)
 }
 
-/// A cached object, or the requested range of it, with `Age` and `X-Cache`.
+/// A cached object, or the requested range of it, with `Age` and `X-Cache`. Its head is the
+/// one built when the object was stored ([`Meta::served_headers`]), with this answer's
+/// values set in place.
 async fn from_cache(
+    edge: &Edge,
     found: Found,
     request: &HeaderMap,
     x_cache: &'static str,
     now: SystemTime,
 ) -> Response {
     let size = found.len();
-    let age = found.meta.age(now).as_secs();
+    let mut headers = found.meta.served_headers();
+    headers.insert(
+        header::AGE,
+        HeaderValue::from(found.meta.age(now).as_secs()),
+    );
+    if x_cache != "HIT" {
+        headers.insert(X_CACHE, HeaderValue::from_static(x_cache));
+    }
+    let answer = |status: StatusCode, mut headers: HeaderMap, body: Body| {
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        std::mem::swap(response.headers_mut(), &mut headers);
+        response
+    };
     if client_copy_is_current(request, &found.meta.headers) {
-        metrics::counter!("mediahost_edge_not_modified_total").increment(1);
-        let mut response = respond(StatusCode::NOT_MODIFIED, &found.meta.headers, x_cache, age)
-            .body(Body::empty())
-            .expect("valid 304");
+        edge.counters.not_modified.increment(1);
         // A 304 has no body; the stored length describes the 200 it stands for.
-        response.headers_mut().remove(header::CONTENT_LENGTH);
-        return response;
+        headers.remove(header::CONTENT_LENGTH);
+        return answer(StatusCode::NOT_MODIFIED, headers, Body::empty());
     }
     let range = request.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match http_range::parse_range(range, size) {
@@ -361,17 +366,17 @@ async fn from_cache(
             }
         },
     };
-    metrics::counter!("mediahost_edge_bytes_out_total").increment(end - start);
-    let mut builder = respond(status, &found.meta.headers, x_cache, age)
-        .header(header::CONTENT_LENGTH, end - start);
+    edge.counters.bytes_out.increment(end - start);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(header::CONTENT_RANGE, content_range(start, end, size));
+        let range = HeaderValue::from_str(&content_range(start, end, size)).expect("ascii");
+        headers.insert(header::CONTENT_RANGE, range);
     }
-    builder.body(body).expect("valid response")
+    answer(status, headers, body)
 }
 
-/// A miss: the body streamed from the shared fetch as it arrives.
-async fn from_flight(flight: Arc<Flight>, range: Option<&str>) -> Response {
+/// A miss: the body streamed from the shared fetch as it arrives, counted into `bytes_out`.
+async fn from_flight(flight: Arc<Flight>, range: Option<&str>, bytes_out: Counter) -> Response {
     let unavailable = |why: String| {
         error(
             StatusCode::BAD_GATEWAY,
@@ -388,13 +393,13 @@ async fn from_flight(flight: Arc<Flight>, range: Option<&str>) -> Response {
     };
     let counted =
         |stream: futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>| {
-            Body::from_stream(stream.inspect_ok(|chunk| {
-                metrics::counter!("mediahost_edge_bytes_out_total").increment(chunk.len() as u64);
+            Body::from_stream(stream.inspect_ok(move |chunk| {
+                bytes_out.increment(chunk.len() as u64);
             }))
         };
     if head.status != StatusCode::OK {
         // Errors (403 for a bad signature, 404, …) pass through whole and are never cached.
-        let mut builder = respond(head.status, &head.headers, "MISS", 0);
+        let mut builder = miss(head.status, &head.headers);
         if let Some(length) = head.length {
             builder = builder.header(header::CONTENT_LENGTH, length);
         }
@@ -415,8 +420,7 @@ async fn from_flight(flight: Arc<Flight>, range: Option<&str>) -> Response {
         Ranged::Partial(r) => (StatusCode::PARTIAL_CONTENT, r.start, r.end),
         Ranged::Unsatisfiable => return unsatisfiable(size),
     };
-    let mut builder =
-        respond(status, &head.headers, "MISS", 0).header(header::CONTENT_LENGTH, end - start);
+    let mut builder = miss(status, &head.headers).header(header::CONTENT_LENGTH, end - start);
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(header::CONTENT_RANGE, content_range(start, end, size));
     }

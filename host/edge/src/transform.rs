@@ -68,7 +68,7 @@ pub(crate) async fn playback(
     }
     let video = video_id(uri.path()).to_owned();
     let tenant = match transforms.store.video_by_id_cached(&video).await {
-        Ok(found) => found.map(|v| v.tenant_id),
+        Ok(found) => found.map(|v| v.tenant_id.clone()),
         Err(e) => {
             tracing::error!(error = %e, %video, "cannot resolve the tenant of a playback request");
             return error(
@@ -117,7 +117,7 @@ pub(crate) async fn playback(
             }
         },
     };
-    metrics::histogram!("mediahost_edge_plugin_seconds").record(plugin_time);
+    edge.counters.plugin_seconds.record(plugin_time);
     response
 }
 

@@ -94,15 +94,13 @@ const PLAYLIST: &str = "/v1/videos/v/hls/media_0.m3u8?exp=99999999999&sig=ab";
 fn stale(edge: &Edge, key: &str, body: &'static str, age: Duration) {
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, "public, max-age=60".parse().unwrap());
-    let entry = Cached {
-        meta: Meta {
-            headers,
-            stored: SystemTime::now() - age,
-            fresh_for: Duration::from_secs(60),
-            stale_for: Duration::from_secs(300),
-        },
-        body: Bytes::from_static(body.as_bytes()),
-    };
+    let meta = Meta::new(
+        headers,
+        SystemTime::now() - age,
+        Duration::from_secs(60),
+        Duration::from_secs(300),
+    );
+    let entry = Cached::new(meta, Bytes::from_static(body.as_bytes()));
     edge.cache().insert(key, entry, None);
 }
 
@@ -269,15 +267,13 @@ async fn cached_objects_answer_conditional_requests_with_304() {
         header::LAST_MODIFIED,
         "Tue, 01 Dec 2026 10:00:00 GMT".parse().unwrap(),
     );
-    let entry = Cached {
-        meta: Meta {
-            headers,
-            stored: SystemTime::now(),
-            fresh_for: Duration::from_secs(60),
-            stale_for: Duration::ZERO,
-        },
-        body: Bytes::from_static(b"segment bytes"),
-    };
+    let meta = Meta::new(
+        headers,
+        SystemTime::now(),
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    let entry = Cached::new(meta, Bytes::from_static(b"segment bytes"));
     edge.cache().insert(segment, entry, None);
 
     let not_modified = (304, "HIT".to_owned(), String::new());

@@ -1,7 +1,8 @@
 //! Per-request cost of an edge-transform chain (`cargo bench -p mediahost-runtime --bench
 //! edge_chain`): `on-request` then `on-response` for one segment request, through chains of 1
-//! and 3 copies of the reference `edge-token` plugin, each call on a fresh instance as
-//! production does. The path is one of the plugin's public prefixes, so every plugin answers
+//! and 3 copies of the reference `edge-token` plugin, each call on a fresh instance
+//! (`instances = "fresh"`) and then in warm instances (`"reused"`, what the plugin's manifest
+//! says). The path is one of the plugin's public prefixes, so every plugin answers
 //! `continue` and adds its response headers: the cost measured is the plugin round trip itself,
 //! not HMAC work.
 //!
@@ -21,8 +22,9 @@ const SAMPLES: usize = 10_000;
 const WARMUP: usize = 1_000;
 
 /// A host with `copies` folders of the reference edge-token plugin (named `edge-0`, `edge-1`,
-/// ...), all public for `/v1/videos` so requests pass without a token.
-fn chain(copies: usize) -> (tempfile::TempDir, PluginHost) {
+/// ...) with `instances` as given, all public for `/v1/videos` so requests pass without a
+/// token.
+fn chain(copies: usize, instances: &str) -> (tempfile::TempDir, PluginHost) {
     let dir = tempfile::tempdir().unwrap();
     let wasm = mediahost_testkit::build_plugin("edge-token");
     let manifest = std::fs::read_to_string(
@@ -36,7 +38,12 @@ fn chain(copies: usize) -> (tempfile::TempDir, PluginHost) {
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(
             folder.join("plugin.toml"),
-            manifest.replace("name = \"edge-token\"", &format!("name = \"{name}\"")),
+            manifest
+                .replace("name = \"edge-token\"", &format!("name = \"{name}\""))
+                .replace(
+                    "instances = \"reused\"",
+                    &format!("instances = \"{instances}\""),
+                ),
         )
         .unwrap();
         std::fs::copy(&wasm, folder.join("edge_token.wasm")).unwrap();
@@ -85,14 +92,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let chains: Vec<(usize, (tempfile::TempDir, PluginHost))> =
-        [1, 3].into_iter().map(|n| (n, chain(n))).collect();
+    let chains: Vec<(usize, &str, (tempfile::TempDir, PluginHost))> =
+        [(1, "fresh"), (3, "fresh"), (1, "reused"), (3, "reused")]
+            .into_iter()
+            .map(|(n, instances)| (n, instances, chain(n, instances)))
+            .collect();
     let req = request();
     let mut criterion = Criterion::default().configure_from_args();
-    for (n, (_, host)) in &chains {
+    for (n, instances, (_, host)) in &chains {
         // Every plugin of the chain ran: each added its headers.
         assert!(serve(host, &req) > 1);
-        criterion.bench_function(&format!("edge_chain/{n}_plugins"), |b| {
+        criterion.bench_function(&format!("edge_chain/{n}_plugins_{instances}"), |b| {
             b.iter(|| black_box(serve(host, &req)))
         });
     }
@@ -102,9 +112,9 @@ fn main() {
         "edge request (on-request + on-response), {SAMPLES} requests per chain after {WARMUP} \
          warm-up requests (µs):"
     );
-    println!("| chain | p50 | p90 | p99 | p99.9 | max | p50 per plugin |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (n, (_, host)) in &chains {
+    println!("| chain | instances | p50 | p90 | p99 | p99.9 | max | p50 per plugin |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for (n, instances, (_, host)) in &chains {
         for _ in 0..WARMUP {
             black_box(serve(host, &req));
         }
@@ -118,7 +128,7 @@ fn main() {
         times.sort_by(f64::total_cmp);
         let p50 = percentile(&times, 0.5);
         println!(
-            "| {n} plugin(s) | {p50:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {n} plugin(s) | {instances} | {p50:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             percentile(&times, 0.9),
             percentile(&times, 0.99),
             percentile(&times, 0.999),

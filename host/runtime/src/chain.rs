@@ -26,11 +26,12 @@ use crate::host::{CallSettings, HostState, PluginMeta};
 use crate::manifest::{Limits, World};
 use crate::plugin::{CallOutcome, Loaded, PluginHost};
 use crate::record::record_failure;
+use crate::warm::Instantiate;
 
 const MIB: u64 = 1 << 20;
 
 /// One binding of a call's chain, resolved against the plugin set the call runs on.
-pub(crate) struct Step<'a, P> {
+pub(crate) struct Step<'a, P: Instantiate> {
     /// How to call the plugin.
     pub binding: Binding,
     /// The loaded plugin, or why the binding cannot run.
@@ -137,7 +138,7 @@ impl PluginHost {
 
     /// The chain a call of `world` runs for `tenant`, resolved against `loaded` (that world's
     /// plugins in the call's snapshot).
-    pub(crate) fn steps<'a, P>(
+    pub(crate) fn steps<'a, P: Instantiate>(
         &self,
         loaded: &'a [Loaded<P>],
         world: World,
@@ -181,17 +182,17 @@ impl PluginHost {
     }
 }
 
-/// Runs one step of a chain: `call` on a fresh instance under the binding's limits and
-/// settings, then `check` on the answer. `Ok(Some(_))` is a usable answer; `Ok(None)` means the
+/// Runs one step of a chain: `call` on an instance of the plugin (fresh, or warm for plugins
+/// that reuse instances) under the binding's limits and settings, then `check` on the answer. `Ok(Some(_))` is a usable answer; `Ok(None)` means the
 /// plugin failed and its binding is fail-open (logged and counted); `Err` means it failed and
 /// its binding is fail-closed. A failure of a binding with `record_failures` also keeps the
 /// call's input, as `input()` describes it, for `mediahost plugin run` (see `record`).
-pub(crate) fn run_step<P, R: CallOutcome, T>(
+pub(crate) fn run_step<P: Instantiate, R: CallOutcome, T>(
     runtime: &Runtime,
     step: &Step<'_, P>,
     world: World,
     tenant: &str,
-    call: impl FnOnce(&P, &mut Store<HostState>) -> wasmtime::Result<R>,
+    call: impl FnOnce(&P::Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
     check: impl FnOnce(R) -> Result<T, PluginFailure>,
     input: impl FnOnce() -> CallInput,
 ) -> Result<Option<T>, PluginError> {
@@ -212,7 +213,7 @@ pub(crate) fn run_step<P, R: CallOutcome, T>(
                 config: config_for(&plugin.meta, binding),
             };
             runtime
-                .call(&plugin.meta, settings, |store| call(&plugin.pre, store))
+                .call_loaded(plugin, settings, call)
                 .and_then(|(answer, budget)| {
                     check(answer).map_err(|cause| {
                         PluginError::from(PluginErrorReport {

@@ -58,7 +58,7 @@ impl PluginHost {
                 step,
                 world,
                 tenant,
-                |pre, store| pre.instantiate(&mut *store)?.call_on_request(store, &head),
+                |plugin, store| plugin.call_on_request(store, &head),
                 |action| {
                     match &action {
                         RequestAction::Continue(next) => check_headers(&next.headers),
@@ -117,14 +117,7 @@ impl PluginHost {
                 step,
                 world,
                 tenant,
-                |pre, store| {
-                    pre.instantiate(&mut *store)?.call_on_response(
-                        store,
-                        req,
-                        &update.head,
-                        current,
-                    )
-                },
+                |plugin, store| plugin.call_on_response(store, req, &update.head, current),
                 |next| {
                     check_status(next.head.status)
                         .and_then(|()| check_headers(&next.head.headers))

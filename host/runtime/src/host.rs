@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{config, http, log, media, types};
-use crate::manifest::{Limits, World};
+use crate::manifest::{Instances, Limits, World};
 
 /// Caps one call's log lines, so a chatty or hostile plugin cannot flood the host's logs.
 const MAX_LOG_LINES: u32 = 64;
@@ -33,6 +33,8 @@ pub(crate) struct PluginMeta {
     pub world: World,
     /// Applied to each call's Store unless the binding overrides them.
     pub limits: Limits,
+    /// Whether calls may reuse an earlier call's instance (`instances` in the manifest).
+    pub instances: Instances,
     /// Manifest defaults overlaid by the operator's settings: what `config` returns unless the
     /// binding adds its own. Shared with calls whose binding adds nothing.
     pub config: Arc<BTreeMap<String, String>>,
@@ -58,6 +60,10 @@ pub(crate) struct HostState {
     tenant: String,
     /// What `config` returns in this call.
     config: Arc<BTreeMap<String, String>>,
+    /// The limits every call in this store runs under.
+    limits: Limits,
+    /// Calls run in this store so far (more than one for reused instances).
+    uses: u32,
     /// WASI state: nothing granted, stderr captured.
     wasi: WasiCtx,
     /// WASI resources (streams) the guest holds during the call.
@@ -93,12 +99,48 @@ impl HostState {
             plugin,
             tenant: call.tenant,
             config: call.config,
+            limits: call.limits,
+            uses: 0,
             wasi,
             table: ResourceTable::new(),
             limiter,
             log_lines: 0,
             stderr,
         }
+    }
+
+    /// The limits of calls in this store.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The tenant calls in this store are for.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Whether a call with `call`'s tenant, limits and settings may run in this store.
+    pub fn serves(&self, call: &CallSettings) -> bool {
+        self.tenant == call.tenant
+            && self.limits == call.limits
+            && (Arc::ptr_eq(&self.config, &call.config) || self.config == call.config)
+    }
+
+    /// Starts a call in this store: the per-call log budget and memory report start over.
+    pub fn begin_call(&mut self) {
+        self.uses += 1;
+        self.log_lines = 0;
+        self.limiter.refused_memory_bytes = None;
+    }
+
+    /// Calls begun in this store.
+    pub fn uses(&self) -> u32 {
+        self.uses
+    }
+
+    /// Whether the guest wrote anything to stderr (where a Rust guest's panics go).
+    pub fn wrote_stderr(&self) -> bool {
+        !self.stderr.contents().is_empty()
     }
 
     /// The last non-empty lines the guest wrote to stderr, trimmed to a readable size.

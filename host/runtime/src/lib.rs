@@ -72,6 +72,7 @@ mod record;
 mod reload;
 mod router;
 mod validator;
+mod warm;
 
 pub mod bindings;
 pub mod call_input;
@@ -92,7 +93,7 @@ pub use install::{
     CheckedPlugin, INSTALLED_MARKER, InstallError, PluginPackage, check_plugin_name,
     installed_plugins, remove_plugin_folder, write_plugin_folder,
 };
-pub use manifest::{Limits, MANIFEST_FILE, Manifest, ManifestError, World};
+pub use manifest::{Instances, Limits, MANIFEST_FILE, Manifest, ManifestError, World};
 pub use mediahost_core::plugin::{
     Binding, BindingSet, Chains, EffectiveChain, FailurePolicy, LimitOverrides,
 };

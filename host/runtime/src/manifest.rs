@@ -5,6 +5,7 @@
 //! version = "0.1.0"
 //! world = "validator"
 //! component = "validator.wasm"   # relative to the manifest's folder
+//! instances = "fresh"             # or "reused": see `Instances`
 //!
 //! [limits]                        # each one optional; see `Limits::for_world`
 //! timeout_ms = 100
@@ -37,6 +38,8 @@ pub struct Manifest {
     pub component: PathBuf,
     /// Per-call resource limits; those the file leaves out come from [`Limits::for_world`].
     pub limits: Limits,
+    /// Whether calls may run in an instance an earlier call of the same tenant used.
+    pub instances: Instances,
     /// Default settings, returned by the `config` import unless the operator overrides them.
     /// Scalars are accepted and kept as their text (`max_size = 1000` is `"1000"`).
     pub config: BTreeMap<String, String>,
@@ -51,6 +54,8 @@ struct RawManifest {
     version: String,
     world: World,
     component: PathBuf,
+    #[serde(default)]
+    instances: Instances,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default, deserialize_with = "scalar_map")]
@@ -79,6 +84,7 @@ impl From<RawManifest> for Manifest {
             version: raw.version,
             world: raw.world,
             component: raw.component,
+            instances: raw.instances,
             limits,
             config: raw.config,
         }
@@ -86,6 +92,22 @@ impl From<RawManifest> for Manifest {
 }
 
 pub use mediahost_core::World;
+
+/// `instances`: what a call runs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Instances {
+    /// A fresh instance for every call (the default): nothing a call leaves in memory is seen
+    /// by the next.
+    #[default]
+    Fresh,
+    /// An instance kept from an earlier successful call of the same tenant, with the same
+    /// settings and limits, when one is idle (a fresh one otherwise). For plugins on hot paths
+    /// (edge transforms) whose author keeps no per-request state in globals, or only state
+    /// that may outlive a request (a parsed key, a cache). Each call still gets its own full
+    /// limits; an instance is dropped after any failure.
+    Reused,
+}
 
 /// Limits applied to every call of a plugin, each in a fresh instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,7 +31,7 @@ impl PluginHost {
                 step,
                 world,
                 &input.tenant,
-                |pre, store| pre.instantiate(&mut *store)?.call_extract(store, input),
+                |plugin, store| plugin.call_extract(store, input),
                 |answer| answer.map_err(PluginFailure::Returned),
                 || CallInput::Extract {
                     input: input.clone(),

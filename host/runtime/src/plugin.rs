@@ -1,5 +1,5 @@
-//! Loading the plugin folder into a [`PluginHost`], and running one call of one plugin in a fresh
-//! `Store` under its limits.
+//! Loading the plugin folder into a [`PluginHost`], and running one call of one plugin under its
+//! limits, in a fresh `Store` or in a warm one ([`crate::warm`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,8 @@ use crate::budget::Budget;
 use crate::engine::{Runtime, RuntimeOptions};
 use crate::error::{LoadError, PluginError, PluginErrorReport, PluginFailure, RuntimeError};
 use crate::host::{CallSettings, HostState, MemoryLimitExceeded, PluginMeta, TableLimitExceeded};
-use crate::manifest::{Limits, MANIFEST_FILE, Manifest, World};
+use crate::manifest::{Instances, Limits, MANIFEST_FILE, Manifest, World};
+use crate::warm::{Instantiate, Warm, WarmPool};
 
 /// Operator settings: plugin name → key → value, overlaid on each manifest's `[config]`.
 pub(crate) type Settings = BTreeMap<String, BTreeMap<String, String>>;
@@ -130,9 +131,21 @@ pub(crate) enum AnyPre {
 }
 
 /// A compiled plugin of one world, checked against that world and ready to instantiate.
-pub(crate) struct Loaded<P> {
+pub(crate) struct Loaded<P: Instantiate> {
     pub meta: Arc<PluginMeta>,
     pub pre: P,
+    /// Idle instances of earlier calls, for a plugin with `instances = "reused"`.
+    pub warm: WarmPool<P::Instance>,
+}
+
+impl<P: Instantiate> Loaded<P> {
+    fn new(meta: Arc<PluginMeta>, pre: P) -> Self {
+        Self {
+            meta,
+            pre,
+            warm: WarmPool::default(),
+        }
+    }
 }
 
 /// What the admin API shows about a plugin folder.
@@ -251,14 +264,14 @@ impl Snapshot {
             };
             let meta = serving.meta.clone();
             match serving.pre.clone() {
-                AnyPre::Validator(pre) => worlds.validators.push(Loaded { meta, pre }),
-                AnyPre::MetadataExtractor(pre) => worlds.extractors.push(Loaded { meta, pre }),
-                AnyPre::Router(pre) => worlds.routers.push(Loaded { meta, pre }),
-                AnyPre::EdgeTransform(pre) => worlds.edge_transforms.push(Loaded { meta, pre }),
+                AnyPre::Validator(pre) => worlds.validators.push(Loaded::new(meta, pre)),
+                AnyPre::MetadataExtractor(pre) => worlds.extractors.push(Loaded::new(meta, pre)),
+                AnyPre::Router(pre) => worlds.routers.push(Loaded::new(meta, pre)),
+                AnyPre::EdgeTransform(pre) => worlds.edge_transforms.push(Loaded::new(meta, pre)),
             }
         }
         // Folders are visited in path order; plugins run in name order.
-        fn by_name<P>(list: &mut [Loaded<P>]) {
+        fn by_name<P: Instantiate>(list: &mut [Loaded<P>]) {
             list.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
         }
         by_name(&mut worlds.validators);
@@ -508,6 +521,7 @@ impl Runtime {
             version: manifest.version,
             world: manifest.world,
             limits: manifest.limits,
+            instances: manifest.instances,
             config: Arc::new(config),
             sha256,
         };
@@ -523,10 +537,66 @@ impl Runtime {
         call: CallSettings,
         f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<(R, Budget), PluginError> {
-        let limits = call.limits;
-        let tenant = call.tenant.clone();
+        let mut store = self.store(meta, call);
+        self.run(meta, &mut store, f)
+    }
+
+    /// Calls `plugin` through `f` under `call`'s limits and settings: in a fresh instance, or,
+    /// when its manifest says `instances = "reused"`, in an idle instance an earlier call of
+    /// the same tenant, limits and settings left (see [`crate::warm`]), kept for the next call
+    /// when this one succeeds.
+    pub(crate) fn call_loaded<P: Instantiate, R: CallOutcome>(
+        &self,
+        plugin: &Loaded<P>,
+        call: CallSettings,
+        f: impl FnOnce(&P::Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, Budget), PluginError> {
+        let meta = &plugin.meta;
+        if meta.instances == Instances::Fresh {
+            return self.call(meta, call, |store| {
+                let instance = plugin.pre.instantiate_in(store)?;
+                f(&instance, store)
+            });
+        }
+        let (mut store, mut instance) = match plugin.warm.take(&call) {
+            Some(warm) => (warm.store, Some(warm.instance)),
+            None => (self.store(meta, call), None),
+        };
+        // Instantiated inside the call when no warm instance was idle, so fuel and the
+        // deadline cover it as they do for fresh instances.
+        let result = self.run(meta, &mut store, |store| {
+            let warm = match instance.take() {
+                Some(warm) => warm,
+                None => plugin.pre.instantiate_in(store)?,
+            };
+            let answer = f(&warm, store);
+            instance = Some(warm);
+            answer
+        });
+        if let (Ok(_), Some(instance)) = (&result, instance) {
+            plugin.warm.give_back(Warm { store, instance });
+        }
+        result
+    }
+
+    /// A new `Store` for calls of `meta`'s plugin with `call`'s tenant, limits and settings.
+    fn store(&self, meta: &Arc<PluginMeta>, call: CallSettings) -> Store<HostState> {
         let mut store = Store::new(self.engine(), HostState::new(meta.clone(), call));
         store.limiter(|state| &mut state.limiter);
+        store
+    }
+
+    /// Runs one call, `f`, in `store` with the store's limits renewed: all its fuel, a new
+    /// deadline, a new log budget. Records the outcome in the plugin's metrics.
+    fn run<R: CallOutcome>(
+        &self,
+        meta: &Arc<PluginMeta>,
+        store: &mut Store<HostState>,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, Budget), PluginError> {
+        store.data_mut().begin_call();
+        let limits = store.data().limits();
+        let tenant = store.data().tenant().to_owned();
         // Fuel covers instantiation too, so a huge start function is bounded as well.
         store.set_fuel(limits.fuel).map_err(|e| {
             PluginError::from(PluginErrorReport {
@@ -542,7 +612,7 @@ impl Runtime {
         store.set_epoch_deadline(self.deadline_ticks(Duration::from_millis(limits.timeout_ms)));
 
         let started = Instant::now();
-        let result = f(&mut store);
+        let result = f(store);
         let elapsed = started.elapsed();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let limiter = &store.data().limiter;

@@ -27,7 +27,7 @@ impl PluginHost {
                 step,
                 world,
                 &input.tenant,
-                |pre, store| pre.instantiate(&mut *store)?.call_route(store, input),
+                |plugin, store| plugin.call_route(store, input),
                 |answer| {
                     let plan = answer.map_err(PluginFailure::Returned)?;
                     check_plan(&plan).map_err(PluginFailure::Invalid)?;

@@ -213,6 +213,7 @@ impl SingleComponent {
             version: settings.version.clone(),
             world: self.world(),
             limits: settings.limits,
+            instances: crate::manifest::Instances::Fresh,
             config: Arc::new(settings.config.clone()),
             sha256: self.sha256.clone(),
         });

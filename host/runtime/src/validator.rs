@@ -1,7 +1,7 @@
 //! Calls into the `validator` world: the tenant's effective chain of validators in order, the
 //! first rejection wins.
 
-use crate::bindings::validator::ValidatorPre;
+use crate::bindings::validator::Validator;
 use crate::call_input::{Bytes, CallInput};
 use crate::chain::run_step;
 use crate::error::PluginError;
@@ -17,7 +17,7 @@ impl PluginHost {
     pub fn check_upload(&self, info: &UploadInfo) -> Result<Verdict, PluginError> {
         self.run_validators(
             info,
-            |pre, store| pre.instantiate(&mut *store)?.call_check_upload(store, info),
+            |plugin, store| plugin.call_check_upload(store, info),
             || CallInput::CheckUpload { info: info.clone() },
         )
     }
@@ -27,10 +27,7 @@ impl PluginHost {
     pub fn check_head(&self, info: &UploadInfo, head: &[u8]) -> Result<Verdict, PluginError> {
         self.run_validators(
             info,
-            |pre, store| {
-                pre.instantiate(&mut *store)?
-                    .call_check_head(store, info, head)
-            },
+            |plugin, store| plugin.call_check_head(store, info, head),
             || CallInput::CheckHead {
                 info: info.clone(),
                 head: Bytes(head.to_vec()),
@@ -41,10 +38,7 @@ impl PluginHost {
     fn run_validators(
         &self,
         info: &UploadInfo,
-        call: impl Fn(
-            &ValidatorPre<HostState>,
-            &mut wasmtime::Store<HostState>,
-        ) -> wasmtime::Result<Verdict>,
+        call: impl Fn(&Validator, &mut wasmtime::Store<HostState>) -> wasmtime::Result<Verdict>,
         input: impl Fn() -> CallInput,
     ) -> Result<Verdict, PluginError> {
         let Some((runtime, worlds)) = self.worlds() else {
@@ -52,8 +46,8 @@ impl PluginHost {
         };
         let steps = self.steps(&worlds.validators, World::Validator, Some(&info.tenant));
         for step in &steps {
-            // A fresh instance per call and plugin: nothing a plugin keeps in memory can leak
-            // into another tenant's or request's call.
+            // A fresh instance per call and plugin unless its manifest asks for reuse (and then
+            // only within the tenant): nothing a plugin keeps in memory leaks to another tenant.
             let verdict = run_step(
                 &runtime,
                 step,

@@ -115,6 +115,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 
 /// How long connecting may take before the server counts as unreachable (a firewall that drops
 /// packets would otherwise hang start-up).
+/// Videos kept decoded beside the lookup cache (see `lookup::Decoded`): the hot set of a
+/// playback path, not every video, so a modest bound.
+const LOOKUP_MEMO_ENTRIES: usize = 10_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the readiness check waits for the database.
@@ -200,7 +203,8 @@ impl Store {
     /// Serves [`Store::video_by_id_cached`] from `cache`, entries living `ttl`; every change to
     /// a video through this store invalidates its entry.
     pub fn with_lookup_cache(mut self, cache: Arc<dyn lookup::LookupCache>, ttl: Duration) -> Self {
-        self.lookups = Some(lookup::Lookups { cache, ttl });
+        let videos = Arc::new(lookup::Decoded::new(LOOKUP_MEMO_ENTRIES));
+        self.lookups = Some(lookup::Lookups { cache, ttl, videos });
         self
     }
 

@@ -176,11 +176,95 @@ impl LookupCache for RedisLookups {
 pub(crate) struct Lookups {
     pub(crate) cache: Arc<dyn LookupCache>,
     pub(crate) ttl: Duration,
+    /// Videos decoded from the cache's entries, so a hot entry is parsed once per version.
+    pub(crate) videos: Arc<Decoded<Option<Arc<mediahost_core::Video>>>>,
+}
+
+/// The value last decoded from each key's cached bytes: a lookup that finds the same bytes
+/// again (the same `Arc` in memory, equal bytes from Redis) reuses it instead of parsing
+/// JSON on every request of a hot path. Keyed by the bytes themselves, so it can never
+/// answer with a value the cache no longer holds.
+pub(crate) struct Decoded<T> {
+    entries: Mutex<HashMap<String, (Arc<[u8]>, T)>>,
+    /// Like [`MemoryLookups`]: at most this many keys, cleared when full.
+    capacity: usize,
+}
+
+impl<T> std::fmt::Debug for Decoded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone> Decoded<T> {
+    /// An empty memo of at most `capacity` keys (at least 1).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// `bytes` (what the cache holds under `key`) decoded by `decode`, or the value decoded
+    /// from the same bytes before.
+    pub(crate) fn get<E>(
+        &self,
+        key: &str,
+        bytes: Arc<[u8]>,
+        decode: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let lock = || self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, value)) = lock().get(key)
+            && (Arc::ptr_eq(seen, &bytes) || **seen == *bytes)
+        {
+            return Ok(value.clone());
+        }
+        let value = decode(&bytes)?;
+        self.remember(key, bytes, value.clone());
+        Ok(value)
+    }
+
+    /// Records that `bytes` under `key` decode to `value`.
+    pub(crate) fn remember(&self, key: &str, bytes: Arc<[u8]>, value: T) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity && !entries.contains_key(key) {
+            entries.clear();
+        }
+        entries.insert(key.to_owned(), (bytes, value));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_values_follow_the_bytes() {
+        let memo = Decoded::<String>::new(2);
+        let calls = std::cell::Cell::new(0);
+        let get = |key: &str, bytes: &[u8]| {
+            memo.get(key, Arc::from(bytes), |b| -> Result<String, ()> {
+                calls.set(calls.get() + 1);
+                Ok(String::from_utf8_lossy(b).into_owned())
+            })
+        };
+        let one: Arc<[u8]> = Arc::from(&b"one"[..]);
+        let same = memo.get("k", one.clone(), |_| Err(())).err();
+        assert_eq!(same, Some(()), "nothing remembered yet: decoded");
+        assert_eq!(get("k", b"one"), Ok("one".into()));
+        // Equal bytes in another allocation (as Redis returns them) are not parsed again.
+        assert_eq!(get("k", b"one"), Ok("one".into()));
+        assert_eq!(memo.get("k", one, |_| Err(())), Ok("one".into()));
+        assert_eq!(calls.get(), 1);
+        assert_eq!(get("k", b"two"), Ok("two".into()));
+        assert_eq!(calls.get(), 2, "changed bytes are decoded afresh");
+        for key in ["a", "b", "c"] {
+            get(key, key.as_bytes()).unwrap();
+        }
+        assert!(memo.entries.lock().unwrap().len() <= 2, "bounded");
+    }
 
     #[tokio::test]
     async fn memory_entries_expire_and_are_invalidated() {

@@ -4,6 +4,7 @@ use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::{Store, StoreError, corrupt, new_id, now_rfc3339};
 
@@ -122,21 +123,28 @@ impl Store {
     /// A video by id through the lookup cache when the store has one (see [`crate::lookup`]):
     /// for hot read paths (playback, the edge's tenant resolution), which may see a change
     /// made by another process late by up to the cache's TTL when the cache is in-process.
-    pub async fn video_by_id_cached(&self, id: &str) -> Result<Option<Video>, StoreError> {
+    /// Shared (`Arc`): a hot entry is decoded once and handed to every request.
+    pub async fn video_by_id_cached(&self, id: &str) -> Result<Option<Arc<Video>>, StoreError> {
         let Some(lookups) = &self.lookups else {
-            return self.video_by_id(id).await;
+            return Ok(self.video_by_id(id).await?.map(Arc::new));
         };
         let key = video_key(id);
         if let Some(bytes) = lookups.cache.get(&key).await {
-            match serde_json::from_slice::<Option<Video>>(&bytes) {
+            let decode = |bytes: &[u8]| {
+                serde_json::from_slice::<Option<Video>>(bytes).map(|video| video.map(Arc::new))
+            };
+            match lookups.videos.get(&key, bytes, decode) {
                 Ok(video) => return Ok(video),
                 // Written by another version: read the row and overwrite the entry.
                 Err(e) => tracing::debug!(error = %e, %key, "unreadable lookup entry"),
             }
         }
-        let video = self.video_by_id(id).await?;
-        let bytes = serde_json::to_vec(&video).map_err(|e| corrupt("videos", e))?;
-        lookups.cache.put(&key, bytes.into(), lookups.ttl).await;
+        let video = self.video_by_id(id).await?.map(Arc::new);
+        let bytes: Arc<[u8]> = serde_json::to_vec(&video)
+            .map_err(|e| corrupt("videos", e))?
+            .into();
+        lookups.cache.put(&key, bytes.clone(), lookups.ttl).await;
+        lookups.videos.remember(&key, bytes, video.clone());
         Ok(video)
     }
 
@@ -145,7 +153,7 @@ impl Store {
         &self,
         tenant_id: &str,
         id: &str,
-    ) -> Result<Option<Video>, StoreError> {
+    ) -> Result<Option<Arc<Video>>, StoreError> {
         let video = self.video_by_id_cached(id).await?;
         Ok(video.filter(|v| v.tenant_id == tenant_id))
     }
@@ -402,7 +410,7 @@ mod tests {
             let (t, _) = cached.create_tenant("a").await.unwrap();
             let (other, _) = cached.create_tenant("b").await.unwrap();
             let v = cached.create_video(&t.id, &NewVideo::default()).await.unwrap();
-            assert_eq!(cached.video_by_id_cached(&v.id).await.unwrap(), Some(v.clone()));
+            assert_eq!(cached.video_by_id_cached(&v.id).await.unwrap().as_deref(), Some(&v));
             assert_eq!(cached.video_cached(&other.id, &v.id).await.unwrap(), None);
             // Every change through the store is seen at once despite the hour-long TTL.
             assert!(cached.mark_uploaded(&v.id, 1, "ab").await.unwrap());
