@@ -249,9 +249,16 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_the_video_says_why() {
         headers
             .inner()
             .get(name)
-            .map(|v| format!("{v:?}"))
+            .map(|v| match v {
+                lapin::types::AMQPValue::LongString(s) => {
+                    String::from_utf8_lossy(s.as_bytes()).into_owned()
+                }
+                other => format!("{other:?}"),
+            })
             .unwrap_or_else(|| panic!("no {name} header: {headers:?}"))
     };
-    assert!(header("x-mediahost-attempt").contains('3'));
-    assert!(header("x-mediahost-error").contains("source"));
+    let attempt = header("x-mediahost-attempt");
+    assert!(attempt.contains('3'), "{attempt}");
+    let error = header("x-mediahost-error");
+    assert!(error.contains("source"), "{error}");
 }
