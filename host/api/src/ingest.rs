@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 use mediahost_core::{Tenant, VideoStatus};
-use mediahost_queue::TranscodeJob;
+use mediahost_queue::{ROUTING_PRIORITY, TranscodeJob};
 use mediahost_runtime::{PluginError, PluginHost, Verdict};
 
 use crate::{ApiError, SharedState};
@@ -67,11 +67,9 @@ pub(crate) async fn queue_transcode(
             "video {video_id} received another source meanwhile"
         )));
     }
-    let job = TranscodeJob {
-        tenant_id: tenant.id.clone(),
-        video_id: video_id.to_owned(),
-    };
-    if let Err(e) = state.queue.enqueue(&job, 0).await {
+    // Routed (and so given its real priority) by the worker that leases it first.
+    let job = TranscodeJob::new(&tenant.id, video_id);
+    if let Err(e) = state.queue.enqueue(&job, ROUTING_PRIORITY).await {
         // Put the video back so the client can simply retry the upload.
         state
             .store

@@ -170,6 +170,7 @@ fn v1_routes() -> OpenApiRouter<SharedState> {
         )
         // Documented in `openapi::ApiDoc`: OpenAPI cannot spell the wildcard.
         .route("/videos/{id}/hls/{*path}", get(playback::hls_file))
+        .routes(routes!(playback::dash_manifest))
         .routes(routes!(quota::own_usage))
         .routes(routes!(admin::list_plugins))
         .merge(

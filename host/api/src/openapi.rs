@@ -33,7 +33,7 @@ pub(crate) const ADMIN: &str = "admin";
     tags(
         (name = VIDEOS, description = "Video records and single-request source uploads (tenant key)."),
         (name = UPLOADS, description = "Resumable uploads, tus 1.0.0 with the creation, creation-with-upload, creation-defer-length, expiration, checksum, termination and concatenation extensions (tenant key)."),
-        (name = PLAYBACK, description = "HLS playback files with Range and conditional requests (tenant key)."),
+        (name = PLAYBACK, description = "HLS playback files and the DASH manifest over the same segments, with Range and conditional requests (tenant key or signed URL)."),
         (name = ADMIN, description = "The operator's admin API (operator key)."),
     )
 )]

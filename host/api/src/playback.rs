@@ -1,5 +1,10 @@
-//! HLS playback: master and media playlists, init segments and media segments, streamed from
-//! object storage.
+//! Playback: the HLS master and media playlists, the DASH manifest over the same CMAF
+//! segments, init segments and media segments, streamed from object storage.
+//!
+//! Every file lives under the video's HLS root and is served by [`hls_file`]; the DASH
+//! manifest, stored there as `manifest.mpd`, is also served at
+//! `/v1/videos/{id}/dash/manifest.mpd` ([`dash_manifest`]) with the same rules. Its `BaseURL`
+//! (`../hls/`) makes players fetch the segments from the HLS routes either way.
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -18,10 +23,11 @@ use crate::signing;
 use crate::{ApiError, SharedState};
 use mediahost_core::http_range::{self as range, Ranged};
 
-/// Content type by file extension, as HLS players expect.
+/// Content type by file extension, as HLS and DASH players expect.
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next() {
         Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("mpd") => "application/dash+xml",
         Some("m4s") => "video/iso.segment",
         Some("mp4") => "video/mp4",
         Some("ts") => "video/mp2t",
@@ -42,7 +48,8 @@ fn safe_relative(path: &str) -> bool {
 
 /// How long clients may reuse a playback file. Segments, init segments and thumbnails never
 /// change once written (a re-transcode writes the same names with the same content role), so
-/// they are immutable; playlists of a ready video may be reused briefly; anything else is revalidated.
+/// they are immutable; manifests (HLS playlists, the DASH MPD) of a ready video may be reused
+/// briefly; anything else is revalidated.
 /// `private` while playback is authenticated by tenant key: a shared cache must not hand one
 /// tenant's media to a client without the key. `public` for signed URLs: the signature in the
 /// URL is the credential, so a shared cache keying by the full URL hands the file only to
@@ -53,8 +60,8 @@ fn cache_control(path: &str, status: VideoStatus, signed: bool) -> &'static str 
             "private, max-age=31536000, immutable"
         }
         (Some("m4s" | "mp4" | "ts" | "jpg" | "vtt"), true) => "public, max-age=31536000, immutable",
-        (Some("m3u8"), false) if status == VideoStatus::Ready => "private, max-age=60",
-        (Some("m3u8"), true) if status == VideoStatus::Ready => "public, max-age=60",
+        (Some("m3u8" | "mpd"), false) if status == VideoStatus::Ready => "private, max-age=60",
+        (Some("m3u8" | "mpd"), true) if status == VideoStatus::Ready => "public, max-age=60",
         _ => "no-cache",
     }
 }
@@ -123,7 +130,7 @@ async fn authorize(
         ("id" = String, Path, description = "Video id"),
         ("exp" = Option<u64>, Query, description = "Signed URL: unix seconds until which it is valid; with `sig`, replaces the API key"),
         ("sig" = Option<String>, Query, description = "Signed URL: hex HMAC-SHA256 of `<video id>/<exp>` with the tenant's playback secret (`playback.signed_hls` of the video carries both)"),
-        ("path" = String, Path, description = "`master.m3u8` or a file it names, e.g. `720p/index.m3u8`, `720p/seg_00001.m4s`; may contain slashes"),
+        ("path" = String, Path, description = "`master.m3u8` or a file it names, e.g. `720p/index.m3u8`, `720p/seg_00001.m4s`, or `manifest.mpd` (the DASH manifest, also at `dash/manifest.mpd`); may contain slashes"),
         ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `a-` or `-n`"),
         ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy"),
         ("If-Modified-Since" = Option<String>, Header, description = "HTTP date of a cached copy"),
@@ -144,16 +151,65 @@ pub async fn hls_file(
     State(state): State<SharedState>,
     Path((id, path)): Path<(String, String)>,
     Query(query): Query<SignedQuery>,
-    mut parts: Parts,
+    parts: Parts,
 ) -> Result<Response, ApiError> {
     if !safe_relative(&path) {
         return Err(ApiError::BadRequest(format!(
             "invalid playback path {path:?}"
         )));
     }
-    let (video, signature) = authorize(&state, &mut parts, &id, &query).await?;
+    serve_file(&state, &id, &path, &query, parts).await
+}
+
+/// `GET` (and `HEAD`) `/v1/videos/{id}/dash/manifest.mpd`: the DASH manifest of the video,
+/// over the same CMAF segments as its HLS playlists, served as [`hls_file`] serves files (key
+/// or signed URL, ETag/304, Cache-Control). Read through a signed URL, its segment templates
+/// carry the same signature. Its `BaseURL` is `../hls/`, so the segments it names resolve to
+/// `/v1/videos/{id}/hls/…`.
+#[utoipa::path(
+    get,
+    path = "/videos/{id}/dash/manifest.mpd",
+    operation_id = "get_dash_manifest",
+    tag = crate::openapi::PLAYBACK,
+    security((), ("tenant_key" = [])),
+    params(
+        ("id" = String, Path, description = "Video id"),
+        ("exp" = Option<u64>, Query, description = "Signed URL: unix seconds until which it is valid; with `sig`, replaces the API key"),
+        ("sig" = Option<String>, Query, description = "Signed URL: hex HMAC-SHA256 of `<video id>/<exp>` with the tenant's playback secret (`playback.signed_dash` of the video carries both)"),
+        ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `a-` or `-n` (not with a signature)"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy (not with a signature)"),
+        ("If-Modified-Since" = Option<String>, Header, description = "HTTP date of a cached copy (not with a signature)"),
+    ),
+    responses(
+        (status = 200, description = "The static MPD (`application/dash+xml`, isoff-live profile): one representation per rendition, `SegmentTemplate` with `$Number%05d$` and a `SegmentTimeline` matching the HLS media playlists; with ETag, Last-Modified, Cache-Control. HEAD answers the same without a body", content_type = "application/dash+xml"),
+        (status = 206, description = "The requested range, with Content-Range"),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing, malformed, unknown or revoked key (and no signature)", body = crate::error::ErrorBody),
+        (status = 403, description = "`invalid_signature`: the signed URL expired, is malformed, or is not valid for this video", body = crate::error::ErrorBody),
+        (status = 404, description = "No such video, or no manifest (not ready yet, or transcoded before DASH existed)", body = crate::error::ErrorBody),
+        (status = 416, description = "The range starts beyond the end (Content-Range: bytes */size)", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn dash_manifest(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    Query(query): Query<SignedQuery>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    serve_file(&state, &id, keys::DASH_MANIFEST, &query, parts).await
+}
+
+/// Serves the file at `path` under video `id`'s HLS root (a checked relative path).
+async fn serve_file(
+    state: &SharedState,
+    id: &str,
+    path: &str,
+    query: &SignedQuery,
+    mut parts: Parts,
+) -> Result<Response, ApiError> {
+    let (video, signature) = authorize(state, &mut parts, id, query).await?;
     let headers = parts.headers;
-    let key = keys::hls(&video.tenant_id, &video.id, &path);
+    let key = keys::hls(&video.tenant_id, &video.id, path);
     let missing = |e: BlobError| match e {
         BlobError::NotFound(_) => ApiError::NotFound(format!(
             "video {id} has no playback file {path} (status: {})",
@@ -162,12 +218,10 @@ pub async fn hls_file(
         e => e.into(),
     };
     if let Some(signature) = &signature
-        && path.ends_with(".m3u8")
+        && is_manifest(path)
     {
-        let bytes = playlist_bytes(&state, &video, &key)
-            .await
-            .map_err(missing)?;
-        return signed_playlist(&key, &path, video.status, &bytes, signature);
+        let bytes = playlist_bytes(state, &video, &key).await.map_err(missing)?;
+        return signed_playlist(&key, path, video.status, &bytes, signature);
     }
     let info = state.blobs.head(&key).await.map_err(missing)?;
 
@@ -179,10 +233,10 @@ pub async fn hls_file(
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
     let mut builder = Response::builder()
-        .header(header::CONTENT_TYPE, content_type(&path))
+        .header(header::CONTENT_TYPE, content_type(path))
         .header(
             header::CACHE_CONTROL,
-            cache_control(&path, video.status, signature.is_some()),
+            cache_control(path, video.status, signature.is_some()),
         )
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::LAST_MODIFIED, &last_modified);
@@ -279,7 +333,14 @@ async fn playlist_bytes(
     Ok(bytes)
 }
 
-/// A playlist read through a signed URL: whole, with every URI carrying `signature`.
+/// HLS playlists and the DASH manifest: files naming other files, which a signed URL must
+/// rewrite to carry its signature.
+fn is_manifest(path: &str) -> bool {
+    path.ends_with(".m3u8") || path.ends_with(".mpd")
+}
+
+/// A playlist or manifest read through a signed URL: whole, with every URI carrying
+/// `signature`.
 fn signed_playlist(
     key: &str,
     path: &str,
@@ -289,7 +350,11 @@ fn signed_playlist(
 ) -> Result<Response, ApiError> {
     let text = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::Internal(format!("playlist {key} is not UTF-8")))?;
-    let body = signing::sign_playlist(&text, signature);
+    let body = if path.ends_with(".mpd") {
+        signing::sign_mpd(&text, signature)
+    } else {
+        signing::sign_playlist(&text, signature)
+    };
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, content_type(path))
         .header(header::CACHE_CONTROL, cache_control(path, status, true))
@@ -324,5 +389,10 @@ mod tests {
         assert_eq!(content_type("master.m3u8"), "application/vnd.apple.mpegurl");
         assert_eq!(content_type("360p/seg_00001.m4s"), "video/iso.segment");
         assert_eq!(content_type("360p/init.mp4"), "video/mp4");
+        assert_eq!(content_type("manifest.mpd"), "application/dash+xml");
+        assert_eq!(
+            cache_control("manifest.mpd", VideoStatus::Ready, true),
+            "public, max-age=60"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! so the same `exp`/`sig` pair is valid on the master playlist and on every file under
 //! `/v1/videos/{id}/hls/`. HLS players resolve the relative URIs in playlists without carrying
 //! the playlist's query over, so the origin rewrites every URI of a playlist it serves through a
-//! signed URL to carry the same `exp`/`sig` (see [`sign_playlist`]). Signatures never cover
+//! signed URL to carry the same `exp`/`sig` (see [`sign_playlist`]), and every segment URL of
+//! the DASH manifest likewise ([`sign_mpd`]). Signatures never cover
 //! another video: the id is part of the MAC input.
 //!
 //! A signed response is marked `Cache-Control: public`, so shared caches (the edge) may keep it;
@@ -114,6 +115,45 @@ pub(crate) fn sign_playlist(playlist: &str, query: &str) -> String {
     out
 }
 
+/// Attributes of a DASH manifest holding URLs (segment templates and lists).
+const MPD_URL_ATTRIBUTES: [&str; 4] = ["initialization", "media", "sourceURL", "index"];
+
+/// Rewrites every segment URL of a DASH manifest (`initialization`, `media`, `sourceURL` and
+/// `index` attributes) to carry `query`, XML-escaped, so a player that loaded the manifest
+/// through a signed URL fetches every segment with the same signature. `BaseURL` stays as it
+/// is: players resolve the templates against it and keep the templates' queries.
+pub(crate) fn sign_mpd(mpd: &str, query: &str) -> String {
+    let query = query.replace('&', "&amp;");
+    let mut out = String::with_capacity(mpd.len() + 256);
+    let mut rest = mpd;
+    while let Some((at, name_len)) = next_url_attribute(rest) {
+        let value_start = at + name_len + "=\"".len();
+        let Some(len) = rest[value_start..].find('"') else {
+            break;
+        };
+        let value = &rest[value_start..value_start + len];
+        out.push_str(&rest[..value_start]);
+        out.push_str(value);
+        out.push_str(if value.contains('?') { "&amp;" } else { "?" });
+        out.push_str(&query);
+        rest = &rest[value_start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the next URL attribute (` name="`) of [`MPD_URL_ATTRIBUTES`] starts in `text` (at its
+/// name), and the name's length.
+fn next_url_attribute(text: &str) -> Option<(usize, usize)> {
+    MPD_URL_ATTRIBUTES
+        .iter()
+        .filter_map(|name| {
+            text.find(&format!(" {name}=\""))
+                .map(|at| (at + 1, name.len()))
+        })
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +182,15 @@ mod tests {
         assert!(junk.contains("not valid"), "{junk}");
         let bad_exp = code_and_message(verify("s3cret", "vid1", "soon", &sig, 0).unwrap_err());
         assert!(bad_exp.contains("malformed"), "{bad_exp}");
+    }
+
+    #[test]
+    fn manifests_carry_the_signature_on_every_segment_url() {
+        let mpd = r#"<MPD><BaseURL>../hls/</BaseURL><SegmentTemplate timescale="90000" initialization="360p/init.mp4" media="360p/seg_$Number%05d$.m4s" startNumber="0"/><SegmentURL media="a.m4s?x=1"/></MPD>"#;
+        assert_eq!(
+            sign_mpd(mpd, "exp=1&sig=ab"),
+            r#"<MPD><BaseURL>../hls/</BaseURL><SegmentTemplate timescale="90000" initialization="360p/init.mp4?exp=1&amp;sig=ab" media="360p/seg_$Number%05d$.m4s?exp=1&amp;sig=ab" startNumber="0"/><SegmentURL media="a.m4s?x=1&amp;exp=1&amp;sig=ab"/></MPD>"#
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use mediahost_core::video::keys;
 use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
 use mediahost_store::NewVideo;
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,11 @@ pub struct Playback {
     /// (`[playback] signed_url_seconds` after this response); every playlist fetched through it
     /// names its files with the same signature. Only in `GET /v1/videos/{id}`, once ready.
     signed_hls: Option<String>,
+    /// DASH manifest URL (static MPD over the same segments as the HLS playlists), once
+    /// ready; needs the tenant's API key.
+    dash: Option<String>,
+    /// The DASH manifest as a signed URL, like `signed_hls` (same signature, same expiry).
+    signed_dash: Option<String>,
     /// Poster image URL (JPEG at the best rendition's size), once ready.
     poster: Option<String>,
     /// Seek-preview storyboard: a WebVTT index whose cues point into one JPEG sprite.
@@ -104,13 +110,14 @@ pub(crate) fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> S
 
 impl VideoView {
     pub(crate) fn new(video: Video, base: &str) -> Self {
-        let file = |name: &str| {
-            (video.status == VideoStatus::Ready)
-                .then(|| format!("{base}/v1/videos/{}/hls/{name}", video.id))
-        };
+        let ready = video.status == VideoStatus::Ready;
+        let file = |name: &str| ready.then(|| format!("{base}/v1/videos/{}/hls/{name}", video.id));
         let playback = Playback {
             hls: file("master.m3u8"),
             signed_hls: None,
+            dash: ready
+                .then(|| format!("{base}/v1/videos/{}/dash/{}", video.id, keys::DASH_MANIFEST)),
+            signed_dash: None,
             poster: file("poster.jpg"),
             storyboard: file("storyboard.vtt"),
         };
@@ -221,11 +228,9 @@ pub async fn show(
         let secret = state.store.playback_secret(&tenant.id).await?;
         let exp = crate::signing::unix_now() + state.signed_url_seconds;
         let query = crate::signing::query(&secret, &view.id, exp);
-        view.playback.signed_hls = view
-            .playback
-            .hls
-            .as_ref()
-            .map(|hls| format!("{hls}?{query}"));
+        let signed = |url: &Option<String>| url.as_ref().map(|url| format!("{url}?{query}"));
+        view.playback.signed_hls = signed(&view.playback.hls);
+        view.playback.signed_dash = signed(&view.playback.dash);
     }
     Ok(Json(view))
 }

@@ -1,7 +1,8 @@
 //! Workers as processes of their own (`mediahost serve --role worker`) pulling jobs from
 //! RabbitMQ: a worker killed with SIGKILL in the middle of a transcode loses nothing, the
 //! broker redelivers its job to the other worker, and the video ends ready with exactly one
-//! set of outputs.
+//! set of outputs; a job that fails on every attempt ends in `<queue>.dead` and the video
+//! `failed` with the reason.
 //!
 //! Needs the broker of `MEDIAHOST_TEST_AMQP_URL` (`scripts/test` sets it); skipped with a note
 //! without it, except under `CI=true`.
@@ -53,22 +54,31 @@ impl Drop for WorkerProcess {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_worker_killed_mid_job_hands_it_to_the_other_worker_and_one_set_of_outputs_remains() {
-    let Some(amqp) = mediahost_store::testing::amqp_server_url() else {
-        return;
-    };
+/// An api process (no worker: worker processes of the test take the jobs) queueing to a
+/// RabbitMQ queue of its own on the broker of `MEDIAHOST_TEST_AMQP_URL`, with `config` added;
+/// with the broker's URL and the queue's name. `None` (after a note) without a broker.
+fn api_on_rabbitmq(config: &str) -> Option<(Server, String, String)> {
+    let amqp = mediahost_store::testing::amqp_server_url()?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let queue = format!("mh-test-{}-{nanos}", std::process::id());
-    // The api process runs no worker: the two worker processes take the jobs.
     let server = Server::start(Options {
-        config: format!("[queue]\nbackend = \"rabbitmq\"\namqp_url = {amqp:?}\nname = {queue:?}\n"),
+        config: format!(
+            "[queue]\nbackend = \"rabbitmq\"\namqp_url = {amqp:?}\nname = {queue:?}\n{config}"
+        ),
         args: vec!["--role".into(), "api,edge".into()],
         ..Options::default()
     });
+    Some((server, amqp, queue))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_job_hands_it_to_the_other_worker_and_one_set_of_outputs_remains() {
+    let Some((server, _, _)) = api_on_rabbitmq("") else {
+        return;
+    };
     let logs = tempfile::tempdir().unwrap();
     let mut workers: Vec<WorkerProcess> = (0..2)
         .map(|n| {
@@ -162,4 +172,93 @@ async fn a_worker_killed_mid_job_hands_it_to_the_other_worker_and_one_set_of_out
             assert_eq!(stored, listed, "{}", dir.display());
         }
     }
+}
+
+/// Takes the next message of `queue` off the broker at `amqp`, then deletes `queues` there.
+async fn take_and_delete(
+    amqp: &str,
+    queue: &str,
+    queues: &[String],
+) -> Option<lapin::message::Delivery> {
+    use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let message = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .map(|m| m.delivery);
+    for name in queues {
+        let _ = channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    message
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_keeps_failing_is_dead_lettered_and_the_video_says_why() {
+    // Local storage, so the test can take the source away from under the queued job: every
+    // attempt then fails to fetch it (a failure worth retrying, until the attempts run out).
+    let Some((server, amqp, queue)) = api_on_rabbitmq("[storage]\nbackend = \"local\"\n") else {
+        return;
+    };
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let clip = common::clip(server.data_path(), "clip.mp4", 1.0);
+    let id = client.upload("poison", "clip.mp4", &clip).await;
+    let tenants = server.data_path().join("objects/tenants");
+    let tenant = std::fs::read_dir(&tenants)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let source = tenant.path().join(format!("videos/{id}/source"));
+    std::fs::remove_file(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("worker.log");
+    let worker = WorkerProcess {
+        child: start_worker(&server, &log),
+        log,
+    };
+    // Attempts 1, 2 and 3 (`worker.max_attempts`), 2 s and 4 s apart.
+    let video = client.wait_settled(&id).await;
+    assert_eq!(video["status"], "failed", "{video}");
+    let error = video["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("processing failed after 3 attempts:") && error.contains("source"),
+        "{error}"
+    );
+    assert_eq!(
+        worker.log().matches("job started").count(),
+        3,
+        "{}",
+        worker.log()
+    );
+
+    let dead = format!("{queue}.dead");
+    let message = take_and_delete(&amqp, &dead, &[queue.clone(), dead.clone()])
+        .await
+        .unwrap_or_else(|| panic!("nothing in {dead}"));
+    let job: serde_json::Value = serde_json::from_slice(&message.data).unwrap();
+    assert_eq!(job["video_id"], id.as_str());
+    let headers = message.properties.headers().clone().unwrap_or_default();
+    let header = |name: &str| {
+        headers
+            .inner()
+            .get(name)
+            .map(|v| match v {
+                lapin::types::AMQPValue::LongString(s) => {
+                    String::from_utf8_lossy(s.as_bytes()).into_owned()
+                }
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name} header: {headers:?}"))
+    };
+    let attempt = header("x-mediahost-attempt");
+    assert!(attempt.contains('3'), "{attempt}");
+    let error = header("x-mediahost-error");
+    assert!(error.contains("source"), "{error}");
 }

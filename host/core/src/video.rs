@@ -155,4 +155,9 @@ pub mod keys {
     pub fn hls(tenant_id: &str, video_id: &str, rel: &str) -> String {
         format!("{}/hls/{rel}", video_prefix(tenant_id, video_id))
     }
+
+    /// Name of the DASH manifest under the HLS root, beside `master.m3u8`: it describes the
+    /// same CMAF segments, and its `BaseURL` (`../hls/`) resolves them from either of its URLs
+    /// (`…/dash/manifest.mpd` or `…/hls/manifest.mpd`).
+    pub const DASH_MANIFEST: &str = "manifest.mpd";
 }

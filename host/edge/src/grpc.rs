@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use crate::Edge;
 use crate::auth::{self, Refusal};
 use crate::cache::{Cached, Meta, Stored};
-use crate::proxy::{expired, purge_prefix};
+use crate::proxy::{self, expired, purge_prefix};
 
 /// The generated messages, service and client of `mediahost.edge.v1`.
 #[allow(missing_docs)] // generated; the .proto file documents every item
@@ -88,17 +88,13 @@ impl EdgeControl for Control {
 fn playback_key(path: &str) -> Result<String, Status> {
     let invalid = || {
         Status::invalid_argument(format!(
-            "path {path:?} is not a playback URL path (`/v1/videos/{{id}}/hls/…`, with its query)"
+            "path {path:?} is not a playback URL path (`/v1/videos/{{id}}/hls/…` or \
+             `/v1/videos/{{id}}/{}`, with its query)",
+            proxy::DASH_MANIFEST_PATH
         ))
     };
     let uri: Uri = path.parse().map_err(|_| invalid())?;
-    let file = uri
-        .path()
-        .strip_prefix("/v1/videos/")
-        .and_then(|rest| rest.split_once('/'))
-        .filter(|(id, _)| !id.is_empty())
-        .and_then(|(_, file)| file.strip_prefix("hls/"));
-    if uri.scheme().is_some() || file.is_none_or(str::is_empty) {
+    if uri.scheme().is_some() || proxy::playback_file(uri.path()).is_none() {
         return Err(invalid());
     }
     if expired(&uri) {
@@ -186,14 +182,17 @@ mod tests {
     fn only_unexpired_playback_paths_can_be_pushed() {
         let ok = "/v1/videos/v/hls/720p/seg-1.m4s?exp=99999999999&sig=ab";
         assert_eq!(playback_key(ok).unwrap(), ok);
-        assert_eq!(
-            playback_key("/v1/videos/v/hls/master.m3u8").unwrap(),
-            "/v1/videos/v/hls/master.m3u8"
-        );
+        for ok in [
+            "/v1/videos/v/hls/master.m3u8",
+            "/v1/videos/v/dash/manifest.mpd",
+        ] {
+            assert_eq!(playback_key(ok).unwrap(), ok);
+        }
         for bad in [
             "/v1/plugins",
             "/v1/videos//hls/a.m4s",
             "/v1/videos/v/hls/",
+            "/v1/videos/v/hls/../w/hls/a.m4s",
             "/v1/videos/v/dash/a.m4s",
             "http://elsewhere/v1/videos/v/hls/a.m4s",
             "/v1/videos/v/hls/a.m4s?exp=1&sig=ab",

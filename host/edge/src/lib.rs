@@ -1,7 +1,8 @@
 //! The edge role of mediahost: a caching reverse proxy for playback files, in front of the
 //! origin (the api role).
 //!
-//! Flow of `GET /v1/videos/{id}/hls/{path}?exp=…&sig=…`:
+//! Flow of `GET /v1/videos/{id}/hls/{path}?exp=…&sig=…` (and of the DASH manifest,
+//! `/v1/videos/{id}/dash/manifest.mpd`, whose segment URLs lead to the same `hls/` files):
 //! 1. **Cache key** = the request's path *and* query. The edge holds no signing secrets, so it
 //!    cannot check a signature itself; keying by the full URL means a cached object is only ever
 //!    served again to a request carrying the very signature the origin accepted. The expiry is
@@ -183,6 +184,10 @@ impl Edge {
 pub fn app(edge: Arc<Edge>) -> Router {
     let router = Router::new()
         .route("/v1/videos/{id}/hls/{*path}", get(proxy::playback))
+        .route(
+            &format!("/v1/videos/{{id}}/{}", proxy::DASH_MANIFEST_PATH),
+            get(proxy::playback),
+        )
         .route("/v1/edge/purge", post(proxy::purge))
         .route("/healthz", get(proxy::healthz))
         .route("/metrics", get(proxy::metrics))

@@ -56,7 +56,8 @@ pub(crate) fn expired(uri: &Uri) -> bool {
         .any(|exp| exp.parse::<u64>().map_or(true, |exp| exp < now))
 }
 
-/// `GET`/`HEAD /v1/videos/{id}/hls/{*path}`: through the edge transforms of the video's
+/// `GET`/`HEAD /v1/videos/{id}/hls/{*path}` and `/v1/videos/{id}/dash/manifest.mpd`: through
+/// the edge transforms of the video's
 /// tenant when the edge runs plugins ([`crate::transform`]), else straight to [`serve`].
 /// The request is taken whole, by value: extracting its parts one by one would clone them.
 pub(crate) async fn playback(State(edge): State<Arc<Edge>>, request: Request) -> Response {
@@ -164,6 +165,29 @@ fn revalidate(edge: &Arc<Edge>, key: &str) {
     drop(in_flight);
     tracing::debug!(%key, "refreshing a stale object");
     tokio::spawn(fetch(edge.clone(), key.to_owned(), flight, true));
+}
+
+/// The DASH manifest's path under a video (`/v1/videos/{id}/` + this): the one playback file
+/// outside `hls/`. Its segment URLs resolve to `hls/…`, so segments are cached once for both
+/// protocols.
+pub(crate) const DASH_MANIFEST_PATH: &str = "dash/manifest.mpd";
+
+/// `(video id, file)` of a playback path the edge serves: `/v1/videos/{id}/hls/{file}` (a
+/// plain relative path: no empty, `.` or `..` segments) or `/v1/videos/{id}/dash/manifest.mpd`;
+/// `file` is what follows the id.
+pub(crate) fn playback_file(path: &str) -> Option<(&str, &str)> {
+    let (id, file) = path.strip_prefix("/v1/videos/")?.split_once('/')?;
+    let plain = |rest: &str| {
+        !rest.is_empty()
+            && rest
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..")
+    };
+    let served = match file.strip_prefix("hls/") {
+        Some(rest) => plain(rest),
+        None => file == DASH_MANIFEST_PATH,
+    };
+    (!id.is_empty() && served).then_some((id, file))
 }
 
 /// Whether the object at `key` (path and query) is a playlist (HLS or DASH), the only kind
@@ -508,7 +532,7 @@ pub(crate) async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "the edge serves only /v1/videos/{{id}}/hls/…, /v1/edge/purge, /healthz and /metrics, not {}",
+            "the edge serves only /v1/videos/{{id}}/hls/…, /v1/videos/{{id}}/{DASH_MANIFEST_PATH}, /v1/edge/purge, /healthz and /metrics, not {}",
             uri.path()
         ),
     )

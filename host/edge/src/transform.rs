@@ -146,10 +146,7 @@ fn header_map(pairs: &[(String, String)]) -> HeaderMap {
 /// The URI a continued request is served from: its (possibly rewritten) path and query, which
 /// must stay within the video's playback files; else why not.
 fn rewritten(next: &RequestHead, video: &str) -> Result<Uri, String> {
-    let inside = next
-        .path
-        .strip_prefix(&format!("/v1/videos/{video}/hls/"))
-        .is_some_and(|rest| !rest.is_empty() && !rest.split('/').any(|s| s == ".." || s == "."));
+    let inside = proxy::playback_file(&next.path).is_some_and(|(id, _)| id == video);
     let uri = match &next.query {
         Some(query) => format!("{}?{query}", next.path),
         None => next.path.clone(),
@@ -158,7 +155,9 @@ fn rewritten(next: &RequestHead, video: &str) -> Result<Uri, String> {
         Ok(uri) if inside => Ok(uri),
         _ => Err(format!(
             "an edge transform rewrote the request to {uri:?}, outside video {video}'s \
-             playback files (/v1/videos/{video}/hls/…); the request is refused"
+             playback files (/v1/videos/{video}/hls/… and /v1/videos/{video}/{}); the request \
+             is refused",
+            proxy::DASH_MANIFEST_PATH
         )),
     }
 }
@@ -265,11 +264,14 @@ mod tests {
         assert_eq!(video_id("/v1/videos/abc/hls/720p/a.m4s"), "abc");
         let ok = rewritten(&head("/v1/videos/abc/hls/360p/a.m4s", Some("x=1")), "abc").unwrap();
         assert_eq!(ok.to_string(), "/v1/videos/abc/hls/360p/a.m4s?x=1");
+        let mpd = rewritten(&head("/v1/videos/abc/dash/manifest.mpd", None), "abc").unwrap();
+        assert_eq!(mpd.to_string(), "/v1/videos/abc/dash/manifest.mpd");
         for bad in [
             "/v1/videos/other/hls/master.m3u8",
             "/v1/videos/abc/hls/",
             "/v1/videos/abc/hls/../../other/hls/master.m3u8",
             "/v1/videos/abc/source",
+            "/v1/videos/abc/dash/360p/seg_00000.m4s",
             "/metrics",
         ] {
             let why = rewritten(&head(bad, None), "abc").unwrap_err();

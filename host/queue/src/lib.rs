@@ -73,13 +73,61 @@ pub enum QueueError {
     Config(String),
 }
 
+/// Priority of a job that no worker has routed yet: above every transcode, so each waiting
+/// video is probed and routed (cheap next to encoding) before the next transcode starts, and
+/// transcodes then run in the order the router's priorities say. See [`TranscodeJob::plan`].
+pub const ROUTING_PRIORITY: i32 = i32::MAX;
+
 /// The work item: transcode one uploaded video.
+///
+/// A job goes through the queue once or twice. The api enqueues it without a plan at
+/// [`ROUTING_PRIORITY`]; the worker that leases it probes the source and asks the router
+/// plugins for the plan, whose priority then orders the transcode: when other jobs are waiting,
+/// the worker enqueues the same job again with the plan at the plan's priority (clamped below
+/// [`ROUTING_PRIORITY`]) and settles this one; when none are, it transcodes at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TranscodeJob {
     /// Tenant owning the video.
     pub tenant_id: String,
     /// The video to transcode.
     pub video_id: String,
+    /// The plan a worker made for this video; `None` until routed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<JobPlan>,
+}
+
+impl TranscodeJob {
+    /// A job for a freshly stored source, to be routed by the worker that leases it.
+    pub fn new(tenant_id: impl Into<String>, video_id: impl Into<String>) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            video_id: video_id.into(),
+            plan: None,
+        }
+    }
+}
+
+/// What routing decided for a video, carried by its transcode job so the worker that runs it
+/// neither extracts metadata nor asks the routers again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// The priority the transcode was queued at.
+    pub priority: i32,
+    /// The renditions to make, best first; empty means the built-in ladder.
+    pub renditions: Vec<PlannedRendition>,
+}
+
+/// One rendition of a [`JobPlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedRendition {
+    /// Folder name of its playlist and segments.
+    pub name: String,
+    /// Output width, even.
+    pub width: u32,
+    /// Output height, even.
+    pub height: u32,
+    /// Peak video bitrate in kbit/s; `None` leaves CRF uncapped.
+    pub max_video_kbps: Option<u32>,
 }
 
 /// A job handed to one worker until it settles it or its lease runs out.

@@ -34,11 +34,15 @@ const CONNECT_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// How long an idle retry queue outlives its TTL before the broker deletes it.
 const RETRY_QUEUE_GRACE: Duration = Duration::from_secs(60);
 
-/// The broker priority (0..=[`MAX_PRIORITY`]) of a job priority: `clamp(priority, -4, 5) + 4`,
-/// so normal (0) is 4 and there is room both above and below it.
+/// The broker priority (0..=[`MAX_PRIORITY`]) of a job priority: [`MAX_PRIORITY`] for jobs
+/// still to be routed ([`crate::ROUTING_PRIORITY`]), else `clamp(priority, -4, 4) + 4`, so
+/// normal (0) is 4 with room both above and below it, and every transcode ranks below routing.
 pub fn broker_priority(priority: i32) -> u8 {
-    // In 0..=9 after the clamp, so the cast is exact.
-    (priority.clamp(-4, 5) + 4) as u8
+    if priority == crate::ROUTING_PRIORITY {
+        return MAX_PRIORITY;
+    }
+    // In 0..=8 after the clamp, so the cast is exact.
+    (priority.clamp(-4, 4) + 4) as u8
 }
 
 /// How to reach and use the broker.
@@ -768,7 +772,10 @@ impl JobQueue for RabbitQueue {
             )
             .await
             .map_err(|e| self.inner.declare_error(&self.inner.options.name, e))?;
-        Ok(queue.message_count().into())
+        // The broker counts only what it has not sent; deliveries parked here (up to
+        // `prefetch`) wait for a worker of this process just the same.
+        let parked = lock(&self.inner.ready).len() as u64;
+        Ok(u64::from(queue.message_count()) + parked)
     }
 }
 
@@ -781,8 +788,10 @@ mod tests {
         assert_eq!(broker_priority(0), 4);
         assert_eq!(broker_priority(1), 5);
         assert_eq!(broker_priority(-1), 3);
-        assert_eq!(broker_priority(5), 9);
-        assert_eq!(broker_priority(i32::MAX), 9);
+        assert_eq!(broker_priority(4), 8);
+        assert_eq!(broker_priority(5), 8);
+        assert_eq!(broker_priority(i32::MAX - 1), 8);
+        assert_eq!(broker_priority(crate::ROUTING_PRIORITY), 9);
         assert_eq!(broker_priority(-4), 0);
         assert_eq!(broker_priority(i32::MIN), 0);
     }

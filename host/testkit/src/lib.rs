@@ -170,18 +170,31 @@ pub fn generate_clip(out: &Path, clip: &Clip) {
 /// Duration in seconds that `ffprobe` reads from `input` (a file path or URL), passing `headers`
 /// (CRLF-terminated lines) on every HTTP request it makes.
 pub fn ffprobe_duration(input: &str, headers: Option<&str>) -> f64 {
+    ffprobe(
+        input,
+        headers,
+        &[
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "default=nw=1:nk=1",
+        ],
+    )
+    .trim()
+    .parse()
+    .unwrap_or_else(|e| panic!("ffprobe printed no duration for {input}: {e}"))
+}
+
+/// What `ffprobe -v error ARGS input` prints, passing `headers` (CRLF-terminated lines) on every
+/// HTTP request it makes; panics with its stderr when it fails.
+pub fn ffprobe(input: &str, headers: Option<&str>, args: &[&str]) -> String {
     let mut cmd = Command::new("ffprobe");
     cmd.args(["-v", "error"]);
     if let Some(h) = headers {
         cmd.args(["-headers", h]);
     }
     let out = cmd
-        .args([
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "default=nw=1:nk=1",
-        ])
+        .args(args)
         .arg(input)
         .output()
         .expect("run ffprobe (install Debian's ffmpeg package)");
@@ -190,10 +203,7 @@ pub fn ffprobe_duration(input: &str, headers: Option<&str>) -> f64 {
         "ffprobe could not read {input}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("ffprobe printed no duration for {input}: {e}"))
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The text of a `validator`-world component around `core`, a core module declared as

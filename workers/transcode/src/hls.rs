@@ -1,4 +1,5 @@
-//! The transcode: demux and decode the source once, feed every rendition, package as HLS.
+//! The transcode: demux and decode the source once, feed every rendition, package as HLS and
+//! describe the same segments for DASH.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -10,6 +11,7 @@ use mediahost_core::Rendition;
 use mediahost_core::config::TranscodeConfig;
 
 use crate::TranscodeError;
+use crate::dash;
 use crate::encode::{AudioEncoder, VideoEncoder};
 use crate::ladder::{self, Target};
 use crate::package::{self, HlsMuxer, Variant};
@@ -21,7 +23,7 @@ const MAX_BAD_PACKETS: u32 = 1000;
 
 /// Transcodes `src` into HLS under `out_dir` and returns the renditions written, best first.
 ///
-/// Layout: `<out_dir>/master.m3u8` and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media
+/// Layout: `<out_dir>/master.m3u8`, `<out_dir>/manifest.mpd` (DASH, over the same segments) and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media
 /// playlist), `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
 /// plus AAC-LC stereo at `cfg.audio_bitrate` when the source has audio, cut into fMP4 segments
 /// of `cfg.segment_seconds`. `ladder` lists the renditions to make (a router plugin's plan);
@@ -156,10 +158,13 @@ pub fn transcode_hls(
                 codecs,
             },
             average_bandwidth: stats.average_bps,
-            frame_rate: positive_f64(video.frame_rate),
+            frame_rate: positive_f64(video.frame_rate).map(|_| ratio(video.frame_rate)),
+            has_audio: audio.is_some(),
+            segments: stats.segments,
         });
     }
     package::write_master(out_dir, &variants)?;
+    dash::write_manifest(out_dir, &variants, cfg.segment_seconds)?;
     thumbs.finish(out_dir)?;
     progress.done();
     Ok(variants.into_iter().map(|v| v.rendition).collect())

@@ -15,6 +15,17 @@ pub struct Target {
     pub max_video_kbps: Option<u32>,
 }
 
+impl From<mediahost_queue::PlannedRendition> for Target {
+    fn from(r: mediahost_queue::PlannedRendition) -> Self {
+        Self {
+            name: r.name,
+            width: r.width,
+            height: r.height,
+            max_video_kbps: r.max_video_kbps,
+        }
+    }
+}
+
 /// Standard rungs below the top rendition, by height.
 const RUNGS: [u32; 4] = [1080, 720, 480, 360];
 

@@ -1,4 +1,4 @@
-//! Media processing for mediahost: probe an uploaded source and transcode it to HLS.
+//! Media processing for mediahost: probe an uploaded source and transcode it to HLS and DASH.
 //!
 //! # Flow
 //!
@@ -21,13 +21,16 @@
 //! 4. `package` muxes each rendition with libavformat's `hls` muxer as CMAF (fMP4) segments
 //!    plus a VOD media playlist, then writes `master.m3u8` itself, with `BANDWIDTH` measured
 //!    from the segments actually written and `CODECS` read from the encoder's `avcC` box.
-//! 5. `thumbs` takes a poster and storyboard tiles from the same decoded frames (no second
+//! 5. `dash` describes the same segments in a static DASH manifest (`manifest.mpd`), one
+//!    representation per rendition with a `SegmentTimeline` from its media playlist.
+//! 6. `thumbs` takes a poster and storyboard tiles from the same decoded frames (no second
 //!    decode) and writes `poster.jpg`, `storyboard.jpg` and `storyboard.vtt`.
 //!
 //! Output layout under the caller's `out_dir`:
 //!
 //! ```text
 //! master.m3u8
+//! manifest.mpd         DASH (isoff-live), BaseURL ../hls/ → the same segments
 //! 360p/index.m3u8      media playlist (EXT-X-MAP → init.mp4)
 //! 360p/init.mp4        fMP4 initialization segment
 //! 360p/seg_00000.m4s   ~segment_seconds each
@@ -50,6 +53,7 @@
 //! [`worker::Worker`] is the job loop around all this: lease a job from the queue, download the
 //! source, probe, transcode, store the renditions, settle the job.
 
+mod dash;
 mod encode;
 mod error;
 mod hls;

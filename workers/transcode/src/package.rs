@@ -182,8 +182,17 @@ fn output_error(path: &Path, e: ffmpeg_next::Error) -> TranscodeError {
     }
 }
 
-/// Bit rates measured from a finished media playlist and its segments.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One media segment of a finished media playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Segment {
+    /// Its URI in the playlist, relative to the rendition folder (`seg_00000.m4s`).
+    pub uri: String,
+    /// Its `EXTINF` duration in seconds.
+    pub duration_s: f64,
+}
+
+/// A finished media playlist: its segments, and bit rates measured from their files.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PlaylistStats {
     /// Highest bit rate of any one segment (bytes·8 / EXTINF), for `BANDWIDTH`.
     pub peak_bps: u64,
@@ -191,6 +200,8 @@ pub(crate) struct PlaylistStats {
     pub average_bps: u64,
     /// Sum of the segment durations in seconds.
     pub duration_s: f64,
+    /// The segments in playlist order (the DASH manifest's timeline is built from them).
+    pub segments: Vec<Segment>,
 }
 
 /// Reads `dir/index.m3u8` and sizes every segment it lists.
@@ -200,6 +211,7 @@ pub(crate) fn playlist_stats(dir: &Path) -> Result<PlaylistStats, TranscodeError
     let mut peak = 0f64;
     let mut total_bits = 0f64;
     let mut total_s = 0f64;
+    let mut segments = Vec::new();
     let mut pending: Option<f64> = None;
     for line in text.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("#EXTINF:") {
@@ -218,6 +230,10 @@ pub(crate) fn playlist_stats(dir: &Path) -> Result<PlaylistStats, TranscodeError
             }
             total_bits += bits;
             total_s += duration;
+            segments.push(Segment {
+                uri: line.to_owned(),
+                duration_s: duration,
+            });
         }
     }
     Ok(PlaylistStats {
@@ -228,6 +244,7 @@ pub(crate) fn playlist_stats(dir: &Path) -> Result<PlaylistStats, TranscodeError
             0
         },
         duration_s: total_s,
+        segments,
     })
 }
 
@@ -259,14 +276,20 @@ fn parse_avcc(bytes: &[u8]) -> Option<String> {
     })
 }
 
-/// One line of the master playlist: a rendition plus what only the playlist needs.
+/// One rendition as the manifests describe it: what the caller gets back plus what only the
+/// master playlist and the DASH manifest need.
 pub(crate) struct Variant {
     /// What the caller gets back.
     pub rendition: Rendition,
     /// `AVERAGE-BANDWIDTH` in bits per second.
     pub average_bandwidth: u64,
-    /// `FRAME-RATE`, when the source declares one.
-    pub frame_rate: Option<f64>,
+    /// Frame rate as a fraction (`FRAME-RATE` in HLS, `frameRate` in DASH), when the source
+    /// declares one.
+    pub frame_rate: Option<(i32, i32)>,
+    /// Whether its segments carry the AAC track beside the video.
+    pub has_audio: bool,
+    /// Its media playlist's segments, in order.
+    pub segments: Vec<Segment>,
 }
 
 /// Writes `<out_dir>/master.m3u8` listing `variants`, best first as listed.
@@ -279,8 +302,8 @@ pub(crate) fn write_master(out_dir: &Path, variants: &[Variant]) -> Result<(), T
             "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\"",
             r.bandwidth, v.average_bandwidth, r.width, r.height, r.codecs
         );
-        if let Some(fps) = v.frame_rate {
-            let _ = write!(text, ",FRAME-RATE={fps:.3}");
+        if let Some((num, den)) = v.frame_rate {
+            let _ = write!(text, ",FRAME-RATE={:.3}", f64::from(num) / f64::from(den));
         }
         let _ = writeln!(text, "\n{}", r.playlist);
     }
@@ -311,6 +334,13 @@ mod tests {
         std::fs::write(dir.path().join("a.m4s"), vec![0u8; 1000]).unwrap();
         std::fs::write(dir.path().join("b.m4s"), vec![0u8; 1000]).unwrap();
         let s = playlist_stats(dir.path()).unwrap();
+        assert_eq!(
+            s.segments
+                .iter()
+                .map(|s| (s.uri.as_str(), s.duration_s))
+                .collect::<Vec<_>>(),
+            [("a.m4s", 4.0), ("b.m4s", 2.0)]
+        );
         assert_eq!(s.peak_bps, 4000);
         assert_eq!(s.average_bps, 2667);
         assert!((s.duration_s - 6.0).abs() < 1e-9);

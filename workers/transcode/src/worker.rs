@@ -1,4 +1,10 @@
-//! The worker loop: lease a transcode job, run probe → transcode → store, settle the job.
+//! The worker loop: lease a transcode job, run probe → route → transcode → store, settle the
+//! job.
+//!
+//! Priority comes from the router plugin, which needs the probed source, so a fresh job is
+//! queued at [`ROUTING_PRIORITY`] (every waiting video gets routed before the next transcode)
+//! and the worker that routes it either transcodes at once (no other job waiting) or queues the
+//! transcode again, plan included, at the plan's priority (see [`mediahost_queue::TranscodeJob`]).
 //!
 //! Delivery is at-least-once, so a job must be safe to run twice: outputs go to fixed keys
 //! under the video's HLS prefix (cleared first), and a job for a video that is already ready
@@ -12,7 +18,9 @@ use mediahost_blob::Blobs;
 use mediahost_core::config::TranscodeConfig;
 use mediahost_core::video::keys;
 use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
-use mediahost_queue::{JobQueue, LeasedJob, RetryOutcome};
+use mediahost_queue::{
+    JobPlan, JobQueue, LeasedJob, PlannedRendition, ROUTING_PRIORITY, RetryOutcome, TranscodeJob,
+};
 use mediahost_runtime::{ExtractInput, PluginHost, RouteInput};
 use mediahost_store::Store;
 use std::collections::BTreeMap;
@@ -63,8 +71,18 @@ macro_rules! transient_from {
 transient_from!(
     mediahost_blob::BlobError,
     mediahost_store::StoreError,
+    mediahost_queue::QueueError,
     tokio::task::JoinError
 );
+
+/// How an attempt that did not fail ended.
+enum Done {
+    /// The outputs are stored (or there was nothing to do: the video is ready or gone).
+    Finished,
+    /// Routed while other jobs waited: the transcode went back to the queue at the plan's
+    /// priority, as a job of its own.
+    Deferred,
+}
 
 /// One job-processing loop; run several for concurrency.
 pub struct Worker {
@@ -94,7 +112,7 @@ const HEAD_BYTES: u64 = 64 * 1024;
 /// Playlists are stored after the media they name, so a reader never sees a dangling reference.
 fn upload_order(path: &Path) -> u8 {
     match path.file_name().and_then(|n| n.to_str()) {
-        Some("master.m3u8") => 2,
+        Some("master.m3u8" | keys::DASH_MANIFEST) => 2,
         Some(n) if n.ends_with(".m3u8") => 1,
         _ => 0,
     }
@@ -191,16 +209,19 @@ impl Worker {
     async fn settle(
         &self,
         job: &LeasedJob,
-        result: Result<(), JobError>,
+        result: Result<Done, JobError>,
     ) -> Result<&'static str, JobError> {
         let video_id = &job.job.video_id;
         match result {
-            Ok(()) => {
+            Ok(done) => {
                 self.queue
                     .complete(job)
                     .await
                     .map_err(|e| JobError::Transient(e.to_string()))?;
-                Ok("ready")
+                Ok(match done {
+                    Done::Finished => "ready",
+                    Done::Deferred => "deferred",
+                })
             }
             Err(JobError::Permanent(reason)) => {
                 tracing::info!(video = %video_id, %reason, "input cannot be transcoded");
@@ -243,14 +264,18 @@ impl Worker {
         }
     }
 
-    async fn process(&self, job: &LeasedJob, shutdown: &CancellationToken) -> Result<(), JobError> {
+    async fn process(
+        &self,
+        job: &LeasedJob,
+        shutdown: &CancellationToken,
+    ) -> Result<Done, JobError> {
         let (tenant_id, video_id) = (&job.job.tenant_id, &job.job.video_id);
         let Some(video) = self.store.video_by_id(video_id).await? else {
             tracing::info!(video = %video_id, "video was deleted; nothing to do");
-            return Ok(());
+            return Ok(Done::Finished);
         };
         if video.status == VideoStatus::Ready {
-            return Ok(());
+            return Ok(Done::Finished);
         }
         self.store
             .set_status(video_id, VideoStatus::Processing)
@@ -265,8 +290,27 @@ impl Worker {
         let probe_path = source.clone();
         let info = tokio::task::spawn_blocking(move || crate::probe(&probe_path)).await??;
         self.store.set_source_info(video_id, &info).await?;
-        let metadata = self.extract_metadata(&video, &info, &source).await?;
-        let ladder = self.route(&video, &info, &metadata).await?;
+        let plan = match &job.job.plan {
+            Some(plan) => plan.clone(),
+            None => {
+                let metadata = self.extract_metadata(&video, &info, &source).await?;
+                let plan = self.route(&video, &info, &metadata).await?;
+                // Jobs are waiting, some perhaps more urgent than this one: the transcode
+                // queues at its own priority. With none waiting it runs now, saving a download.
+                if self.queue.depth().await? > 0 {
+                    let transcode = TranscodeJob {
+                        plan: Some(plan.clone()),
+                        ..job.job.clone()
+                    };
+                    self.queue.enqueue(&transcode, plan.priority).await?;
+                    self.store.set_status(video_id, VideoStatus::Queued).await?;
+                    tracing::info!(video = %video_id, priority = plan.priority, "routed; transcode queued at its priority");
+                    return Ok(Done::Deferred);
+                }
+                plan
+            }
+        };
+        let ladder: Vec<Target> = plan.renditions.into_iter().map(Target::from).collect();
 
         let out = work.path().join("hls");
         std::fs::create_dir_all(&out).map_err(|e| JobError::Transient(e.to_string()))?;
@@ -288,7 +332,7 @@ impl Worker {
                 .delete_prefix(&keys::video_prefix(tenant_id, video_id))
                 .await?;
         }
-        Ok(())
+        Ok(Done::Finished)
     }
 
     /// Runs the metadata-extractor plugins bound for the video's tenant, stores what they
@@ -327,15 +371,16 @@ impl Worker {
         Ok(metadata)
     }
 
-    /// Asks the routers bound for the video's tenant for the rendition ladder; an empty ladder
-    /// means the built-in plan. A failing router is skipped under the world's default
+    /// Asks the routers bound for the video's tenant for the plan: its rendition ladder (empty
+    /// means the built-in one) and the transcode's priority (0 without a router, and always
+    /// below [`ROUTING_PRIORITY`]). A failing router is skipped under the world's default
     /// (fail-open), leaving the built-in plan; a fail-closed binding fails the job.
     async fn route(
         &self,
         video: &Video,
         info: &MediaInfo,
         metadata: &BTreeMap<String, String>,
-    ) -> Result<Vec<Target>, JobError> {
+    ) -> Result<JobPlan, JobError> {
         let input = RouteInput {
             tenant: video.tenant_id.clone(),
             video_id: video.id.clone(),
@@ -348,7 +393,12 @@ impl Worker {
             .map_err(|e| fail_closed(&video.id, &e))?
         {
             Some(plan) => plan,
-            None => return Ok(Vec::new()),
+            None => {
+                return Ok(JobPlan {
+                    priority: 0,
+                    renditions: Vec::new(),
+                });
+            }
         };
         tracing::info!(
             video = %video.id,
@@ -361,16 +411,19 @@ impl Worker {
         self.store
             .set_edge_group(&video.id, &plan.edge_group)
             .await?;
-        Ok(plan
-            .renditions
-            .into_iter()
-            .map(|r| Target {
-                name: r.name,
-                width: r.width,
-                height: r.height,
-                max_video_kbps: Some(r.video_bitrate),
-            })
-            .collect())
+        Ok(JobPlan {
+            priority: plan.priority.min(ROUTING_PRIORITY - 1),
+            renditions: plan
+                .renditions
+                .into_iter()
+                .map(|r| PlannedRendition {
+                    name: r.name,
+                    width: r.width,
+                    height: r.height,
+                    max_video_kbps: Some(r.video_bitrate),
+                })
+                .collect(),
+        })
     }
 
     async fn transcode(

@@ -44,10 +44,7 @@ pub trait Backend {
 }
 
 pub fn job(n: u32) -> TranscodeJob {
-    TranscodeJob {
-        tenant_id: "t".into(),
-        video_id: format!("v{n}"),
-    }
+    TranscodeJob::new("t", format!("v{n}"))
 }
 
 /// The next job, waiting for it as a worker does (`lease`, else `wait`), for up to 10 s.
