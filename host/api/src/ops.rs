@@ -137,7 +137,8 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["status"], "unavailable");
         assert!(body["checks"]["database"]["error"].is_string(), "{body}");
-        assert_eq!(body["failing"], serde_json::json!(["database"]));
+        // The embedded queue lives in that database, so it is down too.
+        assert_eq!(body["failing"], serde_json::json!(["database", "queue"]));
         assert_eq!(body["checks"]["object_storage"], "ok");
 
         let live = app(state)
