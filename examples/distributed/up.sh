@@ -56,7 +56,8 @@ if [ -f "$run/pids" ]; then
   fail "a topology is already running from $run (pids in $run/pids); run $here/down.sh first"
 fi
 
-"$repo/scripts/apt-install" nginx prometheus
+# psql recreates the database, curl waits for the processes.
+"$repo/scripts/apt-install" nginx prometheus postgresql-client curl
 
 bin="${MEDIAHOST_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/mediahost}"
 if [ -z "${MEDIAHOST_BIN:-}" ] && [ ! -x "$bin" ]; then
