@@ -31,6 +31,7 @@ mod upload;
 mod videos;
 
 pub use error::ApiError;
+pub use ops::{CHECK_TIMEOUT, backend_checks, readiness_answer};
 
 use axum::Extension;
 use axum::Router;
@@ -81,6 +82,9 @@ pub struct AppState {
     /// The edges purged when a video is deleted; none unless set with
     /// [`AppState::with_edges`].
     pub edges: mediahost_edge::fleet::Fleet,
+    /// The backends `/readyz` asks: the store, queue and object storage of this state unless
+    /// set with [`AppState::with_readiness`] (the process adds Redis when it uses it).
+    pub readiness: mediahost_core::Readiness,
 }
 
 impl AppState {
@@ -94,6 +98,7 @@ impl AppState {
         public_url: Option<String>,
     ) -> Self {
         Self {
+            readiness: ops::backend_checks(&store, Some(&queue), &blobs),
             upload_locks: Arc::new(tus::lock::DatabaseLocks::new(store.clone())),
             store,
             queue,
@@ -114,6 +119,12 @@ impl AppState {
     /// Purges `edges` of a video's group when it is deleted.
     pub fn with_edges(mut self, edges: mediahost_edge::fleet::Fleet) -> Self {
         self.edges = edges;
+        self
+    }
+
+    /// Reports `readiness` at `/readyz`: every backend the process uses.
+    pub fn with_readiness(mut self, readiness: mediahost_core::Readiness) -> Self {
+        self.readiness = readiness;
         self
     }
 

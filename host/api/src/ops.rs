@@ -4,7 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use mediahost_blob::Blobs;
+use mediahost_core::Readiness;
+use mediahost_queue::JobQueue;
+use mediahost_store::Store;
 use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{ApiError, SharedState};
 
@@ -14,37 +20,61 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: readiness. 200 when every backend answers, else 503; either way each
-/// backend's result is reported, so an operator sees which one is down.
+/// `GET /readyz`: readiness. 200 when every backend the process uses answers, else 503;
+/// either way each backend's result is reported (see [`Readiness`]), so an operator sees
+/// which one is down.
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
-    let outcome = |result: Result<(), String>| match result {
-        Ok(()) => json!("ok"),
-        Err(e) => json!({"error": e}),
-    };
-    let database = state.store.ping().await.map_err(|e| e.to_string());
-    let queue = state
-        .queue
-        .depth()
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
-    let storage = state.blobs.ping().await.map_err(|e| e.to_string());
-    let ready = database.is_ok() && queue.is_ok() && storage.is_ok();
-    let status = if ready {
+    readiness_answer(&state.readiness).await
+}
+
+/// The `/readyz` answer of any role: 200 `{"status":"ready",…}` or 503 naming the failing
+/// backends.
+pub async fn readiness_answer(readiness: &Readiness) -> (StatusCode, Json<serde_json::Value>) {
+    let report = readiness.report().await;
+    let status = if report.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "checks": {
-            "database": outcome(database),
-            "queue": outcome(queue),
-            "object_storage": outcome(storage),
-        },
-    });
-    (status, Json(body))
+    (status, Json(report.body))
 }
+
+/// The checks of the backends every api and worker process uses: `database` (a `SELECT 1`,
+/// answered within 5 s), `queue` (its depth, when the process has one) and `object_storage`
+/// (an empty listing, without retries).
+pub fn backend_checks(
+    store: &Store,
+    queue: Option<&Arc<dyn JobQueue>>,
+    blobs: &Blobs,
+) -> Readiness {
+    let mut readiness = Readiness::default().with_check("database", {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        }
+    });
+    if let Some(queue) = queue {
+        let queue = queue.clone();
+        readiness = readiness.with_check("queue", move || {
+            let queue = queue.clone();
+            async move {
+                match tokio::time::timeout(CHECK_TIMEOUT, queue.depth()).await {
+                    Ok(depth) => depth.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+                }
+            }
+        });
+    }
+    let blobs = blobs.clone();
+    readiness.with_check("object_storage", move || {
+        let blobs = blobs.clone();
+        async move { blobs.ping().await.map_err(|e| e.to_string()) }
+    })
+}
+
+/// How long a readiness check without a bound of its own may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
@@ -107,6 +137,8 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["status"], "unavailable");
         assert!(body["checks"]["database"]["error"].is_string(), "{body}");
+        // The embedded queue lives in that database, so it is down too.
+        assert_eq!(body["failing"], serde_json::json!(["database", "queue"]));
         assert_eq!(body["checks"]["object_storage"], "ok");
 
         let live = app(state)

@@ -108,6 +108,9 @@ pub struct Blobs {
     /// Where uploads are staged and workers download sources to; same filesystem as the data
     /// dir so local promotion is cheap.
     temp_dir: PathBuf,
+    /// Where tus parts are kept ([`parts`]): `<temp_dir>/tus` unless set with
+    /// [`Blobs::with_parts_dir`], e.g. to a folder every api process of a deployment shares.
+    parts_dir: PathBuf,
     /// Running sha256 of each tus part's durable bytes, kept between the requests this process
     /// serves, so completing an upload need not read it all back to hash it ([`parts`]).
     digests: parts::Digests,
@@ -214,9 +217,16 @@ impl Blobs {
             store,
             local: None,
             probe,
+            parts_dir: temp_dir.join("tus"),
             temp_dir,
             digests: Default::default(),
         })
+    }
+
+    /// Keeps tus parts in `dir` (created on first use) instead of `<data_dir>/tmp/tus`.
+    pub fn with_parts_dir(mut self, dir: PathBuf) -> Self {
+        self.parts_dir = dir;
+        self
     }
 
     /// A fresh temp directory (deleted on drop) for work files such as transcoder output.

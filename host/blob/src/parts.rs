@@ -105,7 +105,7 @@ fn valid_id(id: &str) -> Result<(), BlobError> {
 
 impl Blobs {
     fn parts_dir(&self) -> PathBuf {
-        self.temp_dir.join("tus")
+        self.parts_dir.clone()
     }
 
     /// Removes and returns the running digest kept for upload `id`.

@@ -346,6 +346,11 @@ pub struct TusConfig {
     /// `redis://:password@host:6379`, `rediss://` for TLS). Also `MEDIAHOST_REDIS_URL`, then
     /// `REDIS_URL`. Never printed with its password.
     pub redis_url: Option<String>,
+    /// Folder holding the bytes of uploads in progress (one file per upload), `<data_dir>/tmp/tus`
+    /// by default. The offset and lock are shared state (database, Redis), and so must these
+    /// bytes be when a load balancer sends one upload's requests to several api processes:
+    /// point every api process at the same folder (on one host, or a shared filesystem).
+    pub parts_dir: Option<PathBuf>,
 }
 
 /// Where tus write locks are held.
@@ -369,6 +374,7 @@ impl std::fmt::Debug for TusConfig {
             .field("lock_seconds", &self.lock_seconds)
             .field("lock", &self.lock)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("parts_dir", &self.parts_dir)
             .finish()
     }
 }
@@ -408,6 +414,7 @@ impl Default for TusConfig {
             lock_seconds: 30,
             lock: TusLock::Database,
             redis_url: None,
+            parts_dir: None,
         }
     }
 }

@@ -9,10 +9,12 @@ pub mod http_range;
 pub mod media;
 pub mod plugin;
 pub mod quota;
+pub mod readiness;
 pub mod video;
 
 pub use config::{Config, redact_url};
 pub use media::{MediaInfo, StreamInfo};
 pub use plugin::{Binding, BindingSet, Chains, FailurePolicy, LimitOverrides, World};
 pub use quota::{Quota, Usage};
+pub use readiness::Readiness;
 pub use video::{Progress, Rendition, Tenant, Video, VideoStatus};

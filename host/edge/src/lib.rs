@@ -23,7 +23,7 @@
 //! Operators purge by video or path prefix (`POST /v1/edge/purge`, or gRPC [`grpc`] which also
 //! pushes objects ahead of viewers; both need the operator key), scrape `/metrics` (hits,
 //! misses, stale answers, coalesced waits, bytes out, origin fetch latency, cache bytes per
-//! tier, plugin time) and probe `/healthz`. Edge-transform plugins ([`transform`]) run on
+//! tier, plugin time) and probe `/healthz` (liveness) and `/readyz` (the process's backends). Edge-transform plugins ([`transform`]) run on
 //! every playback request when the edge is given them. [`run`] serves the edge, gRPC included, on one listener until a
 //! cancellation token fires.
 
@@ -98,6 +98,9 @@ pub struct Edge {
     transforms: Option<transform::Transforms>,
     /// The per-request metrics, registered once.
     counters: counters::Counters,
+    /// The backends `/readyz` asks (those the process opened: database, object storage,
+    /// Redis); none unless set with [`Edge::with_readiness`].
+    readiness: mediahost_core::Readiness,
 }
 
 impl Edge {
@@ -145,7 +148,14 @@ impl Edge {
             metrics,
             transforms: None,
             counters: counters::Counters::register(),
+            readiness: Default::default(),
         })
+    }
+
+    /// Reports these backend checks at `/readyz`.
+    pub fn with_readiness(mut self, readiness: mediahost_core::Readiness) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// Runs edge-transform plugins on every playback request (see [`transform`]).
@@ -190,6 +200,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         )
         .route("/v1/edge/purge", post(proxy::purge))
         .route("/healthz", get(proxy::healthz))
+        .route("/readyz", get(proxy::readyz))
         .route("/metrics", get(proxy::metrics))
         .fallback(proxy::not_found)
         .with_state(edge.clone());
@@ -278,6 +289,24 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
             assert_eq!(body["error"]["code"], "invalid_request");
         }
+    }
+
+    #[tokio::test]
+    async fn readiness_reports_the_backends_it_was_given() {
+        let (status, body) = call(
+            edge(None),
+            Request::get("/readyz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!((status, &body["status"]), (StatusCode::OK, &"ready".into()));
+        let failing = mediahost_core::Readiness::default()
+            .with_check("database", || async { Ok(()) })
+            .with_check("redis", || async { Err("connection refused".to_owned()) });
+        let edge = Arc::new(Arc::into_inner(edge(None)).unwrap().with_readiness(failing));
+        let (status, body) = call(edge, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["failing"], serde_json::json!(["redis"]));
+        assert_eq!(body["checks"]["redis"]["error"], "connection refused");
     }
 
     #[tokio::test]

@@ -517,6 +517,19 @@ pub(crate) async fn healthz(State(edge): State<Arc<Edge>>) -> Response {
     Json(json!({"status": "ok", "group": edge.group})).into_response()
 }
 
+/// `GET /readyz`: 200 when every backend the edge's process uses answers (see
+/// [`Edge::with_readiness`]), else 503 naming the failing ones. The origin is not one of
+/// them: an edge whose origin is down still serves what it cached.
+pub(crate) async fn readyz(State(edge): State<Arc<Edge>>) -> Response {
+    let report = edge.readiness.report().await;
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report.body)).into_response()
+}
+
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
     (

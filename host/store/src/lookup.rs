@@ -22,6 +22,10 @@ pub trait LookupCache: Send + Sync + std::fmt::Debug {
     async fn put(&self, key: &str, value: Arc<[u8]>, ttl: Duration);
     /// Drops `key` (the looked-up row changed).
     async fn invalidate(&self, key: &str);
+    /// Whether the cache's server answers (`/readyz`); an in-process cache always does.
+    async fn ping(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Values by key, with the instant each expires.
@@ -167,6 +171,19 @@ impl LookupCache for RedisLookups {
         if let Err(e) = result {
             // Other processes may serve the old entry until its TTL runs out.
             tracing::error!(error = %e, %key, "could not invalidate a Redis lookup entry");
+        }
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        let mut connection = self.connection.clone();
+        let ping = redis::cmd("PING");
+        let answer = ping.query_async::<String>(&mut connection);
+        match tokio::time::timeout(REDIS_CONNECT_TIMEOUT, answer).await {
+            Ok(answer) => answer.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "no answer within {} s",
+                REDIS_CONNECT_TIMEOUT.as_secs()
+            )),
         }
     }
 }

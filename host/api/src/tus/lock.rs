@@ -70,6 +70,11 @@ pub trait UploadLocks: Send + Sync {
     async fn release(&self, id: &str, token: &str) -> Result<(), LockError>;
     /// What a holder of `token` names when it moves the upload's row on from `offset`.
     fn fence<'a>(&self, token: &'a str, offset: u64) -> Fence<'a>;
+    /// Whether a lock server of its own answers (`/readyz`); backends without one (the
+    /// database's rows, checked as the database) have nothing to ask.
+    async fn ping(&self) -> Result<(), LockError> {
+        Ok(())
+    }
 }
 
 /// Leases in the upload rows of the metadata database.
@@ -200,6 +205,14 @@ impl UploadLocks for RedisLocks {
 
     fn fence<'a>(&self, _token: &'a str, offset: u64) -> Fence<'a> {
         Fence::Offset(offset)
+    }
+
+    async fn ping(&self) -> Result<(), LockError> {
+        // The connection's response timeout (5 s) bounds the wait.
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 }
 

@@ -566,7 +566,11 @@ async fn patch(
             "a final upload is built from its partials and takes no PATCH".into(),
         ));
     }
+    let from = offset;
     let offset = write_locked(&state, &tenant, &id, offset, length, &headers, body).await?;
+    // Per process, so an operator sees how a load balancer spreads one upload's requests.
+    metrics::counter!("mediahost_tus_patches_total").increment(1);
+    metrics::counter!("mediahost_tus_received_bytes_total").increment(offset.saturating_sub(from));
     let mut h = HeaderMap::new();
     h.insert(names::UPLOAD_OFFSET, HeaderValue::from(offset));
     Ok((StatusCode::NO_CONTENT, h).into_response())

@@ -7,6 +7,7 @@ mod serve;
 mod tenant;
 mod upload;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use mediahost_core::Config;
 use std::net::SocketAddr;
@@ -74,6 +75,10 @@ impl Common {
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }
+        // Relative to the working directory, resolved once: some consumers (wasmtime's cache
+        // of compiled components) refuse relative paths.
+        config.data_dir = std::path::absolute(&config.data_dir)
+            .with_context(|| format!("data_dir {}", config.data_dir.display()))?;
         if let Some(url) = self
             .database_url
             .clone()

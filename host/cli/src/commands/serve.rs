@@ -6,9 +6,11 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use mediahost_api::AppState;
+use mediahost_api::tus::lock::UploadLocks;
 use mediahost_blob::Blobs;
 use mediahost_core::Config;
-use mediahost_core::config::LookupBackend;
+use mediahost_core::Readiness;
+use mediahost_core::config::{LookupBackend, TusLock};
 use mediahost_edge::Edge;
 use mediahost_edge::fleet::Fleet;
 use mediahost_edge::transform::Transforms;
@@ -225,9 +227,12 @@ async fn open_platform(config: &Config) -> anyhow::Result<Platform> {
     let store = Common::open_store(config)
         .await?
         .with_lookup_cache(lookup_cache(config).await?, lookup_ttl(config));
-    let blobs = Blobs::from_config(&config.data_dir, &config.storage)
+    let mut blobs = Blobs::from_config(&config.data_dir, &config.storage)
         .await
         .context("open object storage")?;
+    if let Some(dir) = &config.tus.parts_dir {
+        blobs = blobs.with_parts_dir(dir.clone());
+    }
     let plugin_dir = config.plugin_dir();
     let settings = config.plugins.config.clone();
     let options = RuntimeOptions {
@@ -367,6 +372,17 @@ async fn start_roles(
     } else {
         None
     };
+    // Before anything starts: an unreachable lock server stops the start-up here.
+    let upload_locks = if has(Role::Api) {
+        let locks = mediahost_api::tus::lock::from_config(&config.tus, &platform.store)
+            .await
+            .context("tus upload locks")?;
+        Some(locks)
+    } else {
+        None
+    };
+    let readiness = readiness(config, platform, queue.as_ref(), upload_locks.clone());
+    tracing::info!(checks = ?readiness.names(), "/readyz checks");
     if let (true, Some(queue)) = (has(Role::Worker), &queue) {
         for n in 0..config.worker.concurrency.max(1) {
             let worker = Worker::new(
@@ -383,20 +399,75 @@ async fn start_roles(
         }
     }
     let edge = if has(Role::Edge) {
-        Some(start_edge(config, has(Role::Api), platform, shutdown, tasks).await?)
+        let edge = start_edge(
+            config,
+            has(Role::Api),
+            platform,
+            &readiness,
+            shutdown,
+            tasks,
+        );
+        Some(edge.await?)
     } else {
         None
     };
-    match queue.filter(|_| has(Role::Api)) {
-        Some(queue) => start_api(config, queue, edge, platform, shutdown, tasks).await,
-        // A process without the API still answers /healthz and /metrics on `listen` (the edge
-        // alone has its own on `edge.listen`).
-        None if has(Role::Worker) => {
-            let app = ops_app(platform.metrics.clone());
+    match (queue.filter(|_| has(Role::Api)), upload_locks) {
+        (Some(queue), Some(upload_locks)) => {
+            let api = Api {
+                queue,
+                upload_locks,
+                edge,
+                readiness,
+            };
+            start_api(config, api, platform, shutdown, tasks).await
+        }
+        // A process without the API still answers /healthz, /readyz and /metrics on `listen`
+        // (the edge alone has its own on `edge.listen`).
+        _ if has(Role::Worker) => {
+            let app = ops_app(platform.metrics.clone(), readiness);
             serve_on_listen(config, app, shutdown, tasks).await
         }
-        None => Ok(()),
+        _ => Ok(()),
     }
+}
+
+/// What `/readyz` asks in this process: every backend its roles opened. The database and
+/// object storage always (every role opens them for plugins and their bindings), the queue
+/// with the api or worker role, and Redis when it holds the tus locks or the lookup cache.
+fn readiness(
+    config: &Config,
+    platform: &Platform,
+    queue: Option<&Arc<dyn JobQueue>>,
+    upload_locks: Option<Arc<dyn UploadLocks>>,
+) -> Readiness {
+    let readiness = mediahost_api::backend_checks(&platform.store, queue, &platform.blobs);
+    let locks = upload_locks.filter(|_| config.tus.lock == TusLock::Redis);
+    let lookups = platform
+        .store
+        .lookup_cache()
+        .filter(|_| config.cache.lookups == LookupBackend::Redis)
+        .map(|(cache, _)| cache.clone());
+    if locks.is_none() && lookups.is_none() {
+        return readiness;
+    }
+    readiness.with_check("redis", move || {
+        let (locks, lookups) = (locks.clone(), lookups.clone());
+        async move {
+            if let Some(locks) = locks {
+                locks
+                    .ping()
+                    .await
+                    .map_err(|e| format!("tus.redis_url: {e}"))?;
+            }
+            if let Some(lookups) = lookups {
+                lookups
+                    .ping()
+                    .await
+                    .map_err(|e| format!("cache.redis_url: {e}"))?;
+            }
+            Ok(())
+        }
+    })
 }
 
 async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<tokio::net::TcpListener> {
@@ -405,13 +476,17 @@ async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<tokio::net::Tcp
         .with_context(|| format!("listen on {addr} (`{setting}`)"))
 }
 
-/// `/healthz` and `/metrics` of a process without the API.
-fn ops_app(metrics: PrometheusHandle) -> axum::Router {
+/// `/healthz`, `/readyz` and `/metrics` of a process without the API.
+fn ops_app(metrics: PrometheusHandle, readiness: Readiness) -> axum::Router {
     use axum::routing::get;
     axum::Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/readyz",
+            get(move || async move { mediahost_api::readiness_answer(&readiness).await }),
         )
         .route("/metrics", get(move || async move { metrics.render() }))
 }
@@ -422,6 +497,7 @@ async fn start_edge(
     config: &Config,
     beside_api: bool,
     platform: &Platform,
+    readiness: &Readiness,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Arc<Edge>> {
@@ -437,7 +513,8 @@ async fn start_edge(
             config.admin.operator_key(),
             platform.metrics.clone(),
         )?
-        .with_transforms(transforms),
+        .with_transforms(transforms)
+        .with_readiness(readiness.clone()),
     );
     let listener = bind(edge_config.listen, "edge.listen").await?;
     tracing::info!(
@@ -460,19 +537,31 @@ async fn start_edge(
     Ok(edge)
 }
 
+/// What the api role is started with, besides the platform.
+struct Api {
+    /// Where uploads queue transcode jobs.
+    queue: Arc<dyn JobQueue>,
+    /// Where tus write locks are held (`[tus] lock`).
+    upload_locks: Arc<dyn UploadLocks>,
+    /// The edge in this process, purged directly when a video is deleted.
+    edge: Option<Arc<Edge>>,
+    /// The process's backend checks, answered at `/readyz`.
+    readiness: Readiness,
+}
+
 /// The api role: HTTP (and HTTPS when configured) on `listen`, and the tus upload sweeper.
 async fn start_api(
     config: &Config,
-    queue: Arc<dyn JobQueue>,
-    edge: Option<Arc<Edge>>,
+    Api {
+        queue,
+        upload_locks,
+        edge,
+        readiness,
+    }: Api,
     platform: &Platform,
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    // Before anything starts: an unreachable lock server stops the start-up here.
-    let upload_locks = mediahost_api::tus::lock::from_config(&config.tus, &platform.store)
-        .await
-        .context("tus upload locks")?;
     let edges = Fleet::new(edge, &config.cluster.edges, config.admin.operator_key())?;
     let state = Arc::new(
         AppState::new(
@@ -488,7 +577,8 @@ async fn start_api(
         .with_upload_locks(upload_locks)
         .with_quotas(config.quotas)
         .with_signed_url_seconds(config.playback.signed_url_seconds)
-        .with_edges(edges),
+        .with_edges(edges)
+        .with_readiness(readiness),
     );
     tasks.push(tokio::spawn(sweep_uploads(
         state.store.clone(),
