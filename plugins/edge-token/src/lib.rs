@@ -28,12 +28,31 @@ pub mod plugin {
         log,
     };
 
-    use crate::rules::{self, Settings};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use crate::rules::{self, Settings, Verified};
 
     /// The plugin as the host sees it.
     pub struct Plugin;
 
-    fn settings() -> Settings {
+    thread_local! {
+        /// The parsed settings and the tokens verified with them. An instance's settings never
+        /// change (the host reuses an instance only for calls with the same settings), so
+        /// with `instances = "reused"` they are read once per instance, and each token's HMAC
+        /// computed once; a fresh instance starts empty.
+        static STATE: RefCell<Option<(Rc<Settings>, Verified)>> = const { RefCell::new(None) };
+    }
+
+    fn settings() -> Rc<Settings> {
+        STATE.with_borrow_mut(|state| {
+            let (settings, _) =
+                state.get_or_insert_with(|| (Rc::new(read_settings()), Verified::default()));
+            settings.clone()
+        })
+    }
+
+    fn read_settings() -> Settings {
         match Settings::from_lookup(config::get) {
             Ok(settings) => settings,
             Err(e) => {
@@ -43,10 +62,19 @@ pub mod plugin {
         }
     }
 
+    /// [`rules::check_with`] against this instance's verified tokens.
+    fn check(req: &RequestHead) -> Result<(), rules::Denial> {
+        let settings = settings();
+        STATE.with_borrow_mut(|state| {
+            let (_, verified) = state.as_mut().expect("settings() filled the state");
+            let query = req.query.as_deref();
+            rules::check_with(&settings, &req.path, query, req.received_at, verified)
+        })
+    }
+
     impl EdgeTransform for Plugin {
         fn on_request(req: RequestHead) -> RequestAction {
-            let settings = settings();
-            match rules::check(&settings, &req.path, req.query.as_deref(), req.received_at) {
+            match check(&req) {
                 Ok(()) => RequestAction::Continue(req),
                 Err(denial) => {
                     log::info!("refused {} {}: {denial}", req.method, req.path);

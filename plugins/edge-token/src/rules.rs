@@ -155,7 +155,47 @@ fn has_dot_segments(path: &str) -> bool {
 }
 
 /// Checks the request's token at time `now` (seconds since the Unix epoch).
+/// Signatures already checked in this instance: `<scope>\n<token>` of every token whose HMAC
+/// verified. A viewer sends one token with every segment of a video, so with reused instances
+/// (`instances = "reused"`) each token's HMAC is computed once per instance, not per request.
+/// Sound because an instance keeps one set of settings (one secret) for its whole life, and
+/// the key holds the signature itself: a forged token never matches a verified one. Expiry is
+/// checked on every request.
+#[derive(Debug, Default)]
+pub struct Verified {
+    tokens: std::collections::HashSet<String>,
+}
+
+impl Verified {
+    /// Tokens remembered at most; the set starts over when full (a rare, cheap reset).
+    pub const CAPACITY: usize = 4096;
+
+    fn contains(&self, key: &str) -> bool {
+        self.tokens.contains(key)
+    }
+
+    fn insert(&mut self, key: String) {
+        if self.tokens.len() >= Self::CAPACITY {
+            self.tokens.clear();
+        }
+        self.tokens.insert(key);
+    }
+}
+
+/// [`check_with`] without memory of earlier checks.
 pub fn check(settings: &Settings, path: &str, query: Option<&str>, now: u64) -> Result<(), Denial> {
+    check_with(settings, path, query, now, &mut Verified::default())
+}
+
+/// Whether a request for `path` with `query` may pass at `now`: public, or carrying an
+/// unexpired token signed for its scope. Signatures in `verified` are not computed again.
+pub fn check_with(
+    settings: &Settings,
+    path: &str,
+    query: Option<&str>,
+    now: u64,
+    verified: &mut Verified,
+) -> Result<(), Denial> {
     if has_dot_segments(path) {
         return Err(Denial::DotSegment);
     }
@@ -169,13 +209,18 @@ pub fn check(settings: &Settings, path: &str, query: Option<&str>, now: u64) -> 
         .then(|| exp.parse().ok())
         .flatten()
         .ok_or(Denial::Malformed)?;
-    let sig = decode_hex(sig)
-        .filter(|s| s.len() == 32)
-        .ok_or(Denial::Malformed)?;
-    // Constant-time comparison.
-    mac(&settings.secret, scope(settings, path), exp)
-        .verify_slice(&sig)
-        .map_err(|_| Denial::Invalid)?;
+    let scope = scope(settings, path);
+    let key = format!("{scope}\n{token}");
+    if !verified.contains(&key) {
+        let sig = decode_hex(sig)
+            .filter(|s| s.len() == 32)
+            .ok_or(Denial::Malformed)?;
+        // Constant-time comparison.
+        mac(&settings.secret, scope, exp)
+            .verify_slice(&sig)
+            .map_err(|_| Denial::Invalid)?;
+        verified.insert(key);
+    }
     if expires < now {
         return Err(Denial::Expired);
     }
@@ -276,6 +321,46 @@ mod tests {
 
     fn query(token: &str) -> Option<String> {
         Some(format!("a=1&token={token}"))
+    }
+
+    #[test]
+    fn verified_tokens_skip_the_mac_but_not_the_checks() {
+        let s = settings();
+        let mut verified = Verified::default();
+        let good = token(&s, MASTER, NOW + 60);
+        let check = |path: &str, token: &str, now: u64, verified: &mut Verified| {
+            check_with(&s, path, query(token).as_deref(), now, verified)
+        };
+        assert_eq!(check(MASTER, &good, NOW, &mut verified), Ok(()));
+        assert_eq!(verified.tokens.len(), 1);
+        let segment = "/v1/videos/abc/hls/720p/seg_00001.m4s";
+        assert_eq!(
+            check(segment, &good, NOW, &mut verified),
+            Ok(()),
+            "same scope"
+        );
+        assert_eq!(verified.tokens.len(), 1, "one entry per scope and token");
+        // A remembered token still expires, and never opens another video.
+        assert_eq!(
+            check(MASTER, &good, NOW + 61, &mut verified),
+            Err(Denial::Expired)
+        );
+        let other = "/v1/videos/xyz/hls/master.m3u8";
+        assert_eq!(
+            check(other, &good, NOW, &mut verified),
+            Err(Denial::Invalid)
+        );
+        // A forged signature with a verified token's expiry is checked, and refused.
+        let forged = format!("{}.{}", NOW + 60, "0".repeat(64));
+        assert_eq!(
+            check(MASTER, &forged, NOW, &mut verified),
+            Err(Denial::Invalid)
+        );
+        for n in 0..Verified::CAPACITY + 1 {
+            let t = token(&s, MASTER, NOW + 100 + n as u64);
+            assert_eq!(check(MASTER, &t, NOW, &mut verified), Ok(()));
+        }
+        assert!(verified.tokens.len() <= Verified::CAPACITY, "bounded");
     }
 
     #[test]
