@@ -197,12 +197,16 @@ pub(crate) struct Lookups {
     pub(crate) videos: Arc<Decoded<Option<Arc<mediahost_core::Video>>>>,
 }
 
+/// Bytes of a cache entry and the value decoded from them.
+type Seen<T> = (Arc<[u8]>, T);
+
 /// The value last decoded from each key's cached bytes: a lookup that finds the same bytes
 /// again (the same `Arc` in memory, equal bytes from Redis) reuses it instead of parsing
 /// JSON on every request of a hot path. Keyed by the bytes themselves, so it can never
 /// answer with a value the cache no longer holds.
 pub(crate) struct Decoded<T> {
-    entries: Mutex<HashMap<String, (Arc<[u8]>, T)>>,
+    /// Per key: the bytes last decoded and what they decoded to.
+    entries: Mutex<HashMap<String, Seen<T>>>,
     /// Like [`MemoryLookups`]: at most this many keys, cleared when full.
     capacity: usize,
 }
