@@ -106,16 +106,29 @@ pub(crate) async fn playback(
             let body = Body::from(answer.body);
             build(answer.status, &answer.headers, body, None)
         }
-        Ok(RequestAction::Continue(next)) => match rewritten(&next, &video) {
-            Err(why) => {
-                tracing::warn!(path = %next.path, %video, "edge transform rewrote a request outside its video");
-                error(StatusCode::SERVICE_UNAVAILABLE, "plugin_failed", why)
+        Ok(RequestAction::Continue(next)) => {
+            // What the chain left as it was is served as it came, without re-parsing it.
+            let target = if next.path == request.path && next.query == request.query {
+                Ok(uri)
+            } else {
+                rewritten(&next, &video)
+            };
+            match target {
+                Err(why) => {
+                    tracing::warn!(path = %next.path, %video, "edge transform rewrote a request outside its video");
+                    error(StatusCode::SERVICE_UNAVAILABLE, "plugin_failed", why)
+                }
+                Ok(uri) => {
+                    let headers = if next.headers == request.headers {
+                        headers
+                    } else {
+                        header_map(&next.headers)
+                    };
+                    let response = proxy::serve(edge, uri, headers).await;
+                    respond(plugins, &next, response, &mut plugin_time).await
+                }
             }
-            Ok(uri) => {
-                let response = proxy::serve(edge, uri, header_map(&next.headers)).await;
-                respond(plugins, &next, response, &mut plugin_time).await
-            }
-        },
+        }
     };
     edge.counters.plugin_seconds.record(plugin_time);
     response
@@ -210,15 +223,32 @@ async fn respond(
             head,
             body: Some(replaced),
         }) => build(head.status, &head.headers, Body::from(replaced), None),
-        Ok(ResponseUpdate { head, body: None }) => match whole {
-            Some(bytes) => build(head.status, &head.headers, Body::from(bytes), None),
-            // The body streams as it came: its length is the edge's, not the plugin's.
-            None => build(
-                head.status,
-                &head.headers,
-                body,
-                parts.headers.get(header::CONTENT_LENGTH),
-            ),
+        Ok(ResponseUpdate {
+            head: next,
+            body: None,
+        }) => match whole {
+            Some(bytes) => build(next.status, &next.headers, Body::from(bytes), None),
+            None => match next.headers.strip_prefix(head.headers.as_slice()) {
+                // Only headers added (the common case: a header injected into every answer):
+                // the edge's own head stays as it was, with the additions appended.
+                Some(added) if next.status == head.status => {
+                    let mut response = Response::from_parts(parts, body);
+                    let headers = response.headers_mut();
+                    for (name, value) in &header_map(added) {
+                        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+                            headers.append(name, value.clone());
+                        }
+                    }
+                    response
+                }
+                // The body streams as it came: its length is the edge's, not the plugin's.
+                _ => build(
+                    next.status,
+                    &next.headers,
+                    body,
+                    parts.headers.get(header::CONTENT_LENGTH),
+                ),
+            },
         },
     }
 }

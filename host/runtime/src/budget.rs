@@ -129,15 +129,6 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// Feeds one call's figures into the per-plugin, per-tenant metrics.
-pub(crate) fn record(plugin: &str, world: &'static str, tenant: &str, budget: &Budget) {
-    let (plugin, tenant) = (plugin.to_owned(), tenant.to_owned());
-    metrics::counter!("mediahost_plugin_fuel_consumed_total", "plugin" => plugin.clone(), "world" => world, "tenant" => tenant.clone())
-        .increment(budget.fuel_used);
-    metrics::histogram!("mediahost_plugin_peak_memory_bytes", "plugin" => plugin, "world" => world, "tenant" => tenant)
-        .record(budget.peak_memory_bytes as f64);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,8 @@ pub(crate) struct HostState {
     limits: Limits,
     /// Calls run in this store so far (more than one for reused instances).
     uses: u32,
+    /// The metric series its calls feed, registered at the first call.
+    pub call_metrics: Option<crate::plugin::CallMetrics>,
     /// WASI state: nothing granted, stderr captured.
     wasi: WasiCtx,
     /// WASI resources (streams) the guest holds during the call.
@@ -101,6 +103,7 @@ impl HostState {
             config: call.config,
             limits: call.limits,
             uses: 0,
+            call_metrics: None,
             wasi,
             table: ResourceTable::new(),
             limiter,
