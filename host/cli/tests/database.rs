@@ -1,6 +1,7 @@
-//! The metadata database setting (`database.url`): start-up errors that name it, and several
-//! api processes sharing one database (PostgreSQL with `MEDIAHOST_TEST_DATABASE=postgres`,
-//! else one SQLite file).
+//! The metadata database setting (`database.url`): start-up errors that name it (and the job
+//! queue's `queue.amqp_url`, the other backend a process connects to first), and several api
+//! processes sharing one database (PostgreSQL with `MEDIAHOST_TEST_DATABASE=postgres`, else
+//! one SQLite file).
 
 mod common;
 
@@ -61,6 +62,40 @@ fn an_unreachable_database_stops_start_up_with_the_setting_named() {
     assert!(!stderr.contains("s3cret"), "the password leaked: {stderr}");
     // It fails on the first refusal instead of retrying until a pool timeout.
     assert!(started.elapsed() < Duration::from_secs(20), "{line}");
+}
+
+#[test]
+fn an_unreachable_rabbitmq_stops_start_up_with_the_setting_named() {
+    let port = closed_port();
+    let url = format!("amqp://mh:s3cret@127.0.0.1:{port}/%2f");
+    let listen = format!("127.0.0.1:{}", closed_port());
+    let started = Instant::now();
+    for role in ["api", "worker"] {
+        let stderr = failing(
+            &["serve", "--role", role, "--listen", &listen],
+            &[
+                ("MEDIAHOST_QUEUE_BACKEND", "rabbitmq"),
+                ("MEDIAHOST_AMQP_URL", url.as_str()),
+            ],
+        );
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "one error line: {stderr}");
+        assert!(
+            errors[0].contains("cannot connect to RabbitMQ")
+                && errors[0].contains("(queue.amqp_url)"),
+            "{role}: {}",
+            errors[0]
+        );
+        assert!(!stderr.contains("s3cret"), "the password leaked: {stderr}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
