@@ -65,7 +65,7 @@ pub(crate) struct HostState {
     /// Calls run in this store so far (more than one for reused instances).
     uses: u32,
     /// The metric series its calls feed, registered at the first call.
-    pub call_metrics: Option<crate::plugin::CallMetrics>,
+    call_metrics: Option<crate::plugin::CallMetrics>,
     /// WASI state: nothing granted, stderr captured.
     wasi: WasiCtx,
     /// WASI resources (streams) the guest holds during the call.
@@ -134,6 +134,13 @@ impl HostState {
         self.uses += 1;
         self.log_lines = 0;
         self.limiter.refused_memory_bytes = None;
+    }
+
+    /// The metric series calls in this store feed, registered at the first call.
+    pub fn call_metrics(&mut self) -> &crate::plugin::CallMetrics {
+        let (plugin, tenant) = (&self.plugin, &self.tenant);
+        self.call_metrics
+            .get_or_insert_with(|| crate::plugin::CallMetrics::register(plugin, tenant))
     }
 
     /// Calls begun in this store.

@@ -597,14 +597,13 @@ impl Runtime {
     ) -> Result<(R, Budget), PluginError> {
         store.data_mut().begin_call();
         let limits = store.data().limits();
-        let tenant = store.data().tenant().to_owned();
         // Fuel covers instantiation too, so a huge start function is bounded as well.
         store.set_fuel(limits.fuel).map_err(|e| {
             PluginError::from(PluginErrorReport {
                 plugin: meta.name.clone(),
                 version: meta.version.clone(),
                 world: meta.world,
-                tenant: tenant.clone(),
+                tenant: store.data().tenant().to_owned(),
                 cause: PluginFailure::Other(format!("{e:#}")),
                 budget: None,
             })
@@ -616,6 +615,7 @@ impl Runtime {
         let result = f(store);
         let elapsed = started.elapsed();
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let tenant = store.data().tenant();
         let limiter = &store.data().limiter;
         let mut budget = Budget::new(limits, elapsed, fuel_used, limiter.peak_memory_bytes as u64);
         budget.refused_memory_bytes = limiter.refused_memory_bytes.map(|b| b as u64);
@@ -632,16 +632,15 @@ impl Runtime {
                     plugin: meta.name.clone(),
                     version: meta.version.clone(),
                     world: meta.world,
-                    tenant: tenant.clone(),
+                    tenant: tenant.to_owned(),
                     cause,
                     budget: Some(budget.clone()),
                 }))
             }
         };
-        let state = store.data_mut();
-        state
-            .call_metrics
-            .get_or_insert_with(|| CallMetrics::register(meta, &tenant))
+        store
+            .data_mut()
+            .call_metrics()
             .record(meta, &result, elapsed, &budget);
         result.map(|value| (value, budget))
     }
