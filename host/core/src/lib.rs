@@ -10,6 +10,7 @@ pub mod media;
 pub mod plugin;
 pub mod quota;
 pub mod readiness;
+pub mod trace;
 pub mod video;
 
 pub use config::{Config, redact_url};
@@ -17,4 +18,5 @@ pub use media::{MediaInfo, StreamInfo};
 pub use plugin::{Binding, BindingSet, Chains, FailurePolicy, LimitOverrides, World};
 pub use quota::{Quota, Usage};
 pub use readiness::Readiness;
+pub use trace::TraceParent;
 pub use video::{Progress, Rendition, Tenant, Video, VideoStatus};
