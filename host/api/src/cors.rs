@@ -20,6 +20,7 @@ const ALLOW_HEADERS: &[&str] = &[
     "tus-resumable",
     "x-http-method-override",
     "x-requested-with",
+    "traceparent",
 ];
 
 const EXPOSE_HEADERS: &[&str] = &[
@@ -36,6 +37,7 @@ const EXPOSE_HEADERS: &[&str] = &[
     "tus-extension",
     "tus-checksum-algorithm",
     "mediahost-video-id",
+    "traceparent",
 ];
 
 fn names(list: &[&'static str]) -> Vec<HeaderName> {

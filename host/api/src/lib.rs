@@ -22,6 +22,7 @@ mod ops;
 mod playback;
 mod quota;
 mod refused_body;
+mod request_id;
 mod signing;
 pub mod sync;
 #[cfg(test)]
@@ -222,5 +223,6 @@ pub fn app(state: SharedState) -> Router {
         .nest_service("/v1", v1)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_id::traced))
         .with_state(state)
 }

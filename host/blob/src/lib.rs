@@ -14,8 +14,14 @@
 //!
 //! Resumable (tus) uploads keep their bytes in a named temp file per upload across requests and
 //! restarts instead ([`parts`]: append at a durable offset with fsync, hash, concatenate, promote).
+//!
+//! Tenants whose data must stay apart keep their objects in a store of their own
+//! (`[storage.placements.<name>]`, [`placement`]): every key of a tenant starts with
+//! `tenants/<id>/`, so [`Blobs`] picks the store from the key itself and no caller can put a
+//! tenant's object in the wrong place.
 
 mod parts;
+pub mod placement;
 mod s3;
 #[cfg(feature = "test-support")]
 pub mod test_support;
@@ -67,7 +73,7 @@ pub enum BlobError {
     #[error("{setting}: {message}")]
     Config {
         /// The option to fix, e.g. `storage.s3.bucket`.
-        setting: &'static str,
+        setting: String,
         /// What is wrong and how to fix it.
         message: String,
     },
@@ -76,12 +82,17 @@ pub enum BlobError {
     #[error("{problem} (check {setting}): {cause}")]
     Unusable {
         /// The option(s) most likely wrong, e.g. `storage.s3.endpoint`.
-        setting: &'static str,
+        setting: String,
         /// What went wrong, naming the bucket and endpoint.
         problem: String,
         /// The store's own error, for the details.
         cause: String,
     },
+    /// Where a tenant's objects are kept cannot be told (its placement is not configured in
+    /// this process, or the tenant could not be looked up): nothing is read or written rather
+    /// than risk the main store.
+    #[error("{0}")]
+    Placement(String),
 }
 /// A fully received upload waiting in temp storage. Dropping it deletes the temp file.
 #[derive(Debug)]
@@ -94,17 +105,13 @@ pub struct Staged {
     pub sha256: String,
 }
 
-/// The object store plus the temp area uploads are staged in.
+/// The object stores plus the temp area uploads are staged in.
 #[derive(Debug, Clone)]
 pub struct Blobs {
-    /// Permanent storage of sources and renditions.
-    store: Arc<dyn ObjectStore>,
-    /// The same store when it is local files: finished temp files are then hard-linked into
-    /// place ([`Blobs::put_finished_file`]) rather than copied.
-    local: Option<Arc<LocalFileSystem>>,
-    /// How readiness checks reach the store: the same objects, but without retries and with
-    /// short timeouts, so `/readyz` and start-up report an outage at once instead of retrying.
-    probe: Probe,
+    /// Permanent storage of sources and renditions (and plugin components).
+    main: Arc<Target>,
+    /// The stores of tenants placed elsewhere, and which tenant is where.
+    placements: Arc<placement::Placements>,
     /// Where uploads are staged and workers download sources to; same filesystem as the data
     /// dir so local promotion is cheap.
     temp_dir: PathBuf,
@@ -158,6 +165,67 @@ fn not_found_as(key: &str, e: object_store::Error) -> BlobError {
     }
 }
 
+/// One object store and what is needed to use it well.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The objects.
+    store: Arc<dyn ObjectStore>,
+    /// The same store when it is local files: finished temp files are then hard-linked into
+    /// place ([`Blobs::put_finished_file`]) rather than copied.
+    local: Option<Arc<LocalFileSystem>>,
+    /// How readiness checks reach the store: the same objects, but without retries and with
+    /// short timeouts, so `/readyz` and start-up report an outage at once instead of retrying.
+    probe: Probe,
+}
+
+impl Target {
+    /// Files under `dir`.
+    fn local(dir: &Path) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(dir)?;
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true));
+        Ok(Self {
+            store: store.clone(),
+            local: Some(store),
+            probe: Probe::Local,
+        })
+    }
+
+    /// The bucket of `config`, whose settings are in `section`.
+    fn s3(
+        config: &mediahost_core::config::S3Config,
+        section: &s3::Section,
+    ) -> Result<Self, BlobError> {
+        let (store, probe) = s3::build(config, section)?;
+        Ok(Self {
+            store,
+            local: None,
+            probe: Probe::S3(Arc::new(probe)),
+        })
+    }
+
+    /// Whether the store answers: a listing of a prefix that holds nothing, so a missing
+    /// bucket or refused credentials fail it (a lookup of one key could not tell a missing
+    /// bucket from a missing key). On S3 this is a real request, made without retries.
+    async fn ping(&self) -> Result<(), BlobError> {
+        let prefix = object_path(PROBE_KEY)?;
+        match &self.probe {
+            Probe::Local => match self.store.list(Some(&prefix)).next().await {
+                None | Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e.into()),
+            },
+            Probe::S3(probe) => probe.check(&prefix).await,
+        }
+    }
+
+    /// Where it is, for the start-up log.
+    fn describe(&self) -> String {
+        match &self.probe {
+            Probe::Local => "local files".into(),
+            Probe::S3(probe) => format!("S3 bucket {} at {}", probe.bucket, probe.endpoint),
+        }
+    }
+}
+
 /// The store readiness checks use, and how to explain its failures.
 #[derive(Debug, Clone)]
 enum Probe {
@@ -173,54 +241,73 @@ const PROBE_KEY: &str = "readyz-probe";
 impl Blobs {
     /// Local storage: objects under `<data_dir>/objects`, temp files under `<data_dir>/tmp`.
     pub fn local(data_dir: &Path) -> Result<Self, BlobError> {
-        let objects = data_dir.join("objects");
-        std::fs::create_dir_all(&objects)?;
-        let store =
-            Arc::new(LocalFileSystem::new_with_prefix(&objects)?.with_automatic_cleanup(true));
-        Ok(Self {
-            local: Some(store.clone()),
-            ..Self::with_store(data_dir, store, Probe::Local)?
-        })
+        Self::with_main(data_dir, Target::local(&data_dir.join("objects"))?)
     }
 
-    /// The object store `[storage]` names, checked with a real request so a wrong endpoint,
-    /// bucket or credentials stop the start-up with an error naming the setting to fix. Temp
-    /// files go under `<data_dir>/tmp` whatever the backend.
+    /// The object stores `[storage]` names (the main one and every placement), each checked
+    /// with a real request so a wrong endpoint, bucket or credentials stop the start-up with
+    /// an error naming the setting to fix. Temp files go under `<data_dir>/tmp` whatever the
+    /// backend. Until [`Blobs::with_placement_lookup`], every tenant's objects go to the main
+    /// store.
     pub async fn from_config(data_dir: &Path, config: &StorageConfig) -> Result<Self, BlobError> {
-        let blobs = match config.backend {
-            StorageBackend::Local => Self::local(data_dir)?,
-            StorageBackend::S3 => {
-                let (store, probe) = s3::build(&config.s3)?;
-                Self::with_store(data_dir, store, Probe::S3(Arc::new(probe)))?
-            }
+        let main = match config.backend {
+            StorageBackend::Local => Target::local(&data_dir.join("objects"))?,
+            StorageBackend::S3 => Target::s3(&config.s3, &s3::Section::main())?,
         };
-        blobs.ping().await?;
-        match &blobs.probe {
-            Probe::Local => {
-                tracing::info!(dir = %data_dir.join("objects").display(), "object storage: local files")
-            }
-            Probe::S3(probe) => {
-                tracing::info!(bucket = %probe.bucket, endpoint = %probe.endpoint, "object storage: S3")
-            }
+        main.ping().await?;
+        tracing::info!(store = %main.describe(), "object storage");
+        let mut blobs = Self::with_main(data_dir, main)?;
+        let mut named = std::collections::BTreeMap::new();
+        for (name, placement) in &config.placements {
+            let target = match placement.backend {
+                StorageBackend::Local => Target::local(
+                    &placement
+                        .dir
+                        .clone()
+                        .unwrap_or_else(|| data_dir.join("placements").join(name)),
+                )?,
+                StorageBackend::S3 => Target::s3(
+                    &placement.s3,
+                    &s3::Section(format!("storage.placements.{name}.s3")),
+                )?,
+            };
+            target.ping().await?;
+            tracing::info!(placement = %name, store = %target.describe(), "object storage placement");
+            named.insert(name.clone(), Arc::new(target));
         }
+        blobs.placements = Arc::new(placement::Placements::new(named));
         Ok(blobs)
     }
 
-    fn with_store(
-        data_dir: &Path,
-        store: Arc<dyn ObjectStore>,
-        probe: Probe,
-    ) -> Result<Self, BlobError> {
+    fn with_main(data_dir: &Path, main: Target) -> Result<Self, BlobError> {
         let temp_dir = data_dir.join("tmp");
         std::fs::create_dir_all(&temp_dir)?;
         Ok(Self {
-            store,
-            local: None,
-            probe,
+            main: Arc::new(main),
+            placements: Default::default(),
             parts_dir: temp_dir.join("tus"),
             temp_dir,
             digests: Default::default(),
         })
+    }
+
+    /// Tells the stores where each tenant's objects are kept: `lookup` answers a tenant id with
+    /// its placement's name (`None`: the main store). Asked once per tenant (a placement never
+    /// changes); a tenant in a placement this process lacks, or a failed lookup, fails the
+    /// operation instead of using the main store.
+    pub fn with_placement_lookup(mut self, lookup: placement::Lookup) -> Self {
+        self.placements = Arc::new(self.placements.with_lookup(lookup));
+        self
+    }
+
+    /// The names of the configured placements.
+    pub fn placement_names(&self) -> Vec<String> {
+        self.placements.names()
+    }
+
+    /// The store holding `key` (or every key under it, for a prefix).
+    async fn target(&self, key: &str) -> Result<Arc<Target>, BlobError> {
+        self.placements.target_for(key, &self.main).await
     }
 
     /// Keeps tus parts in `dir` (created on first use) instead of `<data_dir>/tmp/tus`.
@@ -280,7 +367,7 @@ impl Blobs {
     /// over filesystems), it is copied with [`Blobs::put_file`]. The caller may remove its temp
     /// name afterwards either way.
     pub async fn put_finished_file(&self, key: &str, file: &Path) -> Result<(), BlobError> {
-        if let Some(local) = &self.local {
+        if let Some(local) = &self.target(key).await?.local {
             let dest = local.path_to_filesystem(&object_path(key)?)?;
             let src = file.to_owned();
             match tokio::task::spawn_blocking(move || link_into_place(&src, &dest)).await {
@@ -297,17 +384,19 @@ impl Blobs {
     /// aborted on failure, so no orphaned parts are left behind in the store.
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), BlobError> {
         let path = object_path(key)?;
+        let target = self.target(key).await?;
         let mut src = tokio::fs::File::open(file).await?;
         let len = src.metadata().await?.len();
         if len < PART_SIZE as u64 {
             let mut bytes = Vec::with_capacity(len as usize);
             src.read_to_end(&mut bytes).await?;
-            self.store
+            target
+                .store
                 .put(&path, PutPayload::from_bytes(bytes.into()))
                 .await?;
             return Ok(());
         }
-        let upload = self.store.put_multipart(&path).await?;
+        let upload = target.store.put_multipart(&path).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         match copy_parts(&mut src, &mut writer).await {
             Ok(()) => {
@@ -325,7 +414,9 @@ impl Blobs {
 
     /// Stores a small object held in memory (playlists).
     pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
-        self.store
+        self.target(key)
+            .await?
+            .store
             .put(&object_path(key)?, PutPayload::from_bytes(bytes))
             .await?;
         Ok(())
@@ -395,6 +486,8 @@ impl Blobs {
         options: object_store::GetOptions,
     ) -> Result<Object, BlobError> {
         let result = self
+            .target(key)
+            .await?
             .store
             .get_opts(&object_path(key)?, options)
             .await
@@ -405,23 +498,22 @@ impl Blobs {
         Ok(Object { info, range, body })
     }
 
-    /// Whether the object store answers: a listing of a prefix that holds nothing, so a missing
-    /// bucket or refused credentials fail it (a lookup of one key could not tell a missing
-    /// bucket from a missing key). On S3 this is a real request, made without retries.
+    /// Whether every object store (the main one and each placement's) answers: a listing of
+    /// a prefix that holds nothing, so a missing bucket or refused credentials fail it. On S3
+    /// this is a real request, made without retries.
     pub async fn ping(&self) -> Result<(), BlobError> {
-        let prefix = object_path(PROBE_KEY)?;
-        match &self.probe {
-            Probe::Local => match self.store.list(Some(&prefix)).next().await {
-                None | Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => Err(e.into()),
-            },
-            Probe::S3(probe) => probe.check(&prefix).await,
+        self.main.ping().await?;
+        for target in self.placements.targets() {
+            target.ping().await?;
         }
+        Ok(())
     }
 
     /// Size and validators of the object at `key`, without its bytes.
     pub async fn head(&self, key: &str) -> Result<ObjectInfo, BlobError> {
         let meta = self
+            .target(key)
+            .await?
             .store
             .head(&object_path(key)?)
             .await
@@ -442,7 +534,13 @@ impl Blobs {
 
     /// Deletes the object at `key`; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        match self.store.delete(&object_path(key)?).await {
+        match self
+            .target(key)
+            .await?
+            .store
+            .delete(&object_path(key)?)
+            .await
+        {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -451,13 +549,14 @@ impl Blobs {
     /// Deletes everything under `prefix` (idempotent). On S3 the keys go in bulk deletes of up
     /// to 1000 per request.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
+        let target = self.target(prefix).await?;
         let prefix = object_path(prefix)?;
-        let locations = self
+        let locations = target
             .store
             .list(Some(&prefix))
             .map_ok(|meta| meta.location)
             .boxed();
-        let mut deleted = self.store.delete_stream(locations);
+        let mut deleted = target.store.delete_stream(locations);
         while let Some(result) = deleted.next().await {
             match result {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}

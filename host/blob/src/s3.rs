@@ -27,21 +27,57 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct S3Probe {
     /// The same bucket and prefix as the main store, without retries.
     store: Arc<dyn ObjectStore>,
+    /// Where its settings are, for messages.
+    section: Section,
     /// The bucket's name, for messages.
     pub(crate) bucket: String,
     /// Where the bucket is served, for messages (`AWS S3 (<region>)` without an endpoint).
     pub(crate) endpoint: String,
 }
 
-/// Builds the store for `config` and its probe. Nothing is contacted yet; settings that cannot
-/// work (no bucket, half the credentials, plain HTTP not allowed) are refused here, naming the
-/// option.
-pub(crate) fn build(config: &S3Config) -> Result<(Arc<dyn ObjectStore>, S3Probe), BlobError> {
+/// The config section an S3 store comes from: the main store (`storage.s3`, with its
+/// `MEDIAHOST_S3_*` variables) or a placement (`storage.placements.<name>.s3`, file only).
+#[derive(Debug, Clone)]
+pub(crate) struct Section(pub(crate) String);
+
+impl Section {
+    /// The main store's section.
+    pub(crate) fn main() -> Self {
+        Self("storage.s3".into())
+    }
+
+    /// The full name of `option` in this section.
+    fn setting(&self, option: &str) -> String {
+        format!("{}.{option}", self.0)
+    }
+
+    /// "set <setting>", with the variable that also sets it for the main store.
+    fn set(&self, option: &str) -> String {
+        let setting = self.setting(option);
+        if self.0 == "storage.s3" {
+            format!(
+                "set {setting} (or MEDIAHOST_S3_{})",
+                option.to_ascii_uppercase()
+            )
+        } else {
+            format!("set {setting}")
+        }
+    }
+}
+
+/// Builds the store for `config` (from `section`) and its probe. Nothing is contacted yet;
+/// settings that cannot work (no bucket, half the credentials, plain HTTP not allowed) are
+/// refused here, naming the option.
+pub(crate) fn build(
+    config: &S3Config,
+    section: &Section,
+) -> Result<(Arc<dyn ObjectStore>, S3Probe), BlobError> {
     let bucket = non_blank(&config.bucket).ok_or_else(|| BlobError::Config {
-        setting: "storage.s3.bucket",
-        message: "storage.backend is \"s3\" but no bucket is configured; set storage.s3.bucket \
-                  (or MEDIAHOST_S3_BUCKET)"
-            .into(),
+        setting: section.setting("bucket"),
+        message: format!(
+            "the backend is \"s3\" but no bucket is configured; {}",
+            section.set("bucket")
+        ),
     })?;
     let region = non_blank(&config.region).unwrap_or(DEFAULT_REGION);
     let endpoint = non_blank(&config.endpoint);
@@ -49,7 +85,7 @@ pub(crate) fn build(config: &S3Config) -> Result<(Arc<dyn ObjectStore>, S3Probe)
         let scheme_ok = endpoint.starts_with("https://") || endpoint.starts_with("http://");
         if !scheme_ok {
             return Err(BlobError::Config {
-                setting: "storage.s3.endpoint",
+                setting: section.setting("endpoint"),
                 message: format!(
                     "{endpoint:?} is not an http:// or https:// URL (e.g. http://127.0.0.1:9000)"
                 ),
@@ -57,11 +93,11 @@ pub(crate) fn build(config: &S3Config) -> Result<(Arc<dyn ObjectStore>, S3Probe)
         }
         if endpoint.starts_with("http://") && !config.allow_http {
             return Err(BlobError::Config {
-                setting: "storage.s3.allow_http",
+                setting: section.setting("allow_http"),
                 message: format!(
-                    "the endpoint {endpoint} is plain HTTP; use https:// or set \
-                     storage.s3.allow_http = true (or MEDIAHOST_S3_ALLOW_HTTP=true) to allow \
-                     unencrypted requests"
+                    "the endpoint {endpoint} is plain HTTP; use https:// or {} = true to allow \
+                     unencrypted requests",
+                    section.set("allow_http")
                 ),
             });
         }
@@ -87,25 +123,27 @@ pub(crate) fn build(config: &S3Config) -> Result<(Arc<dyn ObjectStore>, S3Probe)
         (None, None) => {}
         (Some(_), None) => {
             return Err(BlobError::Config {
-                setting: "storage.s3.secret_access_key",
-                message: "an access key id is set but no secret access key; set \
-                          storage.s3.secret_access_key (or MEDIAHOST_S3_SECRET_ACCESS_KEY)"
-                    .into(),
+                setting: section.setting("secret_access_key"),
+                message: format!(
+                    "an access key id is set but no secret access key; {}",
+                    section.set("secret_access_key")
+                ),
             });
         }
         (None, Some(_)) => {
             return Err(BlobError::Config {
-                setting: "storage.s3.access_key_id",
-                message: "a secret access key is set but no access key id; set \
-                          storage.s3.access_key_id (or MEDIAHOST_S3_ACCESS_KEY_ID)"
-                    .into(),
+                setting: section.setting("access_key_id"),
+                message: format!(
+                    "a secret access key is set but no access key id; {}",
+                    section.set("access_key_id")
+                ),
             });
         }
     }
     let prefix = match non_blank(&config.prefix).map(|p| p.trim_matches('/')) {
         None | Some("") => None,
         Some(p) => Some(ObjectPath::parse(p).map_err(|e| BlobError::Config {
-            setting: "storage.s3.prefix",
+            setting: section.setting("prefix"),
             message: format!("{p:?} is not a valid key prefix: {e}"),
         })?),
     };
@@ -124,13 +162,14 @@ pub(crate) fn build(config: &S3Config) -> Result<(Arc<dyn ObjectStore>, S3Probe)
         );
     let built = |builder: AmazonS3Builder| {
         builder.build().map_err(|e| BlobError::Config {
-            setting: "storage.s3",
+            setting: section.0.clone(),
             message: format!("cannot set up the S3 client: {e}"),
         })
     };
     let store = with_prefix(built(builder)?, prefix.clone());
     let probe = S3Probe {
         store: with_prefix(built(probe_builder)?, prefix),
+        section: section.clone(),
         bucket: bucket.to_owned(),
         endpoint: endpoint.map_or_else(|| format!("AWS S3 ({region})"), str::to_owned),
     };
@@ -169,9 +208,15 @@ impl S3Probe {
             cause = format!("{cause}: {root}");
         }
         let (bucket, endpoint) = (&self.bucket, &self.endpoint);
+        let section = &self.section;
+        let credentials = format!(
+            "{} and {}",
+            section.setting("access_key_id"),
+            section.setting("secret_access_key")
+        );
         let (setting, problem) = match s3_error_code(&cause) {
             Some("NoSuchBucket") => (
-                "storage.s3.bucket",
+                section.setting("bucket"),
                 format!("the bucket {bucket:?} does not exist at {endpoint}"),
             ),
             Some(
@@ -182,7 +227,7 @@ impl S3Probe {
                 | "ExpiredToken"
                 | "InvalidClientTokenId"),
             ) => (
-                "storage.s3.access_key_id and storage.s3.secret_access_key",
+                credentials,
                 format!("{endpoint} refused the credentials for bucket {bucket:?} ({code})"),
             ),
             Some(
@@ -190,11 +235,11 @@ impl S3Probe {
                 | "PermanentRedirect"
                 | "IllegalLocationConstraintException"),
             ) => (
-                "storage.s3.region",
+                section.setting("region"),
                 format!("the bucket {bucket:?} is not in the configured region ({code})"),
             ),
             Some(code) => (
-                "storage.s3",
+                section.0.clone(),
                 format!("{endpoint} refused to list the bucket {bucket:?} ({code})"),
             ),
             None if matches!(
@@ -204,16 +249,16 @@ impl S3Probe {
             ) =>
             {
                 (
-                    "storage.s3.access_key_id and storage.s3.secret_access_key",
+                    credentials,
                     format!("{endpoint} refused the credentials for bucket {bucket:?}"),
                 )
             }
             None if no_answer(&error) => (
-                "storage.s3.endpoint",
+                section.setting("endpoint"),
                 format!("cannot reach the S3 endpoint {endpoint}"),
             ),
             None => (
-                "storage.s3",
+                section.0.clone(),
                 format!("the bucket {bucket:?} at {endpoint} cannot be listed"),
             ),
         };
@@ -278,8 +323,8 @@ mod tests {
         config
     }
 
-    fn refused_setting(config: &S3Config) -> &'static str {
-        match build(config) {
+    fn refused_setting(config: &S3Config) -> String {
+        match build(config, &Section::main()) {
             Err(BlobError::Config { setting, .. }) => setting,
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("accepted {config:?}"),
@@ -312,7 +357,17 @@ mod tests {
             refused_setting(&config(&[("prefix", "a/../b")])),
             "storage.s3.prefix"
         );
-        let (_, probe) = build(&config(&[("prefix", "/tenants/a/")])).unwrap();
+        // A placement's settings are named in its own section, without the main store's
+        // environment variables.
+        let placement = Section("storage.placements.vault.s3".into());
+        match build(&config(&[("access_key_id", "AKID")]), &placement) {
+            Err(BlobError::Config { setting, message }) => {
+                assert_eq!(setting, "storage.placements.vault.s3.secret_access_key");
+                assert!(!message.contains("MEDIAHOST_S3"), "{message}");
+            }
+            _ => panic!("half the credentials accepted"),
+        }
+        let (_, probe) = build(&config(&[("prefix", "/tenants/a/")]), &Section::main()).unwrap();
         assert_eq!(probe.endpoint, "AWS S3 (us-east-1)");
     }
 
@@ -325,12 +380,15 @@ mod tests {
         }
     }
 
-    fn diagnosed(error: object_store::Error) -> (&'static str, String) {
-        let (_, probe) = build(&config(&[
-            ("endpoint", "https://s3.example.test"),
-            ("access_key_id", "AKID"),
-            ("secret_access_key", "secret"),
-        ]))
+    fn diagnosed(error: object_store::Error) -> (String, String) {
+        let (_, probe) = build(
+            &config(&[
+                ("endpoint", "https://s3.example.test"),
+                ("access_key_id", "AKID"),
+                ("secret_access_key", "secret"),
+            ]),
+            &Section::main(),
+        )
         .unwrap();
         match probe.diagnose(error) {
             BlobError::Unusable {

@@ -171,6 +171,7 @@ impl TestS3 {
                 prefix: None,
                 allow_http: self.endpoint.starts_with("http://"),
             },
+            placements: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use mediahost_blob::test_support::{TestBlobs, TestS3};
 use mediahost_blob::{BlobError, Blobs, PART_SIZE};
-use mediahost_core::config::{S3Config, StorageBackend, StorageConfig};
+use mediahost_core::config::{Placement, S3Config, StorageBackend, StorageConfig};
 use sha2::{Digest, Sha256};
 
 mediahost_blob::backend_tests!(
@@ -257,18 +257,27 @@ async fn a_missing_bucket_is_a_clear_startup_error() {
         .unwrap_err();
     let message = err.to_string();
     assert!(
-        matches!(
-            err,
-            BlobError::Unusable {
-                setting: "storage.s3.bucket",
-                ..
-            }
-        ),
+        matches!(&err, BlobError::Unusable { setting, .. } if setting == "storage.s3.bucket"),
         "{message}"
     );
     assert!(message.contains(&bucket), "{message}");
     assert!(message.contains(&s3.endpoint), "{message}");
     assert!(message.contains("NoSuchBucket"), "{message}");
+
+    // A placement's missing bucket is named in the placement's own section.
+    let mut config = StorageConfig::default();
+    let placement = Placement {
+        backend: StorageBackend::S3,
+        dir: None,
+        s3: s3.storage_config(&bucket).s3,
+    };
+    config.placements.insert("vault".into(), placement);
+    let err = Blobs::from_config(dir.path(), &config).await.unwrap_err();
+    assert!(
+        matches!(&err, BlobError::Unusable { setting, .. }
+            if setting == "storage.placements.vault.s3.bucket"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -323,6 +332,7 @@ async fn an_unreachable_endpoint_is_a_clear_startup_error() {
             allow_http: true,
             ..S3Config::default()
         },
+        ..StorageConfig::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let err = Blobs::from_config(dir.path(), &config)
@@ -331,4 +341,76 @@ async fn an_unreachable_endpoint_is_a_clear_startup_error() {
         .to_string();
     assert!(err.contains("storage.s3.endpoint"), "{err}");
     assert!(err.contains("http://127.0.0.1:1"), "{err}");
+}
+
+#[tokio::test]
+async fn each_tenant_s_objects_go_to_its_placement_and_unknown_placements_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let vault = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::default();
+    config.placements.insert(
+        "vault".into(),
+        Placement {
+            backend: StorageBackend::Local,
+            dir: Some(vault.path().to_owned()),
+            s3: S3Config::default(),
+        },
+    );
+    let lookups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = lookups.clone();
+    let blobs = Blobs::from_config(data.path(), &config)
+        .await
+        .unwrap()
+        .with_placement_lookup(std::sync::Arc::new(move |tenant: String| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                match tenant.as_str() {
+                    "placed" => Ok(Some("vault".to_owned())),
+                    "elsewhere" => Ok(Some("gone".to_owned())),
+                    "broken" => Err("database unreachable".to_owned()),
+                    _ => Ok(None),
+                }
+            })
+        }));
+    assert_eq!(blobs.placement_names(), vec!["vault".to_owned()]);
+    let body = || bytes::Bytes::from_static(b"object");
+    for key in [
+        "tenants/placed/videos/v/source",
+        "tenants/placed/videos/v/hls/a",
+    ] {
+        blobs.put_bytes(key, body()).await.unwrap();
+        assert!(vault.path().join(key).is_file(), "{key}");
+        assert!(!data.path().join("objects").join(key).exists(), "{key}");
+    }
+    for key in ["tenants/plain/videos/v/source", "plugins/p/abc.wasm"] {
+        blobs.put_bytes(key, body()).await.unwrap();
+        assert!(data.path().join("objects").join(key).is_file(), "{key}");
+        assert!(!vault.path().join(key).exists(), "{key}");
+    }
+    assert_eq!(
+        blobs
+            .get_bytes("tenants/placed/videos/v/source")
+            .await
+            .unwrap(),
+        body()
+    );
+    // Asked once per tenant: the placement never changes.
+    assert_eq!(lookups.load(std::sync::atomic::Ordering::SeqCst), 2);
+    blobs
+        .delete_prefix("tenants/placed/videos/v")
+        .await
+        .unwrap();
+    assert!(!vault.path().join("tenants/placed/videos/v/source").exists());
+
+    // Neither an unconfigured placement nor a failed lookup falls back to the main store.
+    for (tenant, expected) in [
+        ("elsewhere", "add [storage.placements.gone]"),
+        ("broken", "database unreachable"),
+    ] {
+        let key = format!("tenants/{tenant}/videos/v/source");
+        let err = blobs.put_bytes(&key, body()).await.unwrap_err();
+        assert!(matches!(err, BlobError::Placement(_)), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+        assert!(!data.path().join("objects").join(&key).exists());
+    }
 }

@@ -619,6 +619,153 @@ async fn the_example_topology_uploads_transcodes_plays_purges_and_is_observed() 
         "{with_data} expressions with data; counting failures only, so empty: {failure_only:#?}"
     );
 
+    // Last, as it takes api-1 away: it dies mid-PATCH and the uploads go on through nginx.
+    uploads_survive_an_api_killed_mid_patch(&topology, http, api, &key, &file).await;
+
     topology.down();
     eprintln!("whole test: {:.1} s", test_started.elapsed().as_secs_f64());
+}
+
+/// Two tus uploads whose first PATCHes stream through nginx at once (round robin gives each api
+/// one); api-1 is SIGKILLed while both are mid-body. The upload on api-2 finishes its PATCH;
+/// the one on api-1 fails, and its client does what a tus client does: HEAD for the durable
+/// offset and PATCH the rest, through nginx (now reaching api-2 only), retrying while the dead
+/// process's write lock lapses. Both complete with the file's sha256.
+async fn uploads_survive_an_api_killed_mid_patch(
+    topology: &Topology,
+    http: &reqwest::Client,
+    api: &str,
+    key: &str,
+    file: &[u8],
+) {
+    let tus = |request: reqwest::RequestBuilder| {
+        request.bearer_auth(key).header("Tus-Resumable", "1.0.0")
+    };
+    // Both uploads are created first, so the two PATCHes are consecutive requests to nginx.
+    let mut created_uploads = Vec::new();
+    for n in 0..2 {
+        let res = tus(http.post(format!("{api}/v1/uploads")))
+            .header("Upload-Length", file.len())
+            .header(
+                "Upload-Metadata",
+                metadata(&[("filename", &format!("kill-{n}.mp4"))]),
+            )
+            .send()
+            .await
+            .unwrap();
+        created_uploads.push(created(&res));
+    }
+    // Each body: the first half in pieces a few hundred ms apart (so the api makes some of it
+    // durable), then held open until the kill.
+    let half = file.len() / 2;
+    let mut open_bodies = Vec::new();
+    for (location, _) in &created_uploads {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+        let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|piece| (piece, rx))
+        }));
+        let patch = tokio::spawn(
+            tus(http.patch(format!("{api}{location}")))
+                .header("Content-Type", OFFSET_STREAM)
+                .header("Upload-Offset", 0)
+                .body(body)
+                .send(),
+        );
+        open_bodies.push((tx, patch));
+    }
+    for piece in file[..half].chunks(half.div_ceil(4)) {
+        for (tx, _) in &open_bodies {
+            tx.send(Ok(piece.to_vec())).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let head_offset = |location: String| async move {
+        let res = tus(http.head(format!("{api}{location}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "HEAD {location}");
+        header(&res, "upload-offset").parse::<usize>().unwrap()
+    };
+    for (location, _) in &created_uploads {
+        let location = location.clone();
+        eventually(
+            Duration::from_secs(20),
+            "the first PATCHes make bytes durable",
+            move || {
+                let location = location.clone();
+                async move {
+                    let offset = head_offset(location).await;
+                    (offset > 0).then_some(()).ok_or(format!("offset {offset}"))
+                }
+            },
+        )
+        .await;
+    }
+
+    let (_, pid) = topology
+        .pids()
+        .into_iter()
+        .find(|(name, _)| name == "api-1")
+        .expect("api-1's pid");
+    let killed = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    assert!(killed.unwrap().success());
+
+    // The PATCH on api-2 gets the rest of its body and completes; the one on api-1 broke off.
+    let mut failed = Vec::new();
+    for ((location, _), (tx, patch)) in created_uploads.iter().zip(open_bodies) {
+        let _ = tx.send(Ok(file[half..].to_vec())).await;
+        drop(tx);
+        let answer = patch.await.unwrap();
+        let completed = matches!(&answer, Ok(res) if res.status() == 204);
+        if !completed {
+            failed.push(location.clone());
+        }
+    }
+    assert_eq!(failed.len(), 1, "exactly the PATCH on the killed api fails");
+
+    // Its client resumes through nginx from the durable offset.
+    let location = failed.pop().unwrap();
+    let resumed = eventually(
+        Duration::from_secs(60),
+        "the interrupted upload resumes on the other api",
+        || {
+            let location = location.clone();
+            async move {
+                let offset = head_offset(location.clone()).await;
+                assert!(
+                    offset <= half,
+                    "durable offset {offset} beyond what was sent"
+                );
+                let sent = tus(http.patch(format!("{api}{location}")))
+                    .header("Content-Type", OFFSET_STREAM)
+                    .header("Upload-Offset", offset)
+                    .body(file[offset..].to_vec())
+                    .send()
+                    .await;
+                let res = match sent {
+                    Ok(res) => res,
+                    // Refused before the body was sent: the connection is closed, so the
+                    // client may see that instead of the 409.
+                    Err(e) if e.is_request() => return Err(e.to_string()),
+                    Err(e) => panic!("resume PATCH: {e}"),
+                };
+                match res.status().as_u16() {
+                    204 => Ok(offset),
+                    // The dead process's write lock has not lapsed yet.
+                    409 => Err(res.text().await.unwrap()),
+                    status => panic!("resume PATCH: {status} {}", res.text().await.unwrap()),
+                }
+            }
+        },
+    )
+    .await;
+    eprintln!("resumed from the durable offset {resumed} of {half} bytes sent");
+
+    for (_, id) in &created_uploads {
+        let video = get_json(http, format!("{api}/v1/videos/{id}"), Some(key))
+            .await
+            .unwrap();
+        assert_eq!(video["sha256"], sha256_hex(file), "{video}");
+    }
 }

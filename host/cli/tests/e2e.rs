@@ -397,3 +397,55 @@ async fn metadata_extractor_and_router_plugins_shape_the_output() {
         .unwrap();
     assert!((played - 3.0).abs() <= 0.5, "plays {played} s");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_s_traceparent_follows_the_upload_into_the_worker_s_log_lines() {
+    let server = Server::start(Options::default());
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let source = clip(server.data_path(), "short.mp4", 2.0);
+    let video = client.create_video("traced", Some("short.mp4")).await;
+    let id = video["id"].as_str().unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let sent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let res = client
+        .http
+        .put(server.url(&format!("/v1/videos/{id}/source")))
+        .bearer_auth(&client.key)
+        .header("traceparent", &sent)
+        .body(file_body(&source, true).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    // The answer names this hop: the same trace, the server's own span id.
+    let answered = res.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(
+        answered.starts_with(&format!("00-{trace_id}-")),
+        "{answered}"
+    );
+    assert_ne!(answered, sent);
+    assert_eq!(client.wait_settled(id).await["status"], "ready");
+
+    let log = server.log();
+    let traced = |message: &str| {
+        log.lines()
+            .any(|line| line.contains(trace_id) && line.contains(message))
+    };
+    assert!(traced("source stored, job queued"), "{log}");
+    assert!(traced("job started"), "{log}");
+    assert!(traced("job finished"), "{log}");
+
+    // Without (or with a broken) traceparent, a request starts its own trace.
+    for header in [None, Some("00-not-a-trace")] {
+        let mut request = client.http.get(server.url("/healthz"));
+        if let Some(value) = header {
+            request = request.header("traceparent", value);
+        }
+        let res = request.send().await.unwrap();
+        let answered = res.headers()["traceparent"].to_str().unwrap();
+        let parts: Vec<&str> = answered.split('-').collect();
+        assert_eq!(parts.len(), 4, "{answered}");
+        assert_eq!((parts[0], parts[1].len(), parts[2].len()), ("00", 32, 16));
+        assert_ne!(parts[1], trace_id);
+    }
+}

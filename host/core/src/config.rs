@@ -80,6 +80,10 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The other processes of a deployment this one talks to.
     pub cluster: ClusterConfig,
+    /// Seconds a stopping process (SIGTERM/SIGINT) gives what is in flight: requests finish,
+    /// the worker hands its job back. It stops accepting at once; what still runs after this
+    /// long is cut (an upload cut mid-PATCH keeps its durable offset, so its client resumes).
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             cache: CacheConfig::default(),
             cluster: ClusterConfig::default(),
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -473,6 +478,44 @@ pub struct StorageConfig {
     pub backend: StorageBackend,
     /// The S3 bucket, used when `backend = "s3"`.
     pub s3: S3Config,
+    /// Named stores for tenants whose data must stay apart (`[storage.placements.<name>]`): a
+    /// tenant created with `--placement <name>` keeps every object (sources, renditions) there
+    /// instead of in the store above. Every process that touches the tenant's objects needs
+    /// the same placements.
+    pub placements: BTreeMap<String, Placement>,
+}
+
+/// One placement: an object store of its own (a bucket with its own credentials, a prefix of a
+/// shared bucket, or a local folder).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Placement {
+    /// `local` (files under [`Placement::dir`]) or `s3` (the bucket of [`Placement::s3`]).
+    pub backend: StorageBackend,
+    /// Folder of a `local` placement; default `<data_dir>/placements/<name>`.
+    pub dir: Option<PathBuf>,
+    /// The bucket of an `s3` placement. Only the file sets it (no `MEDIAHOST_S3_*` variables:
+    /// those are the main store's); unset endpoint, region and credentials fall back to the
+    /// standard `AWS_*` variables.
+    pub s3: S3Config,
+}
+
+impl Placement {
+    /// Fills the S3 options the file left unset from the standard `AWS_*` variables.
+    fn fill_from_aws_env(&mut self, var: &dyn Fn(&str) -> Option<String>) {
+        let s3 = &mut self.s3;
+        let options: [(&mut Option<String>, &[&str]); 4] = [
+            (&mut s3.endpoint, &["AWS_ENDPOINT_URL"]),
+            (&mut s3.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]),
+            (&mut s3.access_key_id, &["AWS_ACCESS_KEY_ID"]),
+            (&mut s3.secret_access_key, &["AWS_SECRET_ACCESS_KEY"]),
+        ];
+        for (option, fallbacks) in options {
+            if option.is_none() {
+                *option = fallbacks.iter().find_map(|name| var(name));
+            }
+        }
+    }
 }
 
 /// Which object store keeps sources and renditions.
@@ -592,6 +635,9 @@ impl StorageConfig {
                     });
                 }
             };
+        }
+        for placement in self.placements.values_mut() {
+            placement.fill_from_aws_env(&var);
         }
         Ok(())
     }

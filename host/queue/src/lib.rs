@@ -94,15 +94,21 @@ pub struct TranscodeJob {
     /// The plan a worker made for this video; `None` until routed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<JobPlan>,
+    /// The W3C `traceparent` of the request that stored the source: the worker runs the job
+    /// in the same trace, so its log lines carry the upload's request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl TranscodeJob {
-    /// A job for a freshly stored source, to be routed by the worker that leases it.
+    /// A job for a freshly stored source, to be routed by the worker that leases it, in the
+    /// trace of the task creating it.
     pub fn new(tenant_id: impl Into<String>, video_id: impl Into<String>) -> Self {
         Self {
             tenant_id: tenant_id.into(),
             video_id: video_id.into(),
             plan: None,
+            traceparent: mediahost_core::trace::current().map(|t| t.to_string()),
         }
     }
 }

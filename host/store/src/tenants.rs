@@ -59,19 +59,31 @@ impl Store {
     /// Creates a tenant with one API key and returns the tenant and the key in clear text
     /// (the only time it is ever visible).
     pub async fn create_tenant(&self, name: &str) -> Result<(Tenant, String), StoreError> {
+        self.create_placed_tenant(name, None).await
+    }
+
+    /// [`Store::create_tenant`], keeping the tenant's objects in the storage placement named
+    /// `placement` (the caller checks it is configured) instead of the main store.
+    pub async fn create_placed_tenant(
+        &self,
+        name: &str,
+        placement: Option<&str>,
+    ) -> Result<(Tenant, String), StoreError> {
         let tenant = Tenant {
             id: new_id(),
             name: name.to_owned(),
         };
         let now = now_rfc3339();
         let mut tx = self.pool.begin().await?;
-        let inserted =
-            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-                .bind(&tenant.id)
-                .bind(&tenant.name)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at, placement) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&tenant.id)
+        .bind(&tenant.name)
+        .bind(&now)
+        .bind(placement)
+        .execute(&mut *tx)
+        .await;
         match inserted {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(StoreError::TenantExists(name.to_owned()));
@@ -81,6 +93,17 @@ impl Store {
         let key = insert_key(&mut tx, &tenant.id, &now).await?;
         tx.commit().await?;
         Ok((tenant, key))
+    }
+
+    /// The storage placement keeping tenant `id`'s objects (`None`: the main store, also for
+    /// an unknown tenant, which has no objects).
+    pub async fn tenant_placement(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let placement: Option<Option<String>> =
+            sqlx::query_scalar("SELECT placement FROM tenants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(placement.flatten())
     }
 
     /// The tenant called `name`.

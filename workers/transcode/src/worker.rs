@@ -17,7 +17,7 @@
 use mediahost_blob::Blobs;
 use mediahost_core::config::TranscodeConfig;
 use mediahost_core::video::keys;
-use mediahost_core::{MediaInfo, Progress, Rendition, Video, VideoStatus};
+use mediahost_core::{MediaInfo, Progress, Rendition, TraceParent, Video, VideoStatus};
 use mediahost_queue::{
     JobPlan, JobQueue, LeasedJob, PlannedRendition, ROUTING_PRIORITY, RetryOutcome, TranscodeJob,
 };
@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{Target, TranscodeError};
 
@@ -163,7 +164,18 @@ impl Worker {
         }
     }
 
+    /// Runs one job in the trace of the request that stored its source (a new trace for jobs
+    /// queued without one), so every line it logs carries that request's id.
     async fn handle(&self, job: LeasedJob, shutdown: &CancellationToken) {
+        let trace = TraceParent::continue_from(job.job.traceparent.as_deref());
+        let span = tracing::info_span!("job", trace_id = %trace.trace_id());
+        trace
+            .scope(self.run_job(job, shutdown))
+            .instrument(span)
+            .await
+    }
+
+    async fn run_job(&self, job: LeasedJob, shutdown: &CancellationToken) {
         let started = Instant::now();
         let video_id = job.job.video_id.clone();
         tracing::info!(video = %video_id, job = job.id, attempt = job.attempt, "job started");
@@ -461,7 +473,10 @@ impl Worker {
                 }
             })
         };
+        // The encoder thread logs in the job's span too.
+        let span = tracing::Span::current();
         let renditions = tokio::task::spawn_blocking(move || {
+            let _in_job = span.enter();
             let mut last_logged = 0.0;
             let mut progress = |fraction: f64| {
                 report.send_replace(fraction);

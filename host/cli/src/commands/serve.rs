@@ -227,9 +227,19 @@ async fn open_platform(config: &Config) -> anyhow::Result<Platform> {
     let store = Common::open_store(config)
         .await?
         .with_lookup_cache(lookup_cache(config).await?, lookup_ttl(config));
+    let placements = store.clone();
     let mut blobs = Blobs::from_config(&config.data_dir, &config.storage)
         .await
-        .context("open object storage")?;
+        .context("open object storage")?
+        .with_placement_lookup(Arc::new(move |tenant: String| {
+            let store = placements.clone();
+            Box::pin(async move {
+                store
+                    .tenant_placement(&tenant)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }));
     if let Some(dir) = &config.tus.parts_dir {
         blobs = blobs.with_parts_dir(dir.clone());
     }
@@ -327,8 +337,18 @@ async fn run(config: Config, roles: &[Role]) -> anyhow::Result<()> {
         }
     }
     shutdown.cancel();
-    for task in tasks {
-        task.await?;
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    match tokio::time::timeout(grace, futures::future::join_all(tasks)).await {
+        Ok(stopped) => {
+            for task in stopped {
+                task?;
+            }
+        }
+        // Returning drops what still runs: the runtime cancels those tasks.
+        Err(_) => tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "requests or jobs still running after shutdown_grace_seconds; cutting them"
+        ),
     }
     // Stopping the watcher waits for a reload in progress; keep that off the async workers.
     tokio::task::spawn_blocking(move || drop(watcher)).await?;

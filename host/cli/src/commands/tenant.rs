@@ -8,7 +8,7 @@ use super::Common;
 #[derive(Debug, Subcommand)]
 pub enum Tenant {
     /// Create a tenant and print its API key (the key alone is the last line of stdout).
-    Create(Named),
+    Create(Create),
     /// Manage a tenant's API keys (several may be active, so keys rotate without downtime).
     #[command(subcommand)]
     Key(Key),
@@ -138,6 +138,18 @@ pub enum Key {
     Revoke(Revoke),
 }
 
+/// Arguments of `tenant create`.
+#[derive(Debug, Args)]
+pub struct Create {
+    #[command(flatten)]
+    tenant: Named,
+    /// Keep the tenant's objects (sources, renditions) in this storage placement of the config
+    /// (`[storage.placements.<NAME>]`: its own bucket, prefix or folder) instead of the main
+    /// store. Fixed for the tenant's life.
+    #[arg(long, value_name = "NAME")]
+    placement: Option<String>,
+}
+
 /// A command naming one tenant.
 #[derive(Debug, Args)]
 pub struct Named {
@@ -167,6 +179,21 @@ impl Named {
     }
 }
 
+/// The configured placements, for messages.
+fn placement_list(config: &mediahost_core::Config) -> String {
+    let names: Vec<&str> = config
+        .storage
+        .placements
+        .keys()
+        .map(String::as_str)
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn print_new_key(key: &str) {
     println!("API key (shown once; store it safely):");
     println!("{key}");
@@ -176,9 +203,26 @@ impl Tenant {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Self::Create(cmd) => {
-                let (name, store) = cmd.store().await?;
-                let (tenant, key) = store.create_tenant(&name).await?;
-                println!("created tenant {} (id {})", tenant.name, tenant.id);
+                if let Some(placement) = &cmd.placement {
+                    let config = cmd.tenant.common.load()?;
+                    anyhow::ensure!(
+                        config.storage.placements.contains_key(placement),
+                        "--placement {placement}: the config has no [storage.placements.{placement}] \
+                         (configured: {})",
+                        placement_list(&config)
+                    );
+                }
+                let (name, store) = cmd.tenant.store().await?;
+                let (tenant, key) = store
+                    .create_placed_tenant(&name, cmd.placement.as_deref())
+                    .await?;
+                match &cmd.placement {
+                    Some(placement) => println!(
+                        "created tenant {} (id {}), its objects in placement {placement}",
+                        tenant.name, tenant.id
+                    ),
+                    None => println!("created tenant {} (id {})", tenant.name, tenant.id),
+                }
                 print_new_key(&key);
             }
             Self::Key(Key::Add(cmd)) => {

@@ -99,6 +99,8 @@ pub struct Options {
     pub plugins: Vec<(String, PathBuf, PathBuf)>,
     /// Extra TOML appended to the config file.
     pub config: String,
+    /// Top-level options (`key = value` lines outside any table), written first.
+    pub top_level: String,
     /// Extra arguments of `mediahost serve`, e.g. `--role api,edge`.
     pub args: Vec<String>,
 }
@@ -209,13 +211,14 @@ impl Server {
             std::fs::copy(wasm, dir.join(wasm.file_name().unwrap())).unwrap();
         }
         // A test that configures its own storage keeps it.
-        let s3 = test_storage().filter(|_| !options.config.contains("[storage"));
+        let s3 = test_storage().filter(|_| !options.config.contains("[storage]"));
         let storage = s3
             .as_ref()
             .map(|(s3, bucket)| s3.config_toml(bucket))
             .unwrap_or_default();
         let config_path = data_dir.path().join("mediahost.toml");
         let mut config = std::fs::File::create(&config_path).unwrap();
+        writeln!(config, "{}", options.top_level).unwrap();
         let postgres = match database_url {
             Some(_) => None,
             None => scratch_postgres(),
