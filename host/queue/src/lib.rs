@@ -94,15 +94,24 @@ pub struct TranscodeJob {
     /// The plan a worker made for this video; `None` until routed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<JobPlan>,
+    /// When the source was stored (its upload completed), in Unix milliseconds by the api's
+    /// clock: the start of the time to first playable segment the worker measures. `None` in
+    /// jobs queued before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at_ms: Option<u64>,
 }
 
 impl TranscodeJob {
-    /// A job for a freshly stored source, to be routed by the worker that leases it.
+    /// A job for a source stored just now, to be routed by the worker that leases it.
     pub fn new(tenant_id: impl Into<String>, video_id: impl Into<String>) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             tenant_id: tenant_id.into(),
             video_id: video_id.into(),
             plan: None,
+            stored_at_ms: u64::try_from(now.as_millis()).ok(),
         }
     }
 }

@@ -13,7 +13,6 @@
 //! segment routes, so one copy of each segment serves both protocols and caches.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use mediahost_core::video::keys::DASH_MANIFEST;
 
@@ -24,18 +23,15 @@ use crate::package::{INIT_SEGMENT, Segment, Variant};
 /// common rate exactly (25, 30, 30000/1001, 60 …).
 const TIMESCALE: u64 = 90_000;
 
-/// Writes `<out_dir>/manifest.mpd` for `variants` (best first, as in the master playlist).
-pub(crate) fn write_manifest(
-    out_dir: &Path,
+/// The text of `manifest.mpd` for `variants` (best first, as in the master playlist).
+pub(crate) fn manifest_text(
     variants: &[Variant],
     segment_seconds: u32,
-) -> Result<(), TranscodeError> {
-    let text = manifest(variants, segment_seconds).map_err(|message| TranscodeError::Io {
-        path: out_dir.join(DASH_MANIFEST),
+) -> Result<String, TranscodeError> {
+    manifest(variants, segment_seconds).map_err(|message| TranscodeError::Io {
+        path: DASH_MANIFEST.into(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
-    })?;
-    let path = out_dir.join(DASH_MANIFEST);
-    std::fs::write(&path, text).map_err(TranscodeError::io(&path))
+    })
 }
 
 /// The MPD text, or why the segments cannot be described by a template.

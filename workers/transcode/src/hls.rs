@@ -14,22 +14,28 @@ use crate::TranscodeError;
 use crate::dash;
 use crate::encode::{AudioEncoder, VideoEncoder};
 use crate::ladder::{self, Target};
+use crate::orient::Rotation;
 use crate::package::{self, HlsMuxer, Variant};
 use crate::probe::{duration_s, open_input, positive_f64};
+use crate::publish::{Publish, Publisher};
 use crate::thumbs::Thumbnailer;
+use mediahost_core::video::keys::DASH_MANIFEST;
 
 /// Consecutive unreadable packets after which the demuxer is assumed lost in garbage.
 const MAX_BAD_PACKETS: u32 = 1000;
 
 /// Transcodes `src` into HLS under `out_dir` and returns the renditions written, best first.
 ///
-/// Layout: `<out_dir>/master.m3u8`, `<out_dir>/manifest.mpd` (DASH, over the same segments) and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media
-/// playlist), `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
+/// Layout: `<out_dir>/master.m3u8`, `<out_dir>/manifest.mpd` (DASH, over the same segments)
+/// and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media playlist once done),
+/// `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
 /// plus AAC-LC stereo at `cfg.audio_bitrate` when the source has audio, cut into fMP4 segments
 /// of `cfg.segment_seconds`. `ladder` lists the renditions to make (a router plugin's plan);
 /// empty means the built-in plan from the source size and `cfg.max_height`. `progress` is called with the fraction of the source decoded so far
 /// (0..=1, non-decreasing), ending with 1.0; returning `ControlFlow::Break` stops the work with
-/// [`TranscodeError::Cancelled`].
+/// [`TranscodeError::Cancelled`]. `publish` is told of every output file as soon as it is
+/// complete, and of the playlists over them as they grow, so the caller can store them while
+/// the transcode runs (see [`Publish`] for the order of the calls).
 ///
 /// CPU-bound and blocking: async callers run it on a blocking thread. On error `out_dir` may
 /// hold partial output, which the caller discards.
@@ -39,6 +45,7 @@ pub fn transcode_hls(
     cfg: &TranscodeConfig,
     ladder: &[Target],
     progress: &mut dyn FnMut(f64) -> ControlFlow<()>,
+    publish: &mut dyn FnMut(Publish),
 ) -> Result<Vec<Rendition>, TranscodeError> {
     crate::init();
     let mut input = open_input(src)?;
@@ -58,12 +65,14 @@ pub fn transcode_hls(
     }
 
     let targets = if ladder.is_empty() {
-        ladder::plan(
-            video.decoder.width(),
-            video.decoder.height(),
-            ratio(video.decoder.aspect_ratio()),
-            cfg,
-        )
+        // Planned on the upright picture: a portrait phone video gets a portrait ladder.
+        let (width, height) = (video.decoder.width(), video.decoder.height());
+        let (num, den) = ratio(video.decoder.aspect_ratio());
+        if video.rotation.swaps_axes() {
+            ladder::plan(height, width, (den, num), cfg)
+        } else {
+            ladder::plan(width, height, (num, den), cfg)
+        }
     } else {
         ladder.to_vec()
     };
@@ -77,18 +86,29 @@ pub fn transcode_hls(
         .collect::<Result<Vec<_>, _>>()?;
 
     // Thumbnails at the best rendition's size, from the same decoded frames.
-    let mut thumbs = Thumbnailer::new(targets[0].width, targets[0].height, duration);
+    let mut thumbs = Thumbnailer::new(
+        targets[0].width,
+        targets[0].height,
+        video.rotation,
+        duration,
+    );
     let mut progress = Progress {
         report: progress,
         duration,
         last: 0.0,
     };
+    let mut publisher = Publisher::new(publish, outputs.len(), cfg.segment_seconds);
     let mut sink = Sink {
         outputs: &mut outputs,
         audio_encoder: audio_encoder.as_mut(),
         packets: Vec::new(),
         progress: &mut progress,
         thumbs: &mut thumbs,
+        publisher: &mut publisher,
+        shape: Shape {
+            has_audio: audio.is_some(),
+            frame_rate: positive_f64(video.frame_rate).map(|_| ratio(video.frame_rate)),
+        },
     };
 
     let mut bad_packets = 0;
@@ -137,37 +157,28 @@ pub fn transcode_hls(
         ));
     }
     sink.finish()?;
+    let shape = sink.shape;
     drop(sink);
 
     let mut variants = Vec::with_capacity(outputs.len());
-    for output in outputs {
-        let Output { target, mux, .. } = output;
-        let dir = mux.finish()?;
-        let stats = package::playlist_stats(&dir)?;
-        let mut codecs = package::avc1_codec(&dir)?;
-        if audio.is_some() {
-            codecs.push_str(",mp4a.40.2");
-        }
-        variants.push(Variant {
-            rendition: Rendition {
-                playlist: format!("{}/{}", target.name, package::MEDIA_PLAYLIST),
-                name: target.name,
-                width: target.width,
-                height: target.height,
-                bandwidth: stats.peak_bps,
-                codecs,
-            },
-            average_bandwidth: stats.average_bps,
-            frame_rate: positive_f64(video.frame_rate).map(|_| ratio(video.frame_rate)),
-            has_audio: audio.is_some(),
-            segments: stats.segments,
-        });
+    for output in &mut outputs {
+        output.mux.finish()?;
+        variants.push(output.variant(shape)?);
     }
-    package::write_master(out_dir, &variants)?;
-    dash::write_manifest(out_dir, &variants, cfg.segment_seconds)?;
-    thumbs.finish(out_dir)?;
+    let mpd = dash::manifest_text(&variants, cfg.segment_seconds)?;
+    let thumbnails = thumbs.finish(out_dir)?;
+    publisher.finish(out_dir, &variants, &thumbnails, (DASH_MANIFEST, mpd))?;
     progress.done();
     Ok(variants.into_iter().map(|v| v.rendition).collect())
+}
+
+/// What every rendition of this source shares, for the manifests.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Whether the segments carry the AAC track beside the video.
+    has_audio: bool,
+    /// The source's frame rate as a fraction, when it declares one.
+    frame_rate: Option<(i32, i32)>,
 }
 
 /// One rendition being produced: its encoder and its muxer.
@@ -188,7 +199,13 @@ impl Output {
         audio: Option<&AudioEncoder>,
         cfg: &TranscodeConfig,
     ) -> Result<Self, TranscodeError> {
-        let video = VideoEncoder::new(target, source.time_base, source.frame_rate, cfg)?;
+        let video = VideoEncoder::new(
+            target,
+            source.time_base,
+            source.frame_rate,
+            source.rotation,
+            cfg,
+        )?;
         let mux = HlsMuxer::create(
             out_dir,
             target,
@@ -202,10 +219,37 @@ impl Output {
             mux,
         })
     }
+
+    /// The rendition as the manifests describe it, from the segments complete so far: its
+    /// `CODECS` from the init segment's `avcC`, its bandwidths measured from the segment files.
+    fn variant(&self, shape: Shape) -> Result<Variant, TranscodeError> {
+        let dir = self.mux.dir();
+        let segments = self.mux.segments().to_vec();
+        let stats = package::playlist_stats(dir, &segments)?;
+        let mut codecs = package::avc1_codec(dir)?;
+        if shape.has_audio {
+            codecs.push_str(",mp4a.40.2");
+        }
+        let target = &self.target;
+        Ok(Variant {
+            rendition: Rendition {
+                playlist: format!("{}/{}", target.name, package::MEDIA_PLAYLIST),
+                name: target.name.clone(),
+                width: target.width,
+                height: target.height,
+                bandwidth: stats.peak_bps,
+                codecs,
+            },
+            average_bandwidth: stats.average_bps,
+            frame_rate: shape.frame_rate,
+            has_audio: shape.has_audio,
+            segments,
+        })
+    }
 }
 
 /// Where decoded frames go: every rendition's video encoder, the shared audio encoder, and the
-/// muxers behind them.
+/// muxers behind them; segments the muxers complete are announced as they appear.
 struct Sink<'a, 'p> {
     outputs: &'a mut [Output],
     audio_encoder: Option<&'a mut AudioEncoder>,
@@ -214,9 +258,33 @@ struct Sink<'a, 'p> {
     progress: &'a mut Progress<'p>,
     /// Takes the poster and storyboard tiles before the encoders consume the frame.
     thumbs: &'a mut Thumbnailer,
+    /// Announces completed segments and the playlists over them.
+    publisher: &'a mut Publisher<'p>,
+    /// What the renditions share, for the master playlist.
+    shape: Shape,
 }
 
 impl Sink<'_, '_> {
+    /// Announces the segments the muxers closed since the last call and, once every rendition
+    /// has one, the master playlist.
+    fn publish(&mut self) -> Result<(), TranscodeError> {
+        for (index, output) in self.outputs.iter_mut().enumerate() {
+            if output.mux.poll()? {
+                self.publisher
+                    .segments(index, &output.target.name, output.mux.segments());
+            }
+        }
+        if self.publisher.wants_master() {
+            let variants = self
+                .outputs
+                .iter()
+                .map(|o| o.variant(self.shape))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.publisher.playable(&variants);
+        }
+        Ok(())
+    }
+
     fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
         self.progress.at(seconds)?;
         self.thumbs.offer(frame, seconds)?;
@@ -232,7 +300,7 @@ impl Sink<'_, '_> {
             output.mux.write_video(&mut self.packets)?;
             self.packets.clear();
         }
-        Ok(())
+        self.publish()
     }
 
     fn audio(&mut self, frame: &frame::Audio) -> Result<(), TranscodeError> {
@@ -248,7 +316,7 @@ impl Sink<'_, '_> {
             output.mux.write_audio(&self.packets)?;
         }
         self.packets.clear();
-        Ok(())
+        self.publish()
     }
 
     /// Flushes the encoders into the muxers.
@@ -307,6 +375,8 @@ struct VideoSource {
     start_s: Option<f64>,
     /// Subtracted from every pts (in `time_base`) so output starts at 0.
     offset: i64,
+    /// How the container says to turn the pictures for display; the outputs are turned.
+    rotation: Rotation,
     decoder: decoder::Video,
     /// Frames decoded so far; zero at the end means nothing was decodable.
     frames: u64,
@@ -352,6 +422,7 @@ impl VideoSource {
             frame_rate,
             start_s: start_seconds(&stream),
             offset: 0,
+            rotation: Rotation::of(&stream),
             decoder,
             frames: 0,
             last_pts: None,
