@@ -80,7 +80,17 @@ impl Setup {
             "{video}"
         );
         assert_eq!(video["playable"], false);
-        let metrics = self.server.metrics().await;
+        // The job is counted once settled, just after the video is marked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let metrics = loop {
+            let metrics = self.server.metrics().await;
+            if metrics.contains("mediahost_jobs_total{outcome=\"failed\"} 1\n")
+                || std::time::Instant::now() > deadline
+            {
+                break metrics;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
         assert!(
             metrics.contains("mediahost_jobs_total{outcome=\"failed\"} 1\n"),
             "{metrics}"
