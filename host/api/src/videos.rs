@@ -90,9 +90,11 @@ pub struct Playback {
     dash: Option<String>,
     /// The DASH manifest as a signed URL, like `signed_hls` (same signature, same expiry).
     signed_dash: Option<String>,
-    /// Poster image URL (JPEG at the best rendition's size), once ready.
+    /// Poster image URL (JPEG at the best rendition's size), once ready (not for a source
+    /// without video).
     poster: Option<String>,
-    /// Seek-preview storyboard: a WebVTT index whose cues point into one JPEG sprite.
+    /// Seek-preview storyboard: a WebVTT index whose cues point into one JPEG sprite (like
+    /// `poster`, not for a source without video).
     storyboard: Option<String>,
 }
 
@@ -119,7 +121,10 @@ impl VideoView {
     pub(crate) fn new(video: Video, base: &str) -> Self {
         let ready = video.status == VideoStatus::Ready;
         let playable = is_playable(&video);
-        let file = |name: &str| ready.then(|| format!("{base}/v1/videos/{}/hls/{name}", video.id));
+        // Thumbnails need a picture: a sound-only video has none.
+        let pictured = ready && video.renditions.iter().any(|r| r.width > 0);
+        let file =
+            |name: &str| pictured.then(|| format!("{base}/v1/videos/{}/hls/{name}", video.id));
         let playback = Playback {
             hls: playable.then(|| format!("{base}/v1/videos/{}/hls/master.m3u8", video.id)),
             signed_hls: None,

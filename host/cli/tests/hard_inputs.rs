@@ -190,7 +190,7 @@ async fn a_zero_byte_upload_is_refused_with_a_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_audio_only_file_fails_with_a_reason() {
+async fn an_audio_only_file_plays_as_one_audio_rendition() {
     let t = Setup::new();
     let tone = ffmpeg(
         t.path("tone.m4a"),
@@ -204,7 +204,14 @@ async fn an_audio_only_file_fails_with_a_reason() {
         ],
     );
     let video = t.settle(&tone).await;
-    t.assert_failed_once(&video, "no video stream").await;
+    t.assert_plays(&video, 3.0).await;
+    assert_eq!(
+        rendition_sizes(&video),
+        [("audio".to_owned(), 0, 0)],
+        "{video}"
+    );
+    assert_eq!(codecs(&video), "mp4a.40.2");
+    assert!(video["playback"]["poster"].is_null(), "{video}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,28 +53,41 @@ pub fn transcode_hls(
 
     let mut video = VideoSource::open(&input)?;
     let mut audio = AudioSource::open(&input)?;
+    if video.is_none() && audio.is_none() {
+        return Err(TranscodeError::Undecodable(
+            "the file has no audio or video stream".into(),
+        ));
+    }
     // Shift every stream by the earliest start so the output starts at 0 with A/V sync kept.
-    let start_s = [video.start_s, audio.as_ref().and_then(|a| a.start_s)]
-        .into_iter()
-        .flatten()
-        .reduce(f64::min)
-        .unwrap_or(0.0);
-    video.offset = seconds_to(start_s, video.time_base);
+    let start_s = [
+        video.as_ref().and_then(|v| v.start_s),
+        audio.as_ref().and_then(|a| a.start_s),
+    ]
+    .into_iter()
+    .flatten()
+    .reduce(f64::min)
+    .unwrap_or(0.0);
+    if let Some(v) = video.as_mut() {
+        v.offset = seconds_to(start_s, v.time_base);
+    }
     if let Some(a) = audio.as_mut() {
         a.offset = seconds_to(start_s, a.time_base);
     }
 
-    let targets = if ladder.is_empty() {
+    let targets = match &video {
+        // Sound only: one audio-only rendition, whatever the ladder.
+        None => vec![Target::audio_only()],
+        Some(_) if !ladder.is_empty() => ladder.to_vec(),
         // Planned on the upright picture: a portrait phone video gets a portrait ladder.
-        let (width, height) = (video.decoder.width(), video.decoder.height());
-        let (num, den) = ratio(video.decoder.aspect_ratio());
-        if video.rotation.swaps_axes() {
-            ladder::plan(height, width, (den, num), cfg)
-        } else {
-            ladder::plan(width, height, (num, den), cfg)
+        Some(video) => {
+            let (width, height) = (video.decoder.width(), video.decoder.height());
+            let (num, den) = ratio(video.decoder.aspect_ratio());
+            if video.rotation.swaps_axes() {
+                ladder::plan(height, width, (den, num), cfg)
+            } else {
+                ladder::plan(width, height, (num, den), cfg)
+            }
         }
-    } else {
-        ladder.to_vec()
     };
     let mut audio_encoder = audio
         .as_ref()
@@ -82,16 +95,13 @@ pub fn transcode_hls(
         .transpose()?;
     let mut outputs = targets
         .iter()
-        .map(|t| Output::create(out_dir, t, &video, audio_encoder.as_ref(), cfg))
+        .map(|t| Output::create(out_dir, t, video.as_ref(), audio_encoder.as_ref(), cfg))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Thumbnails at the best rendition's size, from the same decoded frames.
-    let mut thumbs = Thumbnailer::new(
-        targets[0].width,
-        targets[0].height,
-        video.rotation,
-        duration,
-    );
+    let mut thumbs = video
+        .as_ref()
+        .map(|v| Thumbnailer::new(targets[0].width, targets[0].height, v.rotation, duration));
     let mut progress = Progress {
         report: progress,
         duration,
@@ -103,11 +113,13 @@ pub fn transcode_hls(
         audio_encoder: audio_encoder.as_mut(),
         packets: Vec::new(),
         progress: &mut progress,
-        thumbs: &mut thumbs,
+        thumbs: thumbs.as_mut(),
         publisher: &mut publisher,
         shape: Shape {
             has_audio: audio.is_some(),
-            frame_rate: positive_f64(video.frame_rate).map(|_| ratio(video.frame_rate)),
+            frame_rate: video
+                .as_ref()
+                .and_then(|v| positive_f64(v.frame_rate).map(|_| ratio(v.frame_rate))),
         },
     };
 
@@ -139,22 +151,32 @@ pub fn transcode_hls(
                 });
             }
         }
-        if packet.stream() == video.index {
-            video.decode(Some(&packet), &mut sink)?;
+        if let Some(v) = video.as_mut().filter(|v| packet.stream() == v.index) {
+            v.decode(Some(&packet), &mut sink)?;
         } else if let Some(a) = audio.as_mut().filter(|a| packet.stream() == a.index) {
             a.decode(Some(&packet), &mut sink)?;
         }
     }
 
     // End of input: drain decoders, then filters and encoders, then muxers, in that order.
-    video.decode(None, &mut sink)?;
+    if let Some(v) = video.as_mut() {
+        v.decode(None, &mut sink)?;
+    }
     if let Some(a) = audio.as_mut() {
         a.decode(None, &mut sink)?;
     }
-    if video.frames == 0 {
-        return Err(TranscodeError::Undecodable(
-            "no video frame could be decoded; the file is corrupt or truncated".into(),
-        ));
+    match (&video, &audio) {
+        (Some(v), _) if v.frames == 0 => {
+            return Err(TranscodeError::Undecodable(
+                "no video frame could be decoded; the file is corrupt or truncated".into(),
+            ));
+        }
+        (None, Some(a)) if a.frames == 0 => {
+            return Err(TranscodeError::Undecodable(
+                "no audio could be decoded; the file is corrupt or truncated".into(),
+            ));
+        }
+        _ => {}
     }
     sink.finish()?;
     let shape = sink.shape;
@@ -166,7 +188,10 @@ pub fn transcode_hls(
         variants.push(output.variant(shape)?);
     }
     let mpd = dash::manifest_text(&variants, cfg.segment_seconds)?;
-    let thumbnails = thumbs.finish(out_dir)?;
+    let thumbnails = match thumbs {
+        Some(thumbs) => thumbs.finish(out_dir)?,
+        None => Vec::new(),
+    };
     publisher.finish(out_dir, &variants, &thumbnails, (DASH_MANIFEST, mpd))?;
     progress.done();
     Ok(variants.into_iter().map(|v| v.rendition).collect())
@@ -185,8 +210,8 @@ struct Shape {
 struct Output {
     /// Name and size.
     target: Target,
-    /// Scaler and H.264 encoder for this size.
-    video: VideoEncoder,
+    /// Scaler and H.264 encoder for this size; `None` for the audio-only rendition.
+    video: Option<VideoEncoder>,
     /// Where this rendition's packets go.
     mux: HlsMuxer,
 }
@@ -195,27 +220,28 @@ impl Output {
     fn create(
         out_dir: &Path,
         target: &Target,
-        source: &VideoSource,
+        source: Option<&VideoSource>,
         audio: Option<&AudioEncoder>,
         cfg: &TranscodeConfig,
     ) -> Result<Self, TranscodeError> {
-        let video = VideoEncoder::new(
-            target,
-            source.time_base,
-            source.frame_rate,
-            source.rotation,
-            cfg,
-        )?;
+        let video = source
+            .map(|s| {
+                VideoEncoder::new(target, s.time_base, s.frame_rate, s.rotation, cfg)
+                    .map(|encoder| (encoder, s.frame_rate))
+            })
+            .transpose()?;
         let mux = HlsMuxer::create(
             out_dir,
             target,
-            (video.encoder(), video.time_base(), source.frame_rate),
+            video
+                .as_ref()
+                .map(|(v, rate)| (v.encoder(), v.time_base(), *rate)),
             audio.map(|a| (a.encoder(), a.time_base())),
             cfg,
         )?;
         Ok(Self {
             target: target.clone(),
-            video,
+            video: video.map(|(v, _)| v),
             mux,
         })
     }
@@ -226,10 +252,11 @@ impl Output {
         let dir = self.mux.dir();
         let segments = self.mux.segments().to_vec();
         let stats = package::playlist_stats(dir, &segments)?;
-        let mut codecs = package::avc1_codec(dir)?;
-        if shape.has_audio {
-            codecs.push_str(",mp4a.40.2");
-        }
+        let codecs = match (&self.video, shape.has_audio) {
+            (Some(_), true) => format!("{},mp4a.40.2", package::avc1_codec(dir)?),
+            (Some(_), false) => package::avc1_codec(dir)?,
+            (None, _) => "mp4a.40.2".to_owned(),
+        };
         let target = &self.target;
         Ok(Variant {
             rendition: Rendition {
@@ -241,7 +268,7 @@ impl Output {
                 codecs,
             },
             average_bandwidth: stats.average_bps,
-            frame_rate: shape.frame_rate,
+            frame_rate: self.video.as_ref().and(shape.frame_rate),
             has_audio: shape.has_audio,
             segments,
         })
@@ -256,8 +283,9 @@ struct Sink<'a, 'p> {
     /// Reused buffer of encoded packets between an encoder and a muxer.
     packets: Vec<Packet>,
     progress: &'a mut Progress<'p>,
-    /// Takes the poster and storyboard tiles before the encoders consume the frame.
-    thumbs: &'a mut Thumbnailer,
+    /// Takes the poster and storyboard tiles before the encoders consume the frame (none
+    /// without video).
+    thumbs: Option<&'a mut Thumbnailer>,
     /// Announces completed segments and the playlists over them.
     publisher: &'a mut Publisher<'p>,
     /// What the renditions share, for the master playlist.
@@ -287,15 +315,20 @@ impl Sink<'_, '_> {
 
     fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
         self.progress.at(seconds)?;
-        self.thumbs.offer(frame, seconds)?;
+        if let Some(thumbs) = self.thumbs.as_mut() {
+            thumbs.offer(frame, seconds)?;
+        }
         let last = self.outputs.len().saturating_sub(1);
         for (i, output) in self.outputs.iter_mut().enumerate() {
+            let Some(encoder) = output.video.as_mut() else {
+                continue;
+            };
             // The scaler's buffer source takes over the frame's data references and leaves the
             // frame empty, so every rendition but the last is given its own copy.
             if i < last {
-                output.video.push(&frame.clone(), &mut self.packets)?;
+                encoder.push(&frame.clone(), &mut self.packets)?;
             } else {
-                output.video.push(frame, &mut self.packets)?;
+                encoder.push(frame, &mut self.packets)?;
             }
             output.mux.write_video(&mut self.packets)?;
             self.packets.clear();
@@ -303,7 +336,11 @@ impl Sink<'_, '_> {
         self.publish()
     }
 
-    fn audio(&mut self, frame: &frame::Audio) -> Result<(), TranscodeError> {
+    fn audio(&mut self, frame: &frame::Audio, seconds: f64) -> Result<(), TranscodeError> {
+        // Video reports progress when there is some; sound alone reports it here.
+        if self.outputs.iter().all(|o| o.video.is_none()) {
+            self.progress.at(seconds)?;
+        }
         let Some(encoder) = self.audio_encoder.as_mut() else {
             return Ok(());
         };
@@ -326,7 +363,10 @@ impl Sink<'_, '_> {
             self.write_audio()?;
         }
         for output in self.outputs.iter_mut() {
-            output.video.finish(&mut self.packets)?;
+            let Some(encoder) = output.video.as_mut() else {
+                continue;
+            };
+            encoder.finish(&mut self.packets)?;
             output.mux.write_video(&mut self.packets)?;
             self.packets.clear();
         }
@@ -385,13 +425,14 @@ struct VideoSource {
 }
 
 impl VideoSource {
-    fn open(input: &format::context::Input) -> Result<Self, TranscodeError> {
+    /// The video stream, if any (cover art is not one).
+    fn open(input: &format::context::Input) -> Result<Option<Self>, TranscodeError> {
         // Cover art in audio files is a one-picture "video" stream; it is not the video.
         let is_picture = |s: &format::stream::Stream| {
             s.disposition()
                 .contains(format::stream::Disposition::ATTACHED_PIC)
         };
-        let stream = input
+        let Some(stream) = input
             .streams()
             .best(media::Type::Video)
             .filter(|s| !is_picture(s))
@@ -400,7 +441,9 @@ impl VideoSource {
                     .streams()
                     .find(|s| s.parameters().medium() == media::Type::Video && !is_picture(s))
             })
-            .ok_or_else(|| TranscodeError::Undecodable("the file has no video stream".into()))?;
+        else {
+            return Ok(None);
+        };
         let codec_name = stream.parameters().id().name();
         let decoder = open_decoder(&stream).and_then(|d| d.video()).map_err(|e| {
             TranscodeError::Undecodable(format!(
@@ -416,7 +459,7 @@ impl VideoSource {
             .into_iter()
             .find(|r| positive_f64(*r).is_some())
             .unwrap_or(Rational::new(25, 1));
-        Ok(Self {
+        Ok(Some(Self {
             index: stream.index(),
             time_base: stream.time_base(),
             frame_rate,
@@ -426,7 +469,7 @@ impl VideoSource {
             decoder,
             frames: 0,
             last_pts: None,
-        })
+        }))
     }
 
     /// Sends `packet` (or end of stream, for `None`) to the decoder and passes every frame that
@@ -478,6 +521,8 @@ struct AudioSource {
     decoder: decoder::Audio,
     /// Where the next frame should start, for frames that come without a timestamp.
     next_pts: Option<i64>,
+    /// Frames decoded so far; zero at the end of a sound-only file means nothing decoded.
+    frames: u64,
 }
 
 impl AudioSource {
@@ -500,6 +545,7 @@ impl AudioSource {
             offset: 0,
             decoder,
             next_pts: None,
+            frames: 0,
         }))
     }
 
@@ -529,7 +575,8 @@ impl AudioSource {
             self.next_pts =
                 Some(pts + samples.rescale((1, frame.rate().max(1) as i32), self.time_base));
             frame.set_pts(Some(pts));
-            sink.audio(&frame)?;
+            self.frames += 1;
+            sink.audio(&frame, pts as f64 * f64::from(self.time_base))?;
         }
     }
 }

@@ -47,20 +47,20 @@ pub(crate) struct HlsMuxer {
     segments: Vec<Segment>,
     /// The muxer.
     output: format::context::Output,
-    /// The H.264 stream.
-    video: StreamMap,
+    /// The H.264 stream (none in the audio-only rendition).
+    video: Option<StreamMap>,
     /// The AAC stream, when the source has audio.
     audio: Option<StreamMap>,
 }
 
 impl HlsMuxer {
-    /// Creates the rendition folder and starts the muxer with a video stream from `video` and,
-    /// when given, an audio stream from `audio`; segments are cut on keyframes every
-    /// `segment_seconds`.
+    /// Creates the rendition folder and starts the muxer with a video stream from `video` and
+    /// an audio stream from `audio`, each when given; segments are cut on keyframes every
+    /// `segment_seconds` (on any packet without video).
     pub fn create(
         out_dir: &Path,
         target: &Target,
-        video: (&encoder::Video, Rational, Rational),
+        video: Option<(&encoder::Video, Rational, Rational)>,
         audio: Option<(&encoder::Audio, Rational)>,
         cfg: &TranscodeConfig,
     ) -> Result<Self, TranscodeError> {
@@ -71,14 +71,18 @@ impl HlsMuxer {
         let mut output =
             format::output_as(&playlist, "hls").map_err(|e| output_error(&playlist, e))?;
 
-        let (video_encoder, video_time_base, frame_rate) = video;
-        let mut stream = output
-            .add_stream(video_encoder.codec())
-            .map_err(TranscodeError::ffmpeg(during))?;
-        stream.set_parameters(video_encoder);
-        stream.set_time_base(video_time_base);
-        stream.set_avg_frame_rate(frame_rate);
-        let video_index = stream.index();
+        let video_index = match video {
+            Some((video_encoder, video_time_base, frame_rate)) => {
+                let mut stream = output
+                    .add_stream(video_encoder.codec())
+                    .map_err(TranscodeError::ffmpeg(during))?;
+                stream.set_parameters(video_encoder);
+                stream.set_time_base(video_time_base);
+                stream.set_avg_frame_rate(frame_rate);
+                Some(stream.index())
+            }
+            None => None,
+        };
 
         let audio_index = match audio {
             Some((audio_encoder, _)) => {
@@ -116,10 +120,13 @@ impl HlsMuxer {
         }
 
         let time_base_of = |i: usize| output.stream(i).map(|s| s.time_base());
-        let video = StreamMap {
-            index: video_index,
-            encoder_time_base: video_time_base,
-            stream_time_base: time_base_of(video_index).unwrap_or(video_time_base),
+        let video = match (video, video_index) {
+            (Some((_, tb, _)), Some(i)) => Some(StreamMap {
+                index: i,
+                encoder_time_base: tb,
+                stream_time_base: time_base_of(i).unwrap_or(tb),
+            }),
+            _ => None,
         };
         let audio = match (audio, audio_index) {
             (Some((_, tb)), Some(i)) => Some(StreamMap {
@@ -174,8 +181,11 @@ impl HlsMuxer {
 
     /// Writes H.264 packets (in the video encoder's time base).
     pub fn write_video(&mut self, packets: &mut [Packet]) -> Result<(), TranscodeError> {
+        let Some(map) = self.video else {
+            return Ok(());
+        };
         for packet in packets {
-            write(&mut self.output, &self.dir, self.video, packet)?;
+            write(&mut self.output, &self.dir, map, packet)?;
         }
         Ok(())
     }
@@ -391,9 +401,14 @@ pub(crate) fn master_playlist(variants: &[Variant]) -> String {
         let r = &v.rendition;
         let _ = write!(
             text,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\"",
-            r.bandwidth, v.average_bandwidth, r.width, r.height, r.codecs
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={}",
+            r.bandwidth, v.average_bandwidth
         );
+        // The audio-only rendition has no picture to describe.
+        if r.width > 0 && r.height > 0 {
+            let _ = write!(text, ",RESOLUTION={}x{}", r.width, r.height);
+        }
+        let _ = write!(text, ",CODECS=\"{}\"", r.codecs);
         if let Some((num, den)) = v.frame_rate {
             let _ = write!(text, ",FRAME-RATE={:.3}", f64::from(num) / f64::from(den));
         }

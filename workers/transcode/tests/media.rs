@@ -267,30 +267,41 @@ fn video_only_source_gives_video_only_rendition() {
 }
 
 #[test]
-fn audio_only_source_is_rejected_for_now() {
+fn audio_only_source_gives_one_audio_rendition() {
     let dir = tempfile::tempdir().unwrap();
     let src = clip(
         dir.path(),
         "tone.m4a",
         Clip {
-            seconds: 2.0,
+            seconds: 5.0,
             video: false,
             ..Clip::default()
         },
     );
     assert!(probe(&src).unwrap().video().is_none());
-    let out = dir.path().join("hls");
-    let err = transcode_hls(
-        &src,
-        &out,
-        &TranscodeConfig::default(),
-        &[],
-        &mut |_| ControlFlow::Continue(()),
-        &mut |_| {},
-    )
-    .unwrap_err();
-    assert!(err.is_permanent());
-    assert_eq!(err.to_string(), "the file has no video stream");
+    let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    let r = &renditions[0];
+    assert_eq!(renditions.len(), 1);
+    assert_eq!(
+        (r.name.as_str(), r.width, r.height, r.codecs.as_str()),
+        ("audio", 0, 0, "mp4a.40.2")
+    );
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    assert!(
+        master.contains(",CODECS=\"mp4a.40.2\"\naudio/index.m3u8\n"),
+        "{master}"
+    );
+    assert!(!master.contains("RESOLUTION"), "{master}");
+    let mpd = std::fs::read_to_string(out.join("manifest.mpd")).unwrap();
+    assert!(
+        mpd.contains(r#"contentType="audio" mimeType="audio/mp4""#),
+        "{mpd}"
+    );
+    assert!(!out.join(mediahost_transcode::POSTER).exists());
+    let master = out.join("master.m3u8");
+    assert_eq!(ffprobe_streams(&master), ["audio:aac"]);
+    let played = ffprobe_duration(master.to_str().unwrap(), None);
+    assert!((played - 5.0).abs() <= 0.5, "ffprobe reads {played} s");
 }
 
 #[test]
