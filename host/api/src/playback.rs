@@ -49,7 +49,9 @@ fn safe_relative(path: &str) -> bool {
 /// How long clients may reuse a playback file. Segments, init segments and thumbnails never
 /// change once written (a re-transcode writes the same names with the same content role), so
 /// they are immutable; manifests (HLS playlists, the DASH MPD) of a ready video may be reused
-/// briefly; anything else is revalidated.
+/// briefly; anything else is revalidated: in particular the `EVENT` playlists of a video still
+/// processing, which grow with every segment stored (`no-cache` also keeps edges from storing
+/// them, see `mediahost_edge`).
 /// `private` while playback is authenticated by tenant key: a shared cache must not hand one
 /// tenant's media to a client without the key. `public` for signed URLs: the signature in the
 /// URL is the credential, so a shared cache keying by the full URL hands the file only to
@@ -304,17 +306,21 @@ async fn serve_file(
         .expect("valid response"))
 }
 
-/// The playlist at `key` of `video`, through the lookup cache: every viewer of a video reads
-/// its playlists again and again, and on S3 each read is a round trip. Entries are keyed by
-/// the video's `updated_at`, so a video that changes (a new rendition, a re-transcode) is read
-/// afresh at once; a deleted video never gets this far.
+/// The playlist at `key` of `video`, through the lookup cache once the video is ready: every
+/// viewer of a video reads its playlists again and again, and on S3 each read is a round trip.
+/// Entries are keyed by the video's `updated_at`, so a video that changes (a re-transcode) is
+/// read afresh at once; a deleted video never gets this far. The `EVENT` playlists of a video
+/// still processing change without the video changing, so they are always read from storage.
 async fn playlist_bytes(
     state: &SharedState,
     video: &Video,
     key: &str,
 ) -> Result<std::sync::Arc<[u8]>, BlobError> {
     let cache_key = format!("playlist:{}:{key}", video.updated_at);
-    let cache = state.store.lookup_cache();
+    let cache = state
+        .store
+        .lookup_cache()
+        .filter(|_| video.status == VideoStatus::Ready);
     if let Some((cache, _)) = cache
         && let Some(bytes) = cache.get(&cache_key).await
     {
@@ -394,5 +400,17 @@ mod tests {
             cache_control("manifest.mpd", VideoStatus::Ready, true),
             "public, max-age=60"
         );
+        // A growing EVENT playlist is revalidated on every use, by players and edges alike;
+        // its segments are final.
+        for signed in [false, true] {
+            assert_eq!(
+                cache_control("360p/index.m3u8", VideoStatus::Processing, signed),
+                "no-cache"
+            );
+            assert!(
+                cache_control("360p/seg_00000.m4s", VideoStatus::Processing, signed)
+                    .contains("immutable")
+            );
+        }
     }
 }

@@ -48,13 +48,19 @@ pub struct VideoView {
     duration_s: Option<f64>,
     /// What probing the source found.
     source: Option<MediaInfo>,
-    /// The renditions made, once ready.
+    /// The renditions made: once ready, and while `processing` as soon as every rendition has
+    /// its first segment stored (see `playable`).
     renditions: Vec<Rendition>,
     /// What metadata-extractor plugins returned.
     metadata: BTreeMap<String, String>,
     /// Transcoding progress while a worker runs.
     progress: Option<Progress>,
-    /// Playback URLs, once ready.
+    /// Whether a player can start now: true once `ready`, and already while `processing` once
+    /// the master playlist and a first segment of every rendition are stored. Until `ready`
+    /// the media playlists are `EVENT` playlists (no `EXT-X-ENDLIST`, served with
+    /// `Cache-Control: no-cache`) that grow as segments are stored; players reload them.
+    playable: bool,
+    /// Playback URLs: the HLS ones once `playable`, the others once `ready`.
     playback: Playback,
     /// RFC 3339.
     created_at: String,
@@ -69,23 +75,26 @@ pub struct VideoList {
     videos: Vec<VideoView>,
 }
 
-/// Where to play a ready video.
+/// Where to play a video.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Playback {
-    /// HLS master playlist URL, once ready; needs the tenant's API key.
+    /// HLS master playlist URL, once `playable` (while still processing too); needs the
+    /// tenant's API key.
     hls: Option<String>,
     /// The master playlist as a signed URL that plays without an API key until it expires
     /// (`[playback] signed_url_seconds` after this response); every playlist fetched through it
-    /// names its files with the same signature. Only in `GET /v1/videos/{id}`, once ready.
+    /// names its files with the same signature. Only in `GET /v1/videos/{id}`, once `playable`.
     signed_hls: Option<String>,
     /// DASH manifest URL (static MPD over the same segments as the HLS playlists), once
     /// ready; needs the tenant's API key.
     dash: Option<String>,
     /// The DASH manifest as a signed URL, like `signed_hls` (same signature, same expiry).
     signed_dash: Option<String>,
-    /// Poster image URL (JPEG at the best rendition's size), once ready.
+    /// Poster image URL (JPEG at the best rendition's size), once ready (not for a source
+    /// without video).
     poster: Option<String>,
-    /// Seek-preview storyboard: a WebVTT index whose cues point into one JPEG sprite.
+    /// Seek-preview storyboard: a WebVTT index whose cues point into one JPEG sprite (like
+    /// `poster`, not for a source without video).
     storyboard: Option<String>,
 }
 
@@ -111,9 +120,13 @@ pub(crate) fn base_url(state: &SharedState, headers: &HeaderMap, uri: &Uri) -> S
 impl VideoView {
     pub(crate) fn new(video: Video, base: &str) -> Self {
         let ready = video.status == VideoStatus::Ready;
-        let file = |name: &str| ready.then(|| format!("{base}/v1/videos/{}/hls/{name}", video.id));
+        let playable = is_playable(&video);
+        // Thumbnails need a picture: a sound-only video has none.
+        let pictured = ready && video.renditions.iter().any(|r| r.width > 0);
+        let file =
+            |name: &str| pictured.then(|| format!("{base}/v1/videos/{}/hls/{name}", video.id));
         let playback = Playback {
-            hls: file("master.m3u8"),
+            hls: playable.then(|| format!("{base}/v1/videos/{}/hls/master.m3u8", video.id)),
             signed_hls: None,
             dash: ready
                 .then(|| format!("{base}/v1/videos/{}/dash/{}", video.id, keys::DASH_MANIFEST)),
@@ -134,10 +147,22 @@ impl VideoView {
             renditions: video.renditions,
             metadata: video.metadata,
             progress: video.progress,
+            playable,
             playback,
             created_at: video.created_at,
             updated_at: video.updated_at,
         }
+    }
+}
+
+/// Ready, or processing with renditions listed: the worker lists them once their master
+/// playlist and first segments are stored, and a video that goes back to the queue or fails
+/// loses them.
+pub(crate) fn is_playable(video: &Video) -> bool {
+    match video.status {
+        VideoStatus::Ready => true,
+        VideoStatus::Processing => !video.renditions.is_empty(),
+        _ => false,
     }
 }
 
@@ -222,9 +247,9 @@ pub async fn show(
         .video(&tenant.id, &id)
         .await?
         .ok_or_else(|| ApiError::video_not_found(&id))?;
-    let ready = video.status == VideoStatus::Ready;
+    let playable = is_playable(&video);
     let mut view = VideoView::new(video, &base_url(&state, &headers, &uri));
-    if ready {
+    if playable {
         let secret = state.store.playback_secret(&tenant.id).await?;
         let exp = crate::signing::unix_now() + state.signed_url_seconds;
         let query = crate::signing::query(&secret, &view.id, exp);

@@ -422,31 +422,6 @@ impl Blobs {
         Ok(())
     }
 
-    /// Uploads every file under `dir` to `prefix/<relative path>`, in the order `order` sorts
-    /// them (callers put playlists last so no playlist names a segment not yet stored).
-    pub async fn put_dir(
-        &self,
-        dir: &Path,
-        prefix: &str,
-        order: impl Fn(&Path) -> u8,
-    ) -> Result<u64, BlobError> {
-        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| e.into_path())
-            .collect();
-        files.sort_by_key(|p| (order(p), p.clone()));
-        let mut bytes = 0;
-        for file in &files {
-            let rel = file.strip_prefix(dir).expect("walked under dir");
-            let rel = rel.to_string_lossy().replace('\\', "/");
-            self.put_file(&format!("{prefix}/{rel}"), file).await?;
-            bytes += tokio::fs::metadata(file).await?.len();
-        }
-        Ok(bytes)
-    }
-
     /// Streams the object at `key` into a new local file at `dest`.
     pub async fn download(&self, key: &str, dest: &Path) -> Result<u64, BlobError> {
         let object = self.get(key).await?;

@@ -15,7 +15,7 @@ mediahost_blob::backend_tests!(
     missing_object_and_prefix_delete,
     whole_objects_in_memory_and_single_deletes,
     large_file_goes_up_in_several_parts,
-    put_dir_and_tus_parts_reach_the_store,
+    finished_files_and_tus_parts_reach_the_store,
     storage_answers_readiness_probes,
 );
 
@@ -204,20 +204,18 @@ async fn large_file_goes_up_in_several_parts(t: TestBlobs) {
     assert_eq!(bytes.concat(), &data[start as usize..start as usize + 20]);
 }
 
-async fn put_dir_and_tus_parts_reach_the_store(t: TestBlobs) {
+async fn finished_files_and_tus_parts_reach_the_store(t: TestBlobs) {
     let blobs = &t.blobs;
-    let out = t.dir.path().join("hls");
-    std::fs::create_dir_all(out.join("v0")).unwrap();
-    std::fs::write(out.join("master.m3u8"), "#EXTM3U\n").unwrap();
-    std::fs::write(out.join("v0/seg-1.m4s"), vec![7u8; 1000]).unwrap();
-    let bytes = blobs
-        .put_dir(&out, "t/v/hls", |p| {
-            u8::from(p.extension().is_some_and(|e| e == "m3u8"))
-        })
+    // A transcode's segment: linked into local storage, copied to S3; either way the
+    // worker's copy can go afterwards.
+    let work = blobs.temp_workdir().unwrap();
+    let segment = work.path().join("seg-1.m4s");
+    std::fs::write(&segment, vec![7u8; 1000]).unwrap();
+    blobs
+        .put_finished_file("t/v/hls/v0/seg-1.m4s", &segment)
         .await
         .unwrap();
-    assert_eq!(bytes, 8 + 1000);
-    assert_eq!(read_all(blobs, "t/v/hls/master.m3u8").await, b"#EXTM3U\n");
+    drop(work);
     assert_eq!(
         read_all(blobs, "t/v/hls/v0/seg-1.m4s").await,
         vec![7u8; 1000]

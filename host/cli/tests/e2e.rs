@@ -367,18 +367,7 @@ async fn metadata_extractor_and_router_plugins_shape_the_output() {
     assert_eq!(metadata["hdr"], "false", "{video}");
 
     // The router's pro ladder for a 720p source: never upscaled, so 720p, 480p, 360p.
-    let rungs: Vec<(String, u64, u64)> = video["renditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap().to_owned(),
-                r["width"].as_u64().unwrap(),
-                r["height"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let rungs = common::rendition_sizes(&video);
     assert_eq!(
         rungs,
         [

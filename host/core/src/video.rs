@@ -75,9 +75,9 @@ impl FromStr for VideoStatus {
 pub struct Rendition {
     /// Short name, also the folder of its playlist and segments (e.g. `720p`).
     pub name: String,
-    /// Frame width in pixels.
+    /// Frame width in pixels (0 for `audio`, the rendition of a source without video).
     pub width: u32,
-    /// Frame height in pixels.
+    /// Frame height in pixels (0 without video).
     pub height: u32,
     /// Peak bandwidth in bits per second, as advertised in the master playlist.
     pub bandwidth: u64,

@@ -98,17 +98,26 @@ pub struct TranscodeJob {
     /// in the same trace, so its log lines carry the upload's request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// When the source was stored (its upload completed), in Unix milliseconds by the api's
+    /// clock: the start of the time to first playable segment the worker measures. `None` in
+    /// jobs queued before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at_ms: Option<u64>,
 }
 
 impl TranscodeJob {
-    /// A job for a freshly stored source, to be routed by the worker that leases it, in the
+    /// A job for a source stored just now, to be routed by the worker that leases it, in the
     /// trace of the task creating it.
     pub fn new(tenant_id: impl Into<String>, video_id: impl Into<String>) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             tenant_id: tenant_id.into(),
             video_id: video_id.into(),
             plan: None,
             traceparent: mediahost_core::trace::current().map(|t| t.to_string()),
+            stored_at_ms: u64::try_from(now.as_millis()).ok(),
         }
     }
 }

@@ -241,10 +241,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Sets the status and clears any previous error (used for `processing`, and to put a
-    /// video back to `awaiting_upload` when its job could not be queued).
+    /// Sets the status and clears any previous error and renditions (used for `processing`,
+    /// `queued` when a job goes back to the queue, and `awaiting_upload` when a job could not
+    /// be queued): the renditions of a video that is not ready are listed again by the worker
+    /// as they become playable ([`Store::set_renditions`]).
     pub async fn set_status(&self, id: &str, status: VideoStatus) -> Result<(), StoreError> {
-        sqlx::query("UPDATE videos SET status = $1, error = NULL, updated_at = $2 WHERE id = $3")
+        sqlx::query(
+            "UPDATE videos SET status = $1, error = NULL, renditions = '[]', updated_at = $2 WHERE id = $3",
+        )
             .bind(status.as_str())
             .bind(now_rfc3339())
             .bind(id)
@@ -257,6 +261,17 @@ impl Store {
     /// Records how far the transcode has come.
     pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError> {
         self.set_json(id, "progress", serde_json::to_string(progress))
+            .await
+    }
+
+    /// Records the renditions a video still `processing` can already be played in: their
+    /// master playlist is stored and every one has a first segment (progressive playback).
+    pub async fn set_renditions(
+        &self,
+        id: &str,
+        renditions: &[Rendition],
+    ) -> Result<(), StoreError> {
+        self.set_json(id, "renditions", serde_json::to_string(renditions))
             .await
     }
 
@@ -322,10 +337,10 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the video failed with a reason a person can act on.
+    /// Marks the video failed with a reason a person can act on; it has no renditions.
     pub async fn set_failed(&self, id: &str, reason: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE videos SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3",
+            "UPDATE videos SET status = 'failed', error = $1, renditions = '[]', updated_at = $2 WHERE id = $3",
         )
         .bind(reason)
         .bind(now_rfc3339())
@@ -401,6 +416,29 @@ mod tests {
                 (got.status, got.error, got.renditions),
                 (VideoStatus::Ready, None, vec![r])
             );
+        }
+
+        async fn renditions_are_listed_while_processing_and_dropped_when_it_stops(store) {
+            let (t, _) = store.create_tenant("a").await.unwrap();
+            let v = store.create_video(&t.id, &NewVideo::default()).await.unwrap();
+            let r = Rendition {
+                name: "360p".into(),
+                width: 640,
+                height: 360,
+                bandwidth: 1_000_000,
+                codecs: "avc1.64001e".into(),
+                playlist: "360p/index.m3u8".into(),
+            };
+            store.set_status(&v.id, VideoStatus::Processing).await.unwrap();
+            store.set_renditions(&v.id, std::slice::from_ref(&r)).await.unwrap();
+            let got = store.video_by_id(&v.id).await.unwrap().unwrap();
+            assert_eq!((got.status, got.renditions), (VideoStatus::Processing, vec![r.clone()]));
+            // Back to the queue (a retry): the next attempt lists them again.
+            store.set_status(&v.id, VideoStatus::Queued).await.unwrap();
+            assert!(store.video_by_id(&v.id).await.unwrap().unwrap().renditions.is_empty());
+            store.set_renditions(&v.id, std::slice::from_ref(&r)).await.unwrap();
+            store.set_failed(&v.id, "gave up").await.unwrap();
+            assert!(store.video_by_id(&v.id).await.unwrap().unwrap().renditions.is_empty());
         }
 
         async fn cached_lookups_follow_every_change_and_the_delete(store) {

@@ -13,7 +13,6 @@
 //! segment routes, so one copy of each segment serves both protocols and caches.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use mediahost_core::video::keys::DASH_MANIFEST;
 
@@ -24,18 +23,15 @@ use crate::package::{INIT_SEGMENT, Segment, Variant};
 /// common rate exactly (25, 30, 30000/1001, 60 …).
 const TIMESCALE: u64 = 90_000;
 
-/// Writes `<out_dir>/manifest.mpd` for `variants` (best first, as in the master playlist).
-pub(crate) fn write_manifest(
-    out_dir: &Path,
+/// The text of `manifest.mpd` for `variants` (best first, as in the master playlist).
+pub(crate) fn manifest_text(
     variants: &[Variant],
     segment_seconds: u32,
-) -> Result<(), TranscodeError> {
-    let text = manifest(variants, segment_seconds).map_err(|message| TranscodeError::Io {
-        path: out_dir.join(DASH_MANIFEST),
+) -> Result<String, TranscodeError> {
+    manifest(variants, segment_seconds).map_err(|message| TranscodeError::Io {
+        path: DASH_MANIFEST.into(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
-    })?;
-    let path = out_dir.join(DASH_MANIFEST);
-    std::fs::write(&path, text).map_err(TranscodeError::io(&path))
+    })
 }
 
 /// The MPD text, or why the segments cannot be described by a template.
@@ -49,6 +45,13 @@ fn manifest(variants: &[Variant], segment_seconds: u32) -> Result<String, String
         .flat_map(|v| v.segments.iter().map(|s| s.duration_s))
         .fold(0.0, f64::max);
     let has_audio = variants.iter().any(|v| v.has_audio);
+    // A source without video has one audio-only rendition (no picture size): an audio set.
+    let sound_only = variants.iter().all(|v| v.rendition.width == 0);
+    let (content, mime) = if sound_only {
+        ("audio", "audio/mp4")
+    } else {
+        ("video", "video/mp4")
+    };
     let mut mpd = String::new();
     let _ = write!(
         mpd,
@@ -56,14 +59,14 @@ fn manifest(variants: &[Variant], segment_seconds: u32) -> Result<String, String
 <MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011" type="static" mediaPresentationDuration="{}" maxSegmentDuration="{}" minBufferTime="PT{}S">
   <BaseURL>../hls/</BaseURL>
   <Period id="0" start="PT0S">
-    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1">
-      <ContentComponent id="1" contentType="video"/>
+    <AdaptationSet id="0" contentType="{content}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">
+      <ContentComponent id="1" contentType="{content}"/>
 "#,
         iso_duration(duration_s),
         iso_duration(max_segment_s),
         segment_seconds.max(1),
     );
-    if has_audio {
+    if has_audio && !sound_only {
         mpd.push_str("      <ContentComponent id=\"2\" contentType=\"audio\"/>\n");
     }
     for v in variants {
@@ -71,13 +74,18 @@ fn manifest(variants: &[Variant], segment_seconds: u32) -> Result<String, String
         let name = &r.name;
         let _ = write!(
             mpd,
-            r#"      <Representation id="{}" bandwidth="{}" width="{}" height="{}" sar="1:1" codecs="{}""#,
+            r#"      <Representation id="{}" bandwidth="{}""#,
             attr(name),
             r.bandwidth,
-            r.width,
-            r.height,
-            attr(&r.codecs),
         );
+        if !sound_only {
+            let _ = write!(
+                mpd,
+                r#" width="{}" height="{}" sar="1:1""#,
+                r.width, r.height
+            );
+        }
+        let _ = write!(mpd, r#" codecs="{}""#, attr(&r.codecs));
         if let Some((num, den)) = v.frame_rate {
             let _ = match den {
                 1 => write!(mpd, r#" frameRate="{num}""#),

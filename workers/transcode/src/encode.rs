@@ -13,6 +13,7 @@ use mediahost_core::config::TranscodeConfig;
 
 use crate::TranscodeError;
 use crate::ladder::Target;
+use crate::orient::Rotation;
 
 /// AAC-LC sample rates we pass through; anything else is resampled to 48 kHz.
 const AAC_RATES: [u32; 5] = [32_000, 44_100, 48_000, 88_200, 96_000];
@@ -21,13 +22,15 @@ const AAC_RATES: [u32; 5] = [32_000, 44_100, 48_000, 88_200, 96_000];
 pub(crate) struct VideoEncoder {
     /// Output size; the filter graph scales to it.
     target: Target,
+    /// How the decoded pictures are turned upright before scaling.
+    rotation: Rotation,
     /// Time base of the frames we are given, of the filter graph and of the encoder: keeping one
     /// time base end to end means no rounding between stages.
     time_base: Rational,
     /// Duration of one frame in `time_base`, stamped on packets the encoder leaves at 0 so the
     /// muxer knows how long the last sample lasts.
     frame_duration: i64,
-    /// `buffer → scale → setsar → format → buffersink`, built from the first frame so it
+    /// `buffer → (transpose | hflip,vflip) → scale → setsar → format → buffersink`, built from the first frame so it
     /// matches what the decoder really produces (pixel format, size) rather than what the
     /// container header claimed.
     graph: Option<filter::Graph>,
@@ -39,11 +42,13 @@ impl VideoEncoder {
     /// Opens libx264 for `target`. `time_base` is the time base of the frames that will be
     /// pushed; `frame_rate` is the source's average frame rate, which sets the keyframe
     /// interval (`segment_seconds` worth of frames, with scene-cut keyframes off so every
-    /// segment boundary falls on the same frame in every rendition).
+    /// segment boundary falls on the same frame in every rendition). Pictures are turned by
+    /// `rotation` first, so `target` is the upright size.
     pub fn new(
         target: &Target,
         time_base: Rational,
         frame_rate: Rational,
+        rotation: Rotation,
         cfg: &TranscodeConfig,
     ) -> Result<Self, TranscodeError> {
         let codec = encoder::find_by_name("libx264").ok_or(TranscodeError::Ffmpeg {
@@ -83,6 +88,7 @@ impl VideoEncoder {
         let frame_duration = 1i64.rescale(frame_rate.invert(), time_base).max(1);
         Ok(Self {
             target: target.clone(),
+            rotation,
             time_base,
             frame_duration,
             graph: None,
@@ -155,8 +161,13 @@ impl VideoEncoder {
             self.time_base.numerator(),
             self.time_base.denominator(),
         );
+        let turn = self
+            .rotation
+            .filter()
+            .map(|f| format!("{f},"))
+            .unwrap_or_default();
         let spec = format!(
-            "scale={}:{},setsar=1,format=yuv420p",
+            "{turn}scale={}:{},setsar=1,format=yuv420p",
             self.target.width, self.target.height
         );
         let mut graph = filter::Graph::new();

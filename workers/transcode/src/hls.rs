@@ -14,22 +14,28 @@ use crate::TranscodeError;
 use crate::dash;
 use crate::encode::{AudioEncoder, VideoEncoder};
 use crate::ladder::{self, Target};
+use crate::orient::Rotation;
 use crate::package::{self, HlsMuxer, Variant};
 use crate::probe::{duration_s, open_input, positive_f64};
+use crate::publish::{Publish, Publisher};
 use crate::thumbs::Thumbnailer;
+use mediahost_core::video::keys::DASH_MANIFEST;
 
 /// Consecutive unreadable packets after which the demuxer is assumed lost in garbage.
 const MAX_BAD_PACKETS: u32 = 1000;
 
 /// Transcodes `src` into HLS under `out_dir` and returns the renditions written, best first.
 ///
-/// Layout: `<out_dir>/master.m3u8`, `<out_dir>/manifest.mpd` (DASH, over the same segments) and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media
-/// playlist), `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
+/// Layout: `<out_dir>/master.m3u8`, `<out_dir>/manifest.mpd` (DASH, over the same segments)
+/// and, per rendition, `<out_dir>/<name>/index.m3u8` (VOD media playlist once done),
+/// `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
 /// plus AAC-LC stereo at `cfg.audio_bitrate` when the source has audio, cut into fMP4 segments
 /// of `cfg.segment_seconds`. `ladder` lists the renditions to make (a router plugin's plan);
 /// empty means the built-in plan from the source size and `cfg.max_height`. `progress` is called with the fraction of the source decoded so far
 /// (0..=1, non-decreasing), ending with 1.0; returning `ControlFlow::Break` stops the work with
-/// [`TranscodeError::Cancelled`].
+/// [`TranscodeError::Cancelled`]. `publish` is told of every output file as soon as it is
+/// complete, and of the playlists over them as they grow, so the caller can store them while
+/// the transcode runs (see [`Publish`] for the order of the calls).
 ///
 /// CPU-bound and blocking: async callers run it on a blocking thread. On error `out_dir` may
 /// hold partial output, which the caller discards.
@@ -39,6 +45,7 @@ pub fn transcode_hls(
     cfg: &TranscodeConfig,
     ladder: &[Target],
     progress: &mut dyn FnMut(f64) -> ControlFlow<()>,
+    publish: &mut dyn FnMut(Publish),
 ) -> Result<Vec<Rendition>, TranscodeError> {
     crate::init();
     let mut input = open_input(src)?;
@@ -46,26 +53,41 @@ pub fn transcode_hls(
 
     let mut video = VideoSource::open(&input)?;
     let mut audio = AudioSource::open(&input)?;
+    if video.is_none() && audio.is_none() {
+        return Err(TranscodeError::Undecodable(
+            "the file has no audio or video stream".into(),
+        ));
+    }
     // Shift every stream by the earliest start so the output starts at 0 with A/V sync kept.
-    let start_s = [video.start_s, audio.as_ref().and_then(|a| a.start_s)]
-        .into_iter()
-        .flatten()
-        .reduce(f64::min)
-        .unwrap_or(0.0);
-    video.offset = seconds_to(start_s, video.time_base);
+    let start_s = [
+        video.as_ref().and_then(|v| v.start_s),
+        audio.as_ref().and_then(|a| a.start_s),
+    ]
+    .into_iter()
+    .flatten()
+    .reduce(f64::min)
+    .unwrap_or(0.0);
+    if let Some(v) = video.as_mut() {
+        v.offset = seconds_to(start_s, v.time_base);
+    }
     if let Some(a) = audio.as_mut() {
         a.offset = seconds_to(start_s, a.time_base);
     }
 
-    let targets = if ladder.is_empty() {
-        ladder::plan(
-            video.decoder.width(),
-            video.decoder.height(),
-            ratio(video.decoder.aspect_ratio()),
-            cfg,
-        )
-    } else {
-        ladder.to_vec()
+    let targets = match &video {
+        // Sound only: one audio-only rendition, whatever the ladder.
+        None => vec![Target::audio_only()],
+        Some(_) if !ladder.is_empty() => ladder.to_vec(),
+        // Planned on the upright picture: a portrait phone video gets a portrait ladder.
+        Some(video) => {
+            let (width, height) = (video.decoder.width(), video.decoder.height());
+            let (num, den) = ratio(video.decoder.aspect_ratio());
+            if video.rotation.swaps_axes() {
+                ladder::plan(height, width, (den, num), cfg)
+            } else {
+                ladder::plan(width, height, (num, den), cfg)
+            }
+        }
     };
     let mut audio_encoder = audio
         .as_ref()
@@ -73,22 +95,32 @@ pub fn transcode_hls(
         .transpose()?;
     let mut outputs = targets
         .iter()
-        .map(|t| Output::create(out_dir, t, &video, audio_encoder.as_ref(), cfg))
+        .map(|t| Output::create(out_dir, t, video.as_ref(), audio_encoder.as_ref(), cfg))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Thumbnails at the best rendition's size, from the same decoded frames.
-    let mut thumbs = Thumbnailer::new(targets[0].width, targets[0].height, duration);
+    let mut thumbs = video
+        .as_ref()
+        .map(|v| Thumbnailer::new(targets[0].width, targets[0].height, v.rotation, duration));
     let mut progress = Progress {
         report: progress,
         duration,
         last: 0.0,
     };
+    let mut publisher = Publisher::new(publish, outputs.len(), cfg.segment_seconds);
     let mut sink = Sink {
         outputs: &mut outputs,
         audio_encoder: audio_encoder.as_mut(),
         packets: Vec::new(),
         progress: &mut progress,
-        thumbs: &mut thumbs,
+        thumbs: thumbs.as_mut(),
+        publisher: &mut publisher,
+        shape: Shape {
+            has_audio: audio.is_some(),
+            frame_rate: video
+                .as_ref()
+                .and_then(|v| positive_f64(v.frame_rate).map(|_| ratio(v.frame_rate))),
+        },
     };
 
     let mut bad_packets = 0;
@@ -119,63 +151,67 @@ pub fn transcode_hls(
                 });
             }
         }
-        if packet.stream() == video.index {
-            video.decode(Some(&packet), &mut sink)?;
+        if let Some(v) = video.as_mut().filter(|v| packet.stream() == v.index) {
+            v.decode(Some(&packet), &mut sink)?;
         } else if let Some(a) = audio.as_mut().filter(|a| packet.stream() == a.index) {
             a.decode(Some(&packet), &mut sink)?;
         }
     }
 
     // End of input: drain decoders, then filters and encoders, then muxers, in that order.
-    video.decode(None, &mut sink)?;
+    if let Some(v) = video.as_mut() {
+        v.decode(None, &mut sink)?;
+    }
     if let Some(a) = audio.as_mut() {
         a.decode(None, &mut sink)?;
     }
-    if video.frames == 0 {
-        return Err(TranscodeError::Undecodable(
-            "no video frame could be decoded; the file is corrupt or truncated".into(),
-        ));
+    match (&video, &audio) {
+        (Some(v), _) if v.frames == 0 => {
+            return Err(TranscodeError::Undecodable(
+                "no video frame could be decoded; the file is corrupt or truncated".into(),
+            ));
+        }
+        (None, Some(a)) if a.frames == 0 => {
+            return Err(TranscodeError::Undecodable(
+                "no audio could be decoded; the file is corrupt or truncated".into(),
+            ));
+        }
+        _ => {}
     }
     sink.finish()?;
+    let shape = sink.shape;
     drop(sink);
 
     let mut variants = Vec::with_capacity(outputs.len());
-    for output in outputs {
-        let Output { target, mux, .. } = output;
-        let dir = mux.finish()?;
-        let stats = package::playlist_stats(&dir)?;
-        let mut codecs = package::avc1_codec(&dir)?;
-        if audio.is_some() {
-            codecs.push_str(",mp4a.40.2");
-        }
-        variants.push(Variant {
-            rendition: Rendition {
-                playlist: format!("{}/{}", target.name, package::MEDIA_PLAYLIST),
-                name: target.name,
-                width: target.width,
-                height: target.height,
-                bandwidth: stats.peak_bps,
-                codecs,
-            },
-            average_bandwidth: stats.average_bps,
-            frame_rate: positive_f64(video.frame_rate).map(|_| ratio(video.frame_rate)),
-            has_audio: audio.is_some(),
-            segments: stats.segments,
-        });
+    for output in &mut outputs {
+        output.mux.finish()?;
+        variants.push(output.variant(shape)?);
     }
-    package::write_master(out_dir, &variants)?;
-    dash::write_manifest(out_dir, &variants, cfg.segment_seconds)?;
-    thumbs.finish(out_dir)?;
+    let mpd = dash::manifest_text(&variants, cfg.segment_seconds)?;
+    let thumbnails = match thumbs {
+        Some(thumbs) => thumbs.finish(out_dir)?,
+        None => Vec::new(),
+    };
+    publisher.finish(out_dir, &variants, &thumbnails, (DASH_MANIFEST, mpd))?;
     progress.done();
     Ok(variants.into_iter().map(|v| v.rendition).collect())
+}
+
+/// What every rendition of this source shares, for the manifests.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Whether the segments carry the AAC track beside the video.
+    has_audio: bool,
+    /// The source's frame rate as a fraction, when it declares one.
+    frame_rate: Option<(i32, i32)>,
 }
 
 /// One rendition being produced: its encoder and its muxer.
 struct Output {
     /// Name and size.
     target: Target,
-    /// Scaler and H.264 encoder for this size.
-    video: VideoEncoder,
+    /// Scaler and H.264 encoder for this size; `None` for the audio-only rendition.
+    video: Option<VideoEncoder>,
     /// Where this rendition's packets go.
     mux: HlsMuxer,
 }
@@ -184,58 +220,127 @@ impl Output {
     fn create(
         out_dir: &Path,
         target: &Target,
-        source: &VideoSource,
+        source: Option<&VideoSource>,
         audio: Option<&AudioEncoder>,
         cfg: &TranscodeConfig,
     ) -> Result<Self, TranscodeError> {
-        let video = VideoEncoder::new(target, source.time_base, source.frame_rate, cfg)?;
+        let video = source
+            .map(|s| {
+                VideoEncoder::new(target, s.time_base, s.frame_rate, s.rotation, cfg)
+                    .map(|encoder| (encoder, s.frame_rate))
+            })
+            .transpose()?;
         let mux = HlsMuxer::create(
             out_dir,
             target,
-            (video.encoder(), video.time_base(), source.frame_rate),
+            video
+                .as_ref()
+                .map(|(v, rate)| (v.encoder(), v.time_base(), *rate)),
             audio.map(|a| (a.encoder(), a.time_base())),
             cfg,
         )?;
         Ok(Self {
             target: target.clone(),
-            video,
+            video: video.map(|(v, _)| v),
             mux,
+        })
+    }
+
+    /// The rendition as the manifests describe it, from the segments complete so far: its
+    /// `CODECS` from the init segment's `avcC`, its bandwidths measured from the segment files.
+    fn variant(&self, shape: Shape) -> Result<Variant, TranscodeError> {
+        let dir = self.mux.dir();
+        let segments = self.mux.segments().to_vec();
+        let stats = package::playlist_stats(dir, &segments)?;
+        let codecs = match (&self.video, shape.has_audio) {
+            (Some(_), true) => format!("{},mp4a.40.2", package::avc1_codec(dir)?),
+            (Some(_), false) => package::avc1_codec(dir)?,
+            (None, _) => "mp4a.40.2".to_owned(),
+        };
+        let target = &self.target;
+        Ok(Variant {
+            rendition: Rendition {
+                playlist: format!("{}/{}", target.name, package::MEDIA_PLAYLIST),
+                name: target.name.clone(),
+                width: target.width,
+                height: target.height,
+                bandwidth: stats.peak_bps,
+                codecs,
+            },
+            average_bandwidth: stats.average_bps,
+            frame_rate: self.video.as_ref().and(shape.frame_rate),
+            has_audio: shape.has_audio,
+            segments,
         })
     }
 }
 
 /// Where decoded frames go: every rendition's video encoder, the shared audio encoder, and the
-/// muxers behind them.
+/// muxers behind them; segments the muxers complete are announced as they appear.
 struct Sink<'a, 'p> {
     outputs: &'a mut [Output],
     audio_encoder: Option<&'a mut AudioEncoder>,
     /// Reused buffer of encoded packets between an encoder and a muxer.
     packets: Vec<Packet>,
     progress: &'a mut Progress<'p>,
-    /// Takes the poster and storyboard tiles before the encoders consume the frame.
-    thumbs: &'a mut Thumbnailer,
+    /// Takes the poster and storyboard tiles before the encoders consume the frame (none
+    /// without video).
+    thumbs: Option<&'a mut Thumbnailer>,
+    /// Announces completed segments and the playlists over them.
+    publisher: &'a mut Publisher<'p>,
+    /// What the renditions share, for the master playlist.
+    shape: Shape,
 }
 
 impl Sink<'_, '_> {
-    fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
-        self.progress.at(seconds)?;
-        self.thumbs.offer(frame, seconds)?;
-        let last = self.outputs.len().saturating_sub(1);
-        for (i, output) in self.outputs.iter_mut().enumerate() {
-            // The scaler's buffer source takes over the frame's data references and leaves the
-            // frame empty, so every rendition but the last is given its own copy.
-            if i < last {
-                output.video.push(&frame.clone(), &mut self.packets)?;
-            } else {
-                output.video.push(frame, &mut self.packets)?;
+    /// Announces the segments the muxers closed since the last call and, once every rendition
+    /// has one, the master playlist.
+    fn publish(&mut self) -> Result<(), TranscodeError> {
+        for (index, output) in self.outputs.iter_mut().enumerate() {
+            if output.mux.poll()? {
+                self.publisher
+                    .segments(index, &output.target.name, output.mux.segments());
             }
-            output.mux.write_video(&mut self.packets)?;
-            self.packets.clear();
+        }
+        if self.publisher.wants_master() {
+            let variants = self
+                .outputs
+                .iter()
+                .map(|o| o.variant(self.shape))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.publisher.playable(&variants);
         }
         Ok(())
     }
 
-    fn audio(&mut self, frame: &frame::Audio) -> Result<(), TranscodeError> {
+    fn video(&mut self, frame: &frame::Video, seconds: f64) -> Result<(), TranscodeError> {
+        self.progress.at(seconds)?;
+        if let Some(thumbs) = self.thumbs.as_mut() {
+            thumbs.offer(frame, seconds)?;
+        }
+        let last = self.outputs.len().saturating_sub(1);
+        for (i, output) in self.outputs.iter_mut().enumerate() {
+            let Some(encoder) = output.video.as_mut() else {
+                continue;
+            };
+            // The scaler's buffer source takes over the frame's data references and leaves the
+            // frame empty, so every rendition but the last is given its own copy.
+            if i < last {
+                encoder.push(&frame.clone(), &mut self.packets)?;
+            } else {
+                encoder.push(frame, &mut self.packets)?;
+            }
+            output.mux.write_video(&mut self.packets)?;
+            self.packets.clear();
+        }
+        self.publish()
+    }
+
+    fn audio(&mut self, frame: &frame::Audio, seconds: f64) -> Result<(), TranscodeError> {
+        // Video reports progress when there is some; sound alone reports it here.
+        if self.outputs.iter().all(|o| o.video.is_none()) {
+            self.progress.at(seconds)?;
+        }
         let Some(encoder) = self.audio_encoder.as_mut() else {
             return Ok(());
         };
@@ -248,7 +353,7 @@ impl Sink<'_, '_> {
             output.mux.write_audio(&self.packets)?;
         }
         self.packets.clear();
-        Ok(())
+        self.publish()
     }
 
     /// Flushes the encoders into the muxers.
@@ -258,7 +363,10 @@ impl Sink<'_, '_> {
             self.write_audio()?;
         }
         for output in self.outputs.iter_mut() {
-            output.video.finish(&mut self.packets)?;
+            let Some(encoder) = output.video.as_mut() else {
+                continue;
+            };
+            encoder.finish(&mut self.packets)?;
             output.mux.write_video(&mut self.packets)?;
             self.packets.clear();
         }
@@ -307,6 +415,8 @@ struct VideoSource {
     start_s: Option<f64>,
     /// Subtracted from every pts (in `time_base`) so output starts at 0.
     offset: i64,
+    /// How the container says to turn the pictures for display; the outputs are turned.
+    rotation: Rotation,
     decoder: decoder::Video,
     /// Frames decoded so far; zero at the end means nothing was decodable.
     frames: u64,
@@ -315,13 +425,14 @@ struct VideoSource {
 }
 
 impl VideoSource {
-    fn open(input: &format::context::Input) -> Result<Self, TranscodeError> {
+    /// The video stream, if any (cover art is not one).
+    fn open(input: &format::context::Input) -> Result<Option<Self>, TranscodeError> {
         // Cover art in audio files is a one-picture "video" stream; it is not the video.
         let is_picture = |s: &format::stream::Stream| {
             s.disposition()
                 .contains(format::stream::Disposition::ATTACHED_PIC)
         };
-        let stream = input
+        let Some(stream) = input
             .streams()
             .best(media::Type::Video)
             .filter(|s| !is_picture(s))
@@ -330,7 +441,9 @@ impl VideoSource {
                     .streams()
                     .find(|s| s.parameters().medium() == media::Type::Video && !is_picture(s))
             })
-            .ok_or_else(|| TranscodeError::Undecodable("the file has no video stream".into()))?;
+        else {
+            return Ok(None);
+        };
         let codec_name = stream.parameters().id().name();
         let decoder = open_decoder(&stream).and_then(|d| d.video()).map_err(|e| {
             TranscodeError::Undecodable(format!(
@@ -346,16 +459,17 @@ impl VideoSource {
             .into_iter()
             .find(|r| positive_f64(*r).is_some())
             .unwrap_or(Rational::new(25, 1));
-        Ok(Self {
+        Ok(Some(Self {
             index: stream.index(),
             time_base: stream.time_base(),
             frame_rate,
             start_s: start_seconds(&stream),
             offset: 0,
+            rotation: Rotation::of(&stream),
             decoder,
             frames: 0,
             last_pts: None,
-        })
+        }))
     }
 
     /// Sends `packet` (or end of stream, for `None`) to the decoder and passes every frame that
@@ -407,6 +521,8 @@ struct AudioSource {
     decoder: decoder::Audio,
     /// Where the next frame should start, for frames that come without a timestamp.
     next_pts: Option<i64>,
+    /// Frames decoded so far; zero at the end of a sound-only file means nothing decoded.
+    frames: u64,
 }
 
 impl AudioSource {
@@ -429,6 +545,7 @@ impl AudioSource {
             offset: 0,
             decoder,
             next_pts: None,
+            frames: 0,
         }))
     }
 
@@ -458,7 +575,8 @@ impl AudioSource {
             self.next_pts =
                 Some(pts + samples.rescale((1, frame.rate().max(1) as i32), self.time_base));
             frame.set_pts(Some(pts));
-            sink.audio(&frame)?;
+            self.frames += 1;
+            sink.audio(&frame, pts as f64 * f64::from(self.time_base))?;
         }
     }
 }

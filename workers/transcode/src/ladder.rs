@@ -15,6 +15,18 @@ pub struct Target {
     pub max_video_kbps: Option<u32>,
 }
 
+impl Target {
+    /// The rendition of a source without video: AAC only, no picture (width and height 0).
+    pub(crate) fn audio_only() -> Self {
+        Self {
+            name: "audio".into(),
+            width: 0,
+            height: 0,
+            max_video_kbps: None,
+        }
+    }
+}
+
 impl From<mediahost_queue::PlannedRendition> for Target {
     fn from(r: mediahost_queue::PlannedRendition) -> Self {
         Self {

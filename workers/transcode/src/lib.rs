@@ -18,12 +18,17 @@
 //!    `segment_seconds` worth of frames and no scene-cut keyframes, so segment boundaries fall
 //!    on the same frames in every rendition; audio is resampled and encoded to AAC-LC once and
 //!    shared by all renditions.
-//! 4. `package` muxes each rendition with libavformat's `hls` muxer as CMAF (fMP4) segments
-//!    plus a VOD media playlist, then writes `master.m3u8` itself, with `BANDWIDTH` measured
-//!    from the segments actually written and `CODECS` read from the encoder's `avcC` box.
-//! 5. `dash` describes the same segments in a static DASH manifest (`manifest.mpd`), one
+//! 4. `package` muxes each rendition with libavformat's `hls` muxer as CMAF (fMP4) segments,
+//!    learns from the muxer which segments are complete, and writes the playlists itself:
+//!    media playlists (`EVENT` while running, `VOD` at the end) and `master.m3u8`, with
+//!    `BANDWIDTH` measured from the segments actually written and `CODECS` read from the
+//!    encoder's `avcC` box.
+//! 5. `publish` announces each file to the caller as soon as it is complete, and each playlist
+//!    as it grows ([`Publish`]), so a viewer can start watching while the transcode runs: the
+//!    worker stores them from an async task while encoding goes on.
+//! 6. `dash` describes the same segments in a static DASH manifest (`manifest.mpd`), one
 //!    representation per rendition with a `SegmentTimeline` from its media playlist.
-//! 6. `thumbs` takes a poster and storyboard tiles from the same decoded frames (no second
+//! 7. `thumbs` takes a poster and storyboard tiles from the same decoded frames (no second
 //!    decode) and writes `poster.jpg`, `storyboard.jpg` and `storyboard.vtt`.
 //!
 //! Output layout under the caller's `out_dir`:
@@ -58,15 +63,19 @@ mod encode;
 mod error;
 mod hls;
 mod ladder;
+mod orient;
 mod package;
 mod probe;
+mod publish;
 mod thumbs;
+mod upload;
 pub mod worker;
 
 pub use error::TranscodeError;
 pub use hls::transcode_hls;
 pub use ladder::Target;
 pub use probe::probe;
+pub use publish::Publish;
 pub use thumbs::{POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT};
 
 /// Initialises libav* once per process and turns its logging down to errors, so workers do not

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::TranscodeError;
+use crate::orient::Rotation;
 
 /// Poster file name under the output folder.
 pub const POSTER: &str = "poster.jpg";
@@ -35,18 +36,28 @@ struct Rgb {
     pixels: Vec<u8>,
 }
 
-/// Scales frames to one output size, re-creating the scaler if the input changes mid-stream.
+/// Scales frames to one output size, re-creating the scaler if the input changes mid-stream,
+/// and turns them upright.
 struct Scaler {
+    /// Size scaled to, before turning (the upright size with axes swapped for quarter turns).
     width: u32,
     height: u32,
+    rotation: Rotation,
     context: Option<scaling::Context>,
 }
 
 impl Scaler {
-    fn new(width: u32, height: u32) -> Self {
+    /// A scaler to `width`x`height` upright pixels from pictures stored turned by `rotation`.
+    fn new(width: u32, height: u32, rotation: Rotation) -> Self {
+        let (width, height) = if rotation.swaps_axes() {
+            (height, width)
+        } else {
+            (width, height)
+        };
         Self {
             width,
             height,
+            rotation,
             context: None,
         }
     }
@@ -80,16 +91,19 @@ impl Scaler {
         // Rows are padded to the stride; pack them.
         let row = self.width as usize * 3;
         let stride = rgb.stride(0);
-        let pixels = rgb
+        let pixels: Vec<u8> = rgb
             .data(0)
             .chunks(stride)
             .take(self.height as usize)
             .flat_map(|line| &line[..row])
             .copied()
             .collect();
+        let (pixels, width, height) =
+            self.rotation
+                .apply(&pixels, self.width as usize, self.height as usize, 3);
         Ok(Rgb {
-            width: self.width,
-            height: self.height,
+            width: width as u32,
+            height: height as u32,
             pixels,
         })
     }
@@ -118,8 +132,14 @@ fn even(n: u32) -> u32 {
 }
 
 impl Thumbnailer {
-    /// Thumbnails of a video whose best rendition is `width`x`height` (display pixels).
-    pub(crate) fn new(width: u32, height: u32, duration_s: Option<f64>) -> Self {
+    /// Thumbnails of a video whose best rendition is `width`x`height` (upright display
+    /// pixels) from pictures stored turned by `rotation`.
+    pub(crate) fn new(
+        width: u32,
+        height: u32,
+        rotation: Rotation,
+        duration_s: Option<f64>,
+    ) -> Self {
         let tile_height = even(
             (f64::from(TILE_WIDTH) * f64::from(height) / f64::from(width.max(1))).round() as u32,
         );
@@ -127,11 +147,11 @@ impl Thumbnailer {
             .map(|d| (d / MAX_TILES as f64).max(MIN_INTERVAL_S))
             .unwrap_or(MIN_INTERVAL_S);
         Self {
-            poster: Scaler::new(width, height),
+            poster: Scaler::new(width, height, rotation),
             poster_at_s: duration_s.map(|d| (d * 0.1).min(5.0)).unwrap_or(0.0),
             poster_frame: None,
             poster_final: false,
-            tiles: Scaler::new(TILE_WIDTH, tile_height),
+            tiles: Scaler::new(TILE_WIDTH, tile_height, rotation),
             interval_s,
             next_tile_s: 0.0,
             tile_frames: Vec::new(),
@@ -156,16 +176,18 @@ impl Thumbnailer {
         Ok(())
     }
 
-    /// Writes the poster, the sprite and its index into `out_dir`.
-    pub(crate) fn finish(self, out_dir: &Path) -> Result<(), TranscodeError> {
+    /// Writes the poster, the sprite and its index into `out_dir`; returns the names of the
+    /// files written.
+    pub(crate) fn finish(self, out_dir: &Path) -> Result<Vec<&'static str>, TranscodeError> {
         let Some(poster) = self.poster_frame else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         write_jpeg(&out_dir.join(POSTER), &poster)?;
         if self.tile_frames.is_empty() {
-            return Ok(());
+            return Ok(vec![POSTER]);
         }
-        let (tile_w, tile_h) = (self.tiles.width, self.tiles.height);
+        // Upright tile size (the scaler's is before turning).
+        let (tile_w, tile_h) = (self.tile_frames[0].width, self.tile_frames[0].height);
         let sprite = tile(&self.tile_frames, tile_w, tile_h);
         write_jpeg(&out_dir.join(STORYBOARD_IMAGE), &sprite)?;
         let count = self.tile_frames.len();
@@ -175,7 +197,8 @@ impl Thumbnailer {
             .max((count - 1) as f64 * self.interval_s + 0.001);
         let vtt = storyboard_vtt(count, self.interval_s, end_s, tile_w, tile_h);
         std::fs::write(out_dir.join(STORYBOARD_VTT), vtt)
-            .map_err(TranscodeError::io(out_dir.join(STORYBOARD_VTT)))
+            .map_err(TranscodeError::io(out_dir.join(STORYBOARD_VTT)))?;
+        Ok(vec![POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT])
     }
 }
 

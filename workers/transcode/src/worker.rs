@@ -6,12 +6,20 @@
 //! and the worker that routes it either transcodes at once (no other job waiting) or queues the
 //! transcode again, plan included, at the plan's priority (see [`mediahost_queue::TranscodeJob`]).
 //!
+//! Outputs are stored while the transcode runs (see [`crate::Publish`]): segments as they
+//! complete, `EVENT` media playlists over them, the master playlist once every rendition has
+//! a segment (the video stays `processing` but lists its renditions, so clients can start
+//! playing), and at the end the `VOD` playlists and the DASH manifest; then the video is
+//! marked ready. Storing runs on a task of its own fed over a channel, so the encoder never
+//! waits on storage; a storage failure stops the transcode and the job is retried.
+//!
 //! Delivery is at-least-once, so a job must be safe to run twice: outputs go to fixed keys
-//! under the video's HLS prefix (cleared first), and a job for a video that is already ready
-//! is settled without work. Failures are sorted in two: a permanent one (the input cannot be
+//! under the video's HLS prefix, which is cleared before the transcode starts (so an attempt
+//! that died mid-way leaves nothing behind the next one does not replace), and a job for a
+//! video that is already ready is settled without work. Failures are sorted in two: a permanent one (the input cannot be
 //! transcoded) marks the video `failed` with the reason and settles the job, so bad input never
 //! loops; a transient one (I/O, storage) is retried with backoff and, when out of attempts,
-//! dead-lettered with the video marked `failed`. On shutdown a running transcode is stopped
+//! dead-lettered with the video marked `failed`. A failed video keeps no partial outputs. On shutdown a running transcode is stopped
 //! between frames and its job released back to the queue without spending an attempt.
 
 use mediahost_blob::Blobs;
@@ -27,16 +35,18 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
+use crate::upload::Uploader;
 use crate::{Target, TranscodeError};
 
 /// How a job attempt failed.
 #[derive(Debug, thiserror::Error)]
-enum JobError {
+pub(crate) enum JobError {
     /// The input cannot be processed; retrying will not help.
     #[error("{0}")]
     Permanent(String),
@@ -109,15 +119,6 @@ fn fail_closed(video_id: &str, error: &mediahost_runtime::PluginError) -> JobErr
 
 /// How much of the source metadata extractors see (magic bytes, container headers).
 const HEAD_BYTES: u64 = 64 * 1024;
-
-/// Playlists are stored after the media they name, so a reader never sees a dangling reference.
-fn upload_order(path: &Path) -> u8 {
-    match path.file_name().and_then(|n| n.to_str()) {
-        Some("master.m3u8" | keys::DASH_MANIFEST) => 2,
-        Some(n) if n.ends_with(".m3u8") => 1,
-        _ => 0,
-    }
-}
 
 impl Worker {
     /// A worker on these backends. `lease` is the queue's lease length.
@@ -237,6 +238,7 @@ impl Worker {
             }
             Err(JobError::Permanent(reason)) => {
                 tracing::info!(video = %video_id, %reason, "input cannot be transcoded");
+                self.discard_outputs(job).await;
                 self.store.set_failed(video_id, &reason).await?;
                 self.queue
                     .complete(job)
@@ -268,11 +270,22 @@ impl Worker {
                         let reason =
                             format!("processing failed after {} attempts: {error}", job.attempt);
                         tracing::error!(video = %video_id, %reason, "job dead-lettered");
+                        self.discard_outputs(job).await;
                         self.store.set_failed(video_id, &reason).await?;
                         Ok("dead_lettered")
                     }
                 }
             }
+        }
+    }
+
+    /// Removes what an attempt stored before failing for good, so a failed video serves no
+    /// half-made playlists. Best effort: a leftover is logged, and replaced if the video is
+    /// ever transcoded again.
+    async fn discard_outputs(&self, job: &LeasedJob) {
+        let prefix = hls_prefix(&job.job.tenant_id, &job.job.video_id);
+        if let Err(e) = self.blobs.delete_prefix(&prefix).await {
+            tracing::warn!(video = %job.job.video_id, error = %e, "could not remove the outputs of a failed job");
         }
     }
 
@@ -326,14 +339,31 @@ impl Worker {
 
         let out = work.path().join("hls");
         std::fs::create_dir_all(&out).map_err(|e| JobError::Transient(e.to_string()))?;
-        let renditions = self
-            .transcode(video_id, &source, &out, &ladder, info.duration_s, shutdown)
+        // What an earlier attempt stored goes first: this one publishes from scratch.
+        let prefix = hls_prefix(tenant_id, video_id);
+        self.blobs.delete_prefix(&prefix).await?;
+        let uploader = Uploader {
+            blobs: self.blobs.clone(),
+            store: self.store.clone(),
+            video_id: video_id.clone(),
+            out_dir: out.clone(),
+            prefix,
+            stored_at: job
+                .job
+                .stored_at_ms
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+        };
+        let (renditions, bytes) = self
+            .transcode(
+                video_id,
+                &source,
+                &out,
+                &ladder,
+                info.duration_s,
+                uploader,
+                shutdown,
+            )
             .await?;
-
-        let prefix = keys::hls(tenant_id, video_id, "");
-        let prefix = prefix.trim_end_matches('/');
-        self.blobs.delete_prefix(prefix).await?;
-        let bytes = self.blobs.put_dir(&out, prefix, upload_order).await?;
         metrics::counter!("mediahost_rendition_bytes_total").increment(bytes);
         self.store.set_ready(video_id, &renditions).await?;
         // Deleted while it was being transcoded: the delete removed what existed then, so
@@ -438,6 +468,10 @@ impl Worker {
         })
     }
 
+    /// Transcodes `source` into `out` on a blocking thread while `uploader` stores what it
+    /// announces; returns the renditions and the bytes stored once both are done. Shutdown
+    /// and a storage failure both stop the transcode between frames.
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
     async fn transcode(
         &self,
         video_id: &str,
@@ -445,12 +479,26 @@ impl Worker {
         out: &Path,
         ladder: &[Target],
         duration_s: Option<f64>,
+        uploader: Uploader,
         shutdown: &CancellationToken,
-    ) -> Result<Vec<Rendition>, JobError> {
+    ) -> Result<(Vec<Rendition>, u64), JobError> {
         let (source, out, config) = (source.to_owned(), out.to_owned(), self.config.clone());
         let ladder = ladder.to_vec();
         let video = video_id.to_owned();
-        let shutdown = shutdown.clone();
+        // Cancelled on shutdown, or by the uploader when storing fails.
+        let stop = shutdown.child_token();
+        let (announce, announced) = tokio::sync::mpsc::unbounded_channel();
+        let upload = AbortOnDropHandle::new(tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let stored = uploader.run(announced).await;
+                if stored.is_err() {
+                    stop.cancel();
+                }
+                stored
+            }
+            .in_current_span()
+        }));
         let started = Instant::now();
         // The encoder thread only publishes the latest fraction; this task writes it to the DB
         // at most once a second, so progress costs the encode nothing.
@@ -484,22 +532,45 @@ impl Worker {
                     last_logged = fraction;
                     tracing::info!(video = %video, percent = (fraction * 100.0).round(), "transcoding");
                 }
-                if shutdown.is_cancelled() {
+                if stop.is_cancelled() {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
                 }
             };
-            crate::transcode_hls(&source, &out, &config, &ladder, &mut progress)
+            // A send fails only once the uploader has given up, which also stops the transcode.
+            let mut publish = |announcement| {
+                let _ = announce.send(announcement);
+            };
+            crate::transcode_hls(&source, &out, &config, &ladder, &mut progress, &mut publish)
         })
         .await;
         // The sender went away with the encoder thread; let the recorder write the final value.
         let _ = recorder.await;
-        let renditions = renditions??;
+        let renditions = match renditions? {
+            Ok(renditions) => renditions,
+            // Stopped by the uploader: its error is the reason.
+            Err(TranscodeError::Cancelled) if !shutdown.is_cancelled() => {
+                upload.await??;
+                return Err(JobError::Transient(
+                    "the transcode stopped while its outputs were being stored".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The channel is closed: the uploader finishes what was announced and returns.
+        let bytes = upload.await??;
         if let Some(d) = duration_s {
             metrics::histogram!("mediahost_transcode_realtime_factor")
                 .record(d / started.elapsed().as_secs_f64().max(1e-3));
         }
-        Ok(renditions)
+        Ok((renditions, bytes))
     }
+}
+
+/// Object key of a video's HLS root, without the trailing slash.
+fn hls_prefix(tenant_id: &str, video_id: &str) -> String {
+    keys::hls(tenant_id, video_id, "")
+        .trim_end_matches('/')
+        .to_owned()
 }

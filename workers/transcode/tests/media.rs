@@ -8,7 +8,7 @@ use std::time::Instant;
 use mediahost_core::Rendition;
 use mediahost_core::config::TranscodeConfig;
 use mediahost_testkit::{Clip, ffprobe_duration, generate_clip};
-use mediahost_transcode::{Target, TranscodeError, probe, transcode_hls};
+use mediahost_transcode::{Publish, Target, TranscodeError, probe, transcode_hls};
 
 /// Writes a clip into `dir` and returns its path.
 fn clip(dir: &Path, name: &str, clip: Clip) -> PathBuf {
@@ -23,10 +23,17 @@ fn transcode(src: &Path, dir: &Path, cfg: &TranscodeConfig) -> (PathBuf, Vec<Ren
     std::fs::create_dir_all(&out).unwrap();
     let mut seen = Vec::new();
     let started = Instant::now();
-    let renditions = transcode_hls(src, &out, cfg, &[], &mut |f| {
-        seen.push(f);
-        ControlFlow::Continue(())
-    })
+    let renditions = transcode_hls(
+        src,
+        &out,
+        cfg,
+        &[],
+        &mut |f| {
+            seen.push(f);
+            ControlFlow::Continue(())
+        },
+        &mut |_| {},
+    )
     .unwrap();
     eprintln!("transcoded {} in {:.2?}", src.display(), started.elapsed());
     assert!(
@@ -260,25 +267,41 @@ fn video_only_source_gives_video_only_rendition() {
 }
 
 #[test]
-fn audio_only_source_is_rejected_for_now() {
+fn audio_only_source_gives_one_audio_rendition() {
     let dir = tempfile::tempdir().unwrap();
     let src = clip(
         dir.path(),
         "tone.m4a",
         Clip {
-            seconds: 2.0,
+            seconds: 5.0,
             video: false,
             ..Clip::default()
         },
     );
     assert!(probe(&src).unwrap().video().is_none());
-    let out = dir.path().join("hls");
-    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &[], &mut |_| {
-        ControlFlow::Continue(())
-    })
-    .unwrap_err();
-    assert!(err.is_permanent());
-    assert_eq!(err.to_string(), "the file has no video stream");
+    let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    let r = &renditions[0];
+    assert_eq!(renditions.len(), 1);
+    assert_eq!(
+        (r.name.as_str(), r.width, r.height, r.codecs.as_str()),
+        ("audio", 0, 0, "mp4a.40.2")
+    );
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    assert!(
+        master.contains(",CODECS=\"mp4a.40.2\"\naudio/index.m3u8\n"),
+        "{master}"
+    );
+    assert!(!master.contains("RESOLUTION"), "{master}");
+    let mpd = std::fs::read_to_string(out.join("manifest.mpd")).unwrap();
+    assert!(
+        mpd.contains(r#"contentType="audio" mimeType="audio/mp4""#),
+        "{mpd}"
+    );
+    assert!(!out.join(mediahost_transcode::POSTER).exists());
+    let master = out.join("master.m3u8");
+    assert_eq!(ffprobe_streams(&master), ["audio:aac"]);
+    let played = ffprobe_duration(master.to_str().unwrap(), None);
+    assert!((played - 5.0).abs() <= 0.5, "ffprobe reads {played} s");
 }
 
 #[test]
@@ -314,9 +337,14 @@ fn truncated_source_does_not_panic() {
     let cut = dir.path().join("cut.mp4");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("hls");
-    match transcode_hls(&cut, &out, &TranscodeConfig::default(), &[], &mut |_| {
-        ControlFlow::Continue(())
-    }) {
+    match transcode_hls(
+        &cut,
+        &out,
+        &TranscodeConfig::default(),
+        &[],
+        &mut |_| ControlFlow::Continue(()),
+        &mut |_| {},
+    ) {
         Ok(renditions) => {
             let played = ffprobe_duration(out.join("master.m3u8").to_str().unwrap(), None);
             assert!(played > 0.5 && played < 6.0, "{played} s from a half file");
@@ -332,15 +360,22 @@ fn a_stop_request_cancels_the_transcode() {
     let src = clip(dir.path(), "clip.mp4", Clip::default());
     let out = dir.path().join("hls");
     let mut calls = 0;
-    let err = transcode_hls(&src, &out, &TranscodeConfig::default(), &[], &mut |_| {
-        calls += 1;
-        // Let a little work happen first, as a worker asked to shut down mid-job would.
-        if calls < 5 {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
-        }
-    })
+    let err = transcode_hls(
+        &src,
+        &out,
+        &TranscodeConfig::default(),
+        &[],
+        &mut |_| {
+            calls += 1;
+            // Let a little work happen first, as a worker asked to shut down mid-job would.
+            if calls < 5 {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        },
+        &mut |_| {},
+    )
     .unwrap_err();
     assert!(matches!(err, TranscodeError::Cancelled), "{err}");
     assert!(!err.is_permanent(), "a cancelled job is retried elsewhere");
@@ -381,6 +416,7 @@ fn a_given_ladder_is_encoded_with_aligned_segments_and_capped_bitrates() {
         &TranscodeConfig::default(),
         &ladder,
         &mut |_| ControlFlow::Continue(()),
+        &mut |_| {},
     )
     .unwrap();
     let sizes: Vec<_> = renditions
@@ -408,6 +444,176 @@ fn a_given_ladder_is_encoded_with_aligned_segments_and_capped_bitrates() {
     let master = out.join("master.m3u8");
     let played = ffprobe_duration(master.to_str().unwrap(), None);
     assert!((played - 9.0).abs() <= 0.5, "ffprobe reads {played} s");
+}
+
+/// The URIs a playlist names: plain lines and `URI="…"` attributes.
+fn named(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter_map(|l| match l.split_once("URI=\"") {
+            Some((_, rest)) => rest.split('"').next(),
+            None => (!l.is_empty() && !l.starts_with('#')).then_some(l),
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                found.push(rel);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn outputs_are_announced_as_they_complete_and_playlists_turn_vod_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(dir.path(), "clip.mp4", Clip::default());
+    let out = dir.path().join("hls");
+    let mut announced = Vec::new();
+    transcode_hls(
+        &src,
+        &out,
+        &TranscodeConfig::default(),
+        &[],
+        &mut |_| ControlFlow::Continue(()),
+        &mut |p| announced.push(p),
+    )
+    .unwrap();
+
+    // Every manifest names only what was announced before it.
+    let mut files: Vec<String> = Vec::new();
+    let mut manifests: Vec<String> = Vec::new();
+    let mut event_playlists = 0;
+    for p in &announced {
+        match p {
+            Publish::File(path) => {
+                assert!(!files.contains(path), "{path} announced twice");
+                files.push(path.clone());
+            }
+            Publish::Manifest { path, text } => {
+                let folder = path.rsplit_once('/').map_or("", |(f, _)| f);
+                // HLS playlists; the MPD names the same files through templates.
+                let uris = if path.ends_with(".m3u8") {
+                    named(text)
+                } else {
+                    Vec::new()
+                };
+                for uri in uris {
+                    let full = if folder.is_empty() {
+                        uri
+                    } else {
+                        format!("{folder}/{uri}")
+                    };
+                    assert!(
+                        files.contains(&full) || manifests.contains(&full),
+                        "{path} names {full} before it was announced:\n{text}"
+                    );
+                }
+                if text.contains("#EXT-X-PLAYLIST-TYPE:EVENT") {
+                    assert!(!text.contains("ENDLIST"), "{text}");
+                    event_playlists += 1;
+                }
+                manifests.push(path.clone());
+            }
+            Publish::Playable(renditions) => {
+                assert_eq!(renditions.len(), 1);
+                assert!(manifests.contains(&"master.m3u8".to_owned()));
+            }
+        }
+    }
+    // 10 s in ~4 s segments: the first two close while decoding goes on, so playback can
+    // start (master + playable) before the last segment exists.
+    assert!(event_playlists >= 2, "{announced:#?}");
+    let position = |wanted: &Publish| announced.iter().position(|p| p == wanted).unwrap();
+    let playable = announced
+        .iter()
+        .position(|p| matches!(p, Publish::Playable(_)))
+        .unwrap();
+    assert!(playable < position(&Publish::File("360p/seg_00002.m4s".into())));
+    assert_eq!(
+        announced
+            .iter()
+            .filter(|p| matches!(p, Publish::Playable(_)))
+            .count(),
+        1
+    );
+
+    // The last word on each manifest is what the folder holds, and the folder holds nothing
+    // that was not announced.
+    for path in ["360p/index.m3u8", "master.m3u8", "manifest.mpd"] {
+        let last = announced
+            .iter()
+            .rev()
+            .find_map(|p| match p {
+                Publish::Manifest { path: p, text } if p == path => Some(text.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            last,
+            std::fs::read_to_string(out.join(path)).unwrap(),
+            "{path}"
+        );
+    }
+    let playlist = std::fs::read_to_string(out.join("360p/index.m3u8")).unwrap();
+    assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{playlist}");
+    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+    let mut all: Vec<String> = files.into_iter().chain(manifests).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all, files_under(&out));
+}
+
+#[test]
+fn a_rotated_source_is_turned_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = clip(
+        dir.path(),
+        "stored.mp4",
+        Clip {
+            seconds: 1.0,
+            ..Clip::default()
+        },
+    );
+    // The same pictures, with a display matrix saying "turn 90°" (a phone held upright).
+    let src = dir.path().join("rotated.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&stored)
+        .args(["-c", "copy", "-metadata:s:v:0", "rotate=90"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    // A portrait ladder: the upright 360x640 capped to 720 lines keeps 640, then the rungs.
+    let sizes: Vec<_> = renditions.iter().map(|r| (r.width, r.height)).collect();
+    assert_eq!(sizes, [(360, 640), (270, 480), (202, 360)]);
+    assert_eq!(
+        ffprobe_size(&out.join(mediahost_transcode::POSTER)),
+        "360,640"
+    );
+    // The renditions carry no display matrix of their own: they are upright as stored.
+    let master = out.join("master.m3u8");
+    let shown = ffprobe_size(&master);
+    assert!(shown.starts_with("360,640"), "{shown}");
 }
 
 /// `width,height` of the first stream ffprobe finds in `image`.

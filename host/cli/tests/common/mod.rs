@@ -505,6 +505,22 @@ impl Client {
     }
 }
 
+/// `(name, width, height)` of each rendition of a video (as JSON), in order.
+pub fn rendition_sizes(video: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    video["renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["width"].as_u64().unwrap(),
+                r["height"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// Generates a `seconds`-long test clip (the testkit's defaults otherwise) at `dir/name`.
 pub fn clip(dir: &Path, name: &str, seconds: f64) -> PathBuf {
     let path = dir.join(name);

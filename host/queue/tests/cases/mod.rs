@@ -44,7 +44,12 @@ pub trait Backend {
 }
 
 pub fn job(n: u32) -> TranscodeJob {
-    TranscodeJob::new("t", format!("v{n}"))
+    // A fixed upload time, so a job compares equal to the same job after its trip through
+    // the queue (which must keep the time).
+    TranscodeJob {
+        stored_at_ms: Some(1_700_000_000_000 + u64::from(n)),
+        ..TranscodeJob::new("t", format!("v{n}"))
+    }
 }
 
 /// The next job, waiting for it as a worker does (`lease`, else `wait`), for up to 10 s.
