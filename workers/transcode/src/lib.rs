@@ -51,7 +51,8 @@
 //! * libav* logs at `error` level only (see [`init`]); the worker reports what matters.
 //!
 //! [`worker::Worker`] is the job loop around all this: lease a job from the queue, download the
-//! source, probe, transcode, store the renditions, settle the job.
+//! source, probe, transcode, store the renditions, settle the job; [`progress`] is where it
+//! reports progress and outcomes (the api over gRPC, or the store).
 
 mod dash;
 mod encode;
@@ -60,6 +61,7 @@ mod hls;
 mod ladder;
 mod package;
 mod probe;
+pub mod progress;
 mod thumbs;
 pub mod worker;
 
