@@ -7,7 +7,8 @@
 #   examples/distributed/down.sh    # stops everything up.sh started
 #
 # Ports (none of mediahost's defaults): nginx 18080, api 18181/18182, edge 18281/18282,
-# worker health and metrics 18391/18392, Prometheus 19090.
+# worker health and metrics 18391/18392, gRPC of the apis 18451/18452 and of the workers
+# 18491/18492, Prometheus 19090.
 #
 # It starts from a clean slate each time: the PostgreSQL database `mediahost_distributed` is
 # recreated, Redis database 3 flushed, the RabbitMQ queue `mediahost-distributed.transcode`
@@ -71,7 +72,7 @@ psql "$admin_url" -Atqc 'SELECT 1' >/dev/null ||
   fail "PostgreSQL at $admin_url does not answer (MEDIAHOST_DIST_POSTGRES_ADMIN_URL)"
 port_open 5672 || fail "RabbitMQ does not answer on 127.0.0.1:5672"
 port_open 6379 || fail "Redis does not answer on 127.0.0.1:6379"
-for port in 18080 18181 18182 18281 18282 18391 18392 19090; do
+for port in 18080 18181 18182 18281 18282 18391 18392 18451 18452 18491 18492 19090; do
   port_open "$port" && fail "port $port is taken; is another topology or program using it?"
 done
 

@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 pub mod bindings;
 pub mod catalog;
+pub mod control;
 mod cors;
 mod error;
 mod ingest;

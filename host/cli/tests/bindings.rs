@@ -306,6 +306,8 @@ fn serve_refuses(config: &str, tenant: Option<&str>) -> String {
             "127.0.0.1:0",
             "--edge-listen",
             "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(data.path())

@@ -72,7 +72,15 @@ fn an_unreachable_rabbitmq_stops_start_up_with_the_setting_named() {
     let started = Instant::now();
     for role in ["api", "worker"] {
         let stderr = failing(
-            &["serve", "--role", role, "--listen", &listen],
+            &[
+                "serve",
+                "--role",
+                role,
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--listen",
+                &listen,
+            ],
             &[
                 ("MEDIAHOST_QUEUE_BACKEND", "rabbitmq"),
                 ("MEDIAHOST_AMQP_URL", url.as_str()),

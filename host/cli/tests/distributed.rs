@@ -286,6 +286,28 @@ async fn the_example_topology_uploads_transcodes_plays_purges_and_is_observed() 
         }
     }
 
+    // `mediahost cluster status` reaches all six processes over gRPC (the api's config names
+    // them), each ready, with the figures of its roles.
+    let status = Command::new(common::BIN)
+        .args(["cluster", "status", "--json", "--config"])
+        .arg(example_dir().join("api-1.toml"))
+        .output()
+        .unwrap();
+    let rows: Value =
+        serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}: {status:?}"));
+    assert!(status.status.success(), "{rows:#}");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for row in rows {
+        assert_eq!(row["health"], "ready", "{row}");
+        match row["roles"][0].as_str().unwrap() {
+            "api" => assert!(row["queue_depth"].is_u64(), "{row}"),
+            "worker" => assert_eq!(row["jobs_running"], 0, "{row}"),
+            "edge" => assert_eq!(row["edge"]["group"], "default", "{row}"),
+            other => panic!("unexpected role {other}: {row}"),
+        }
+    }
+
     // A tenant, and plugins installed through one api for the whole deployment.
     let created_tenant = Command::new(common::BIN)
         .args(["tenant", "create", "acme", "--database-url"])

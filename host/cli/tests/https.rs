@@ -142,6 +142,8 @@ fn a_missing_key_file_stops_start_up_naming_the_setting() {
             &format!("127.0.0.1:{}", common::free_port()),
             "--edge-listen",
             "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))

@@ -21,7 +21,14 @@ fn start_worker(server: &Server, log: &Path) -> Child {
     let data = server.data_path();
     let mut command = server.command();
     command
-        .args(["serve", "--role", "worker", "--listen"])
+        .args([
+            "serve",
+            "--role",
+            "worker",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data-dir")
         .arg(data)

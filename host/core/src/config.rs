@@ -84,6 +84,8 @@ pub struct Config {
     /// the worker hands its job back. It stops accepting at once; what still runs after this
     /// long is cut (an upload cut mid-PATCH keeps its durable offset, so its client resumes).
     pub shutdown_grace_seconds: u64,
+    /// The gRPC listener of the api and worker roles (edges serve gRPC on `edge.listen`).
+    pub grpc: GrpcConfig,
 }
 
 impl Default for Config {
@@ -107,6 +109,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             cluster: ClusterConfig::default(),
             shutdown_grace_seconds: 30,
+            grpc: GrpcConfig::default(),
         }
     }
 }
@@ -874,13 +877,71 @@ fn non_blank(value: &Option<String>) -> Option<&str> {
 }
 
 /// The other processes of a deployment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// The shared secret of the deployment's gRPC control plane: every control call between
+    /// processes carries it (`authorization: Bearer <token>`) and every control service
+    /// requires it (edges also accept `admin.operator_key`). Unset: this process's control
+    /// services refuse every call (PERMISSION_DENIED) and it sends none. Health and reflection
+    /// need no token. Also `MEDIAHOST_CLUSTER_TOKEN`. Never printed.
+    pub token: Option<String>,
+    /// gRPC URLs of the api processes (`grpc.listen` of each, e.g. `http://10.0.0.5:50051`)
+    /// that workers of this process report progress and outcomes to, balanced across them.
+    /// Empty (the default): workers write progress straight into the metadata database.
+    pub api_urls: Vec<String>,
+    /// gRPC URLs of worker-only processes (their `grpc.listen`), asked by
+    /// `mediahost cluster status` beside the api URLs and the edges.
+    pub workers: Vec<String>,
     /// Edges running as separate processes (`[[cluster.edges]]`): deleting a video purges it
-    /// from every edge of its group over gRPC (authenticated with `admin.operator_key`). An
+    /// from every edge of its group over gRPC (with `token`, else `admin.operator_key`). An
     /// edge running in this process is purged directly and needs no entry.
     pub edges: Vec<EdgePeer>,
+}
+
+/// Keeps the cluster token out of logs and panic messages.
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("api_urls", &self.api_urls)
+            .field("workers", &self.workers)
+            .field("edges", &self.edges)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// Applies the environment, read through `var`: `MEDIAHOST_CLUSTER_TOKEN` (unless blank)
+    /// overrides `token`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(token) = var("MEDIAHOST_CLUSTER_TOKEN").filter(|v| !v.trim().is_empty()) {
+            self.token = Some(token);
+        }
+    }
+
+    /// The cluster token, if one is set and not blank.
+    pub fn token(&self) -> Option<&str> {
+        non_blank(&self.token)
+    }
+}
+
+/// The gRPC endpoint of the api and worker roles: the control services of the roles the
+/// process runs (`mediahost.control.v1.Jobs` with the api), `grpc.health.v1` and reflection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Address of the gRPC listener (plain HTTP/2). Default `127.0.0.1:50051`. Also
+    /// `--grpc-listen` / `MEDIAHOST_GRPC_LISTEN`.
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
 }
 
 /// One edge process the api purges.
@@ -908,6 +969,23 @@ mod tests {
         let cfg: Config = toml::from_str("").unwrap();
         assert_eq!(cfg, Config::default());
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_cluster_token_comes_from_the_environment_and_is_never_printed() {
+        let mut cfg: Config = toml::from_str(
+            "[cluster]\ntoken = \"from-file\"\napi_urls = [\"http://a:50051\"]\n[grpc]\nlisten = \"0.0.0.0:6000\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.cluster.token(), Some("from-file"));
+        assert_eq!(cfg.grpc.listen.port(), 6000);
+        cfg.cluster.apply_env(|_| Some("  ".into()));
+        assert_eq!(cfg.cluster.token(), Some("from-file"));
+        cfg.cluster
+            .apply_env(|name| (name == "MEDIAHOST_CLUSTER_TOKEN").then(|| "s3cret".into()));
+        assert_eq!(cfg.cluster.token(), Some("s3cret"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        assert_eq!(Config::default().grpc.listen.to_string(), "127.0.0.1:50051");
     }
 
     #[test]

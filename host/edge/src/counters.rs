@@ -3,6 +3,7 @@
 //! microseconds in all) should not pay several times per request.
 
 use metrics::{Counter, Histogram};
+use std::sync::atomic::AtomicU64;
 
 /// Handles to the per-request series (names and meanings in the README's `/metrics` list).
 pub(crate) struct Counters {
@@ -22,6 +23,11 @@ pub(crate) struct Counters {
     pub bytes_out: Counter,
     /// `mediahost_edge_plugin_seconds`: edge-transform time per request.
     pub plugin_seconds: Histogram,
+    /// Hits and misses since the start, readable (metric handles are write-only) for the
+    /// hit ratio `Node.Status` reports.
+    pub hit_count: AtomicU64,
+    /// See `hit_count`.
+    pub miss_count: AtomicU64,
 }
 
 impl Counters {
@@ -36,6 +42,8 @@ impl Counters {
             coalesced_waits: metrics::counter!("mediahost_edge_coalesced_waits_total"),
             bytes_out: metrics::counter!("mediahost_edge_bytes_out_total"),
             plugin_seconds: metrics::histogram!("mediahost_edge_plugin_seconds"),
+            hit_count: AtomicU64::new(0),
+            miss_count: AtomicU64::new(0),
         }
     }
 }

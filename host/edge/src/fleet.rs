@@ -1,6 +1,7 @@
 //! The edges a deployment's api purges when a video is deleted: the edge running in the same
 //! process (purged directly) and the edge processes named in `[[cluster.edges]]` (purged over
-//! their gRPC control service with the operator key). Only the edges of the video's group are
+//! their gRPC control service with the cluster token, or the operator key where no cluster
+//! token is set, as deployments made before the token had). Only the edges of the video's group are
 //! asked: the router plugin placed the video there, so no other edge has cached it.
 //!
 //! A failed purge does not undo the delete: it is logged, counted
@@ -9,8 +10,10 @@
 //! an edge never answers a URL past its `exp` from the cache.
 
 use mediahost_core::config::EdgePeer;
+use mediahost_grpc::Outgoing;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::Edge;
@@ -22,12 +25,18 @@ const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the fleet could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid edge URL {url:?} in [[cluster.edges]]: {message}")]
-pub struct FleetError {
-    /// The URL as configured.
-    pub url: String,
-    /// What is wrong with it.
-    pub message: String,
+pub enum FleetError {
+    /// An edge's URL is not a URL.
+    #[error("invalid edge URL {url:?} in [[cluster.edges]]: {message}")]
+    Url {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The token cannot be sent as metadata.
+    #[error(transparent)]
+    Token(#[from] mediahost_grpc::auth::InvalidToken),
 }
 
 /// One edge process of the deployment.
@@ -43,7 +52,8 @@ struct Peer {
 pub struct Fleet {
     local: Option<Arc<Edge>>,
     peers: Arc<Vec<Peer>>,
-    operator_key: Option<String>,
+    /// Adds the token and the running trace to every call.
+    outgoing: Outgoing,
 }
 
 /// What one edge answered to a purge.
@@ -61,20 +71,26 @@ pub struct PurgeOutcome {
 
 impl Fleet {
     /// The edge in this process (if any) and the configured edge processes, purged with
-    /// `operator_key` (which those edges must accept).
+    /// `cluster_token`, else `operator_key` (which those edges must accept).
     pub fn new(
         local: Option<Arc<Edge>>,
         peers: &[EdgePeer],
+        cluster_token: Option<&str>,
         operator_key: Option<&str>,
     ) -> Result<Self, FleetError> {
+        let outgoing = match cluster_token.filter(|t| !t.trim().is_empty()) {
+            Some(token) => Outgoing::new(Some(token), "cluster.token")?,
+            None => Outgoing::new(operator_key, "admin.operator_key")?,
+        };
         let peers = peers
             .iter()
             .map(|peer| {
-                let endpoint =
-                    Endpoint::from_shared(peer.url.trim().to_owned()).map_err(|e| FleetError {
+                let endpoint = Endpoint::from_shared(peer.url.trim().to_owned()).map_err(|e| {
+                    FleetError::Url {
                         url: peer.url.clone(),
                         message: e.to_string(),
-                    })?;
+                    }
+                })?;
                 Ok(Peer {
                     url: peer.url.clone(),
                     group: peer.group.clone(),
@@ -88,7 +104,7 @@ impl Fleet {
         Ok(Self {
             local,
             peers: Arc::new(peers),
-            operator_key: operator_key.map(str::to_owned),
+            outgoing,
         })
     }
 
@@ -118,15 +134,13 @@ impl Fleet {
     }
 
     async fn purge_remote(&self, peer: &Peer, video_id: &str) -> PurgeOutcome {
-        let mut request = tonic::Request::new(PurgeRequest {
+        let request = PurgeRequest {
             target: Some(Target::VideoId(video_id.to_owned())),
-        });
-        if let Some(key) = &self.operator_key
-            && let Ok(value) = format!("Bearer {key}").parse()
-        {
-            request.metadata_mut().insert("authorization", value);
-        }
-        let mut client = EdgeControlClient::new(peer.channel.clone());
+        };
+        let mut client = EdgeControlClient::new(InterceptedService::new(
+            peer.channel.clone(),
+            self.outgoing.clone(),
+        ));
         let result = client.purge(request).await;
         PurgeOutcome {
             edge: peer.url.clone(),

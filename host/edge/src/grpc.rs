@@ -1,24 +1,25 @@
 //! The gRPC control service (`proto/edge.proto`): purge and push, for operators and push
-//! workers, on the edge's own HTTP listener (gRPC is HTTP/2; the listener speaks both).
+//! workers, on the edge's own HTTP listener (gRPC is HTTP/2; the listener speaks both), beside
+//! `grpc.health.v1` and reflection.
+//!
+//! Callers authenticate with the cluster token (`[cluster] token`, what api and worker
+//! processes send) or the operator key (`[admin] operator_key`, what an operator purging by
+//! hand holds): either is accepted.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use mediahost_grpc::Keys;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tonic::server::NamedService;
+use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
-use tower::ServiceExt;
 
 use crate::Edge;
-use crate::auth::{self, Refusal};
 use crate::cache::{Cached, Meta, Stored};
 use crate::proxy::{self, expired, purge_prefix};
 
 /// The generated messages, service and client of `mediahost.edge.v1`.
-#[allow(missing_docs)] // generated; the .proto file documents every item
-pub mod proto {
-    tonic::include_proto!("mediahost.edge.v1");
-}
+pub use mediahost_grpc::proto::edge as proto;
 
 use proto::edge_control_server::{EdgeControl, EdgeControlServer};
 use proto::{PurgeReply, PurgeRequest, PushReply, PushRequest, purge_request};
@@ -142,36 +143,32 @@ fn pushed_headers(push: &PushRequest) -> Result<HeaderMap, Status> {
     Ok(headers)
 }
 
-/// Lets a call through only with the operator key.
-fn authorize(operator_key: Option<&str>, request: Request<()>) -> Result<Request<()>, Status> {
-    let authorization = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    match auth::check(operator_key, authorization) {
-        Ok(()) => Ok(request),
-        Err(refusal @ Refusal::Disabled) => Err(Status::permission_denied(refusal.message())),
-        Err(refusal) => Err(Status::unauthenticated(refusal.message())),
-    }
-}
+/// What a caller is told when the edge accepts no key.
+const DISABLED: &str = "purge and push are disabled: set `[cluster] token` (MEDIAHOST_CLUSTER_TOKEN) \
+     or `[admin] operator_key` (MEDIAHOST_OPERATOR_KEY) for the edge";
 
-/// `router` with the control service added under `/mediahost.edge.v1.EdgeControl/…`.
-pub(crate) fn route(router: axum::Router, edge: Arc<Edge>) -> axum::Router {
-    let operator_key = edge.operator_key.clone();
+/// `router` with the gRPC endpoint added: the control service (cluster token or operator key),
+/// health following the edge's readiness until `shutdown`, and reflection.
+pub(crate) fn route(
+    router: axum::Router,
+    edge: Arc<Edge>,
+    shutdown: CancellationToken,
+) -> axum::Router {
+    let keys = Keys::new(
+        [edge.cluster_token.as_deref(), edge.operator_key.as_deref()],
+        DISABLED,
+    );
+    let readiness = edge.readiness.clone();
+    let node = edge.node.clone();
     let server =
         EdgeControlServer::new(Control { edge }).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let service = InterceptedService::new(server, move |request| {
-        authorize(operator_key.as_deref(), request)
-    });
-    // Routed like tonic's own `Routes` does, but into the edge's router, which keeps its
-    // JSON 404 fallback (merging tonic's router would bring a second fallback).
-    let path = format!("/{}/{{*rest}}", EdgeControlServer::<Control>::NAME);
-    router.route_service(
-        &path,
-        service.map_request(|request: axum::http::Request<axum::body::Body>| {
-            request.map(tonic::body::Body::new)
-        }),
-    )
+    let service = InterceptedService::new(server, keys);
+    let mut services = mediahost_grpc::Services::new().with(service);
+    if let Some(node) = node {
+        services = services.with(node);
+    }
+    let (grpc, names) = services.build(readiness, shutdown);
+    mediahost_grpc::mount(router, grpc, &names)
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@
 //!    `max-age` (the origin marks only signed playback so); everything else passes through.
 //! 4. **Origin down**: uncached objects answer 502 `origin_unavailable`.
 //!
-//! Operators purge by video or path prefix (`POST /v1/edge/purge`, or gRPC [`grpc`] which also
-//! pushes objects ahead of viewers; both need the operator key), scrape `/metrics` (hits,
+//! Operators purge by video or path prefix (`POST /v1/edge/purge` with the operator key, or
+//! gRPC [`grpc`] which also pushes objects ahead of viewers, with the operator key or the
+//! cluster token), scrape `/metrics` (hits,
 //! misses, stale answers, coalesced waits, bytes out, origin fetch latency, cache bytes per
 //! tier, plugin time) and probe `/healthz` (liveness) and `/readyz` (the process's backends). Edge-transform plugins ([`transform`]) run on
 //! every playback request when the edge is given them. [`run`] serves the edge, gRPC included, on one listener until a
@@ -92,6 +93,12 @@ pub struct Edge {
     in_flight: Mutex<HashMap<String, Arc<flight::Flight>>>,
     /// Bearer key that may purge; `None` turns purging off (403).
     operator_key: Option<String>,
+    /// The deployment's shared secret, accepted on the gRPC control service besides the
+    /// operator key (see [`grpc`]).
+    cluster_token: Option<String>,
+    /// `Node.Status` of the process, served beside the control service when set with
+    /// [`Edge::with_node`].
+    node: Option<mediahost_grpc::node::NodeService>,
     /// Renders `/metrics`.
     metrics: PrometheusHandle,
     /// Edge-transform plugins run on every playback request, when the edge has them.
@@ -145,6 +152,8 @@ impl Edge {
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
                 .map(str::to_owned),
+            cluster_token: None,
+            node: None,
             metrics,
             transforms: None,
             counters: counters::Counters::register(),
@@ -158,6 +167,21 @@ impl Edge {
         self
     }
 
+    /// Accepts `token` (the cluster token, if set and not blank) on the gRPC control service.
+    pub fn with_cluster_token(mut self, token: Option<&str>) -> Self {
+        self.cluster_token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        self
+    }
+
+    /// Serves `node` (the process's `Node.Status`) on the edge's listener.
+    pub fn with_node(mut self, node: mediahost_grpc::node::NodeService) -> Self {
+        self.node = Some(node);
+        self
+    }
+
     /// Runs edge-transform plugins on every playback request (see [`transform`]).
     pub fn with_transforms(mut self, transforms: transform::Transforms) -> Self {
         self.transforms = Some(transforms);
@@ -166,6 +190,24 @@ impl Edge {
 }
 
 impl Edge {
+    /// The cache figures `Node.Status` reports.
+    pub fn cache_figures(&self) -> mediahost_grpc::proto::control::EdgeCache {
+        let (memory_bytes, disk_bytes) = self.cache.bytes();
+        mediahost_grpc::proto::control::EdgeCache {
+            group: self.group.clone(),
+            memory_bytes,
+            disk_bytes,
+            hits: self
+                .counters
+                .hit_count
+                .load(std::sync::atomic::Ordering::Relaxed),
+            misses: self
+                .counters
+                .miss_count
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// The cache, e.g. to pre-warm it in process.
     pub fn cache(&self) -> &cache::Cache {
         &self.cache
@@ -190,8 +232,8 @@ impl Edge {
 }
 
 /// The edge's routes: playback under `/v1/videos`, purge, health, metrics and the gRPC
-/// control service.
-pub fn app(edge: Arc<Edge>) -> Router {
+/// endpoint (control service, health until `shutdown`, reflection).
+pub fn app(edge: Arc<Edge>, shutdown: CancellationToken) -> Router {
     let router = Router::new()
         .route("/v1/videos/{id}/hls/{*path}", get(proxy::playback))
         .route(
@@ -204,7 +246,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .route("/metrics", get(proxy::metrics))
         .fallback(proxy::not_found)
         .with_state(edge.clone());
-    grpc::route(router, edge)
+    grpc::route(router, edge, shutdown)
 }
 
 /// Serves `edge` on `listener` until `shutdown` fires, then finishes requests in flight.
@@ -214,7 +256,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     // The peer address is what edge transforms see as `client-ip`.
-    let app = app(edge).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app =
+        app(edge, shutdown.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
@@ -242,7 +285,10 @@ mod tests {
     }
 
     async fn call(edge: Arc<Edge>, request: Request<Body>) -> (StatusCode, serde_json::Value) {
-        let response = app(edge).oneshot(request).await.unwrap();
+        let response = app(edge, CancellationToken::new())
+            .oneshot(request)
+            .await
+            .unwrap();
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await

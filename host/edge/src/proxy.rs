@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::Edge;
@@ -116,6 +117,7 @@ pub(crate) async fn serve(edge: &Arc<Edge>, uri: Uri, headers: HeaderMap) -> Res
     };
     if leader {
         edge.counters.misses.increment(1);
+        edge.counters.miss_count.fetch_add(1, Ordering::Relaxed);
         // Its own task, so the fetch completes (and is cached) even when this client leaves.
         tokio::spawn(fetch(edge.clone(), key.to_owned(), flight.clone(), !bypass));
     } else {
@@ -135,6 +137,7 @@ async fn cached(
 ) -> Response {
     let x_cache = if found.meta.is_fresh(now) {
         edge.counters.hits.increment(1);
+        edge.counters.hit_count.fetch_add(1, Ordering::Relaxed);
         if found.tier == Tier::Disk {
             edge.counters.disk_hits.increment(1);
         }

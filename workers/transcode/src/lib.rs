@@ -56,7 +56,8 @@
 //! * libav* logs at `error` level only (see [`init`]); the worker reports what matters.
 //!
 //! [`worker::Worker`] is the job loop around all this: lease a job from the queue, download the
-//! source, probe, transcode, store the renditions, settle the job.
+//! source, probe, transcode, store the renditions, settle the job; [`progress`] is where it
+//! reports progress and outcomes (the api over gRPC, or the store).
 
 mod dash;
 mod encode;
@@ -67,6 +68,7 @@ mod orient;
 mod package;
 mod probe;
 mod publish;
+pub mod progress;
 mod thumbs;
 mod upload;
 pub mod worker;

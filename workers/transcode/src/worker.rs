@@ -42,6 +42,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::upload::Uploader;
+use crate::progress::{Reporter, in_current_trace};
 use crate::{Target, TranscodeError};
 
 /// How a job attempt failed.
@@ -107,6 +108,9 @@ pub struct Worker {
     idle_poll: Duration,
     /// How often the lease of a running job is renewed (well inside the lease length).
     renew_every: Duration,
+    /// Where progress and outcomes are reported (the store unless set with
+    /// [`Worker::with_reporter`]).
+    reporter: Reporter,
 }
 
 /// A plugin failure that reached the worker: its binding is fail-closed (fail-open failures
@@ -132,6 +136,7 @@ impl Worker {
         lease: Duration,
     ) -> Self {
         Self {
+            reporter: Reporter::to_store(store.clone()),
             store,
             queue,
             blobs,
@@ -140,6 +145,12 @@ impl Worker {
             idle_poll,
             renew_every: (lease / 3).max(Duration::from_millis(100)),
         }
+    }
+
+    /// Reports progress and outcomes through `reporter` (e.g. to the api over gRPC).
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = reporter;
+        self
     }
 
     /// Processes jobs until `shutdown` is cancelled; a job running then is stopped and handed
@@ -212,6 +223,7 @@ impl Worker {
                 "unsettled"
             }
         };
+        self.reporter.outcome(&video_id, outcome).await;
         let seconds = started.elapsed().as_secs_f64();
         metrics::counter!("mediahost_jobs_total", "outcome" => outcome).increment(1);
         metrics::histogram!("mediahost_job_duration_seconds", "outcome" => outcome).record(seconds);
@@ -500,12 +512,13 @@ impl Worker {
             .in_current_span()
         }));
         let started = Instant::now();
-        // The encoder thread only publishes the latest fraction; this task writes it to the DB
-        // at most once a second, so progress costs the encode nothing.
+        // The encoder thread only publishes the latest fraction; this task reports it (see
+        // `progress`) at most once a second, so progress costs the encode nothing.
         let (report, mut latest) = tokio::sync::watch::channel(0.0f64);
         let recorder = {
-            let (store, video) = (self.store.clone(), video_id.to_owned());
-            tokio::spawn(async move {
+            let (reporter, video) = (self.reporter.clone(), video_id.to_owned());
+            tokio::spawn(in_current_trace(async move {
+                let _running = reporter.running();
                 while latest.changed().await.is_ok() {
                     let fraction = *latest.borrow_and_update();
                     let elapsed = started.elapsed().as_secs_f64().max(1e-3);
@@ -514,12 +527,10 @@ impl Worker {
                         speed: duration_s
                             .map_or(0.0, |d| (fraction * d / elapsed * 100.0).round() / 100.0),
                     };
-                    if let Err(e) = store.set_progress(&video, &progress).await {
-                        tracing::warn!(%video, error = %e, "could not record progress");
-                    }
+                    reporter.progress(&video, &progress).await;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-            })
+            }))
         };
         // The encoder thread logs in the job's span too.
         let span = tracing::Span::current();

@@ -1,5 +1,6 @@
 //! One module per command; each has a one-line doc that clap shows as its help.
 
+mod cluster;
 mod edge;
 mod migrate;
 mod plugin;
@@ -37,6 +38,9 @@ enum Command {
     Plugin(plugin::Plugin),
     /// Run an edge cache in front of an origin until interrupted (`serve --role edge`).
     Edge(edge::EdgeCommand),
+    /// Ask the processes of a deployment how they are doing, over gRPC.
+    #[command(subcommand)]
+    Cluster(cluster::Cluster),
 }
 
 impl Cli {
@@ -49,6 +53,7 @@ impl Cli {
             Command::Upload(cmd) => cmd.run().await,
             Command::Plugin(cmd) => cmd.run().await,
             Command::Edge(cmd) => cmd.run().await,
+            Command::Cluster(cmd) => cmd.run().await,
         }
     }
 }
@@ -97,6 +102,8 @@ impl Common {
         config.tus.apply_env(|name| std::env::var(name).ok())?;
         config.cache.apply_env(|name| std::env::var(name).ok())?;
         config.queue.apply_env(|name| std::env::var(name).ok())?;
+        // Environment only, like the operator key.
+        config.cluster.apply_env(|name| std::env::var(name).ok());
         Ok(config)
     }
 

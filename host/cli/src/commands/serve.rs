@@ -14,10 +14,12 @@ use mediahost_core::config::{LookupBackend, TusLock};
 use mediahost_edge::Edge;
 use mediahost_edge::fleet::Fleet;
 use mediahost_edge::transform::Transforms;
+use mediahost_grpc::node::NodeService;
 use mediahost_queue::JobQueue;
 use mediahost_runtime::{PluginHost, RuntimeOptions};
 use mediahost_store::Store;
 use mediahost_store::lookup::{LookupCache, MemoryLookups, RedisLookups};
+use mediahost_transcode::progress::Reporter;
 use mediahost_transcode::worker::Worker;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -55,6 +57,9 @@ pub struct Serve {
     /// Address of the edge role; overrides `[edge] listen`.
     #[arg(long, env = "MEDIAHOST_EDGE_LISTEN")]
     edge_listen: Option<SocketAddr>,
+    /// Address of the gRPC listener of the api and worker roles; overrides `[grpc] listen`.
+    #[arg(long, env = "MEDIAHOST_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
     #[command(flatten)]
     edge: EdgeArgs,
 }
@@ -187,6 +192,17 @@ async fn sweep_uploads(
     }
 }
 
+impl Role {
+    /// How `Node.Status` and `cluster status` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::Edge => "edge",
+        }
+    }
+}
+
 impl Serve {
     /// `mediahost edge …`: this command with only the edge role.
     pub fn edge_only(common: Common, listen: Option<SocketAddr>, edge: EdgeArgs) -> Self {
@@ -195,6 +211,7 @@ impl Serve {
             listen: Listen { listen: None },
             role: vec![Role::Edge],
             edge_listen: listen,
+            grpc_listen: None,
             edge,
         }
     }
@@ -206,6 +223,9 @@ impl Serve {
         }
         if let Some(addr) = self.edge_listen {
             config.edge.listen = addr;
+        }
+        if let Some(addr) = self.grpc_listen {
+            config.grpc.listen = addr;
         }
         self.edge.apply(&mut config.edge);
         let roles = if self.role.is_empty() {
@@ -413,7 +433,41 @@ async fn start_roles(
     };
     let readiness = readiness(config, platform, queue.as_ref(), upload_locks.clone());
     tracing::info!(checks = ?readiness.names(), "/readyz checks");
-    if let (true, Some(queue)) = (has(Role::Worker), &queue) {
+    let reporter = if has(Role::Worker) {
+        // Beside the api, progress goes straight into the store (see `progress`).
+        let api_urls: &[String] = if has(Role::Api) {
+            &[]
+        } else {
+            &config.cluster.api_urls
+        };
+        let reporter = Reporter::new(platform.store.clone(), api_urls, config.cluster.token())
+            .context("worker progress reports")?;
+        Some(reporter)
+    } else {
+        None
+    };
+    // `Node.Status`, on every gRPC endpoint of the process; the edge is filled in once started.
+    let local_edge = Arc::new(std::sync::OnceLock::new());
+    let node = super::cluster::node_service(
+        super::cluster::Facts {
+            roles: roles.iter().map(|r| r.name()).collect(),
+            readiness: readiness.clone(),
+            queue: queue.clone(),
+            reporter: reporter.clone(),
+            edge: local_edge.clone(),
+            started: std::time::Instant::now(),
+        },
+        config.cluster.token(),
+    );
+    if has(Role::Api) || has(Role::Worker) {
+        let grpc = Grpc {
+            api: has(Role::Api),
+            node: node.clone(),
+            readiness: readiness.clone(),
+        };
+        start_grpc(config, grpc, platform, shutdown, tasks).await?;
+    }
+    if let (Some(reporter), Some(queue)) = (reporter, &queue) {
         for n in 0..config.worker.concurrency.max(1) {
             let worker = Worker::new(
                 platform.store.clone(),
@@ -423,7 +477,8 @@ async fn start_roles(
                 config.transcode.clone(),
                 Duration::from_millis(config.worker.poll_interval_ms.max(10)),
                 Duration::from_secs(config.worker.lease_seconds.max(1)),
-            );
+            )
+            .with_reporter(reporter.clone());
             tracing::info!(worker = n, "transcode worker started");
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         }
@@ -433,11 +488,13 @@ async fn start_roles(
             config,
             has(Role::Api),
             platform,
-            &readiness,
+            (&readiness, node),
             shutdown,
             tasks,
-        );
-        Some(edge.await?)
+        )
+        .await?;
+        let _ = local_edge.set(edge.clone());
+        Some(edge)
     } else {
         None
     };
@@ -527,7 +584,7 @@ async fn start_edge(
     config: &Config,
     beside_api: bool,
     platform: &Platform,
-    readiness: &Readiness,
+    (readiness, node): (&Readiness, NodeService),
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Arc<Edge>> {
@@ -543,6 +600,8 @@ async fn start_edge(
             config.admin.operator_key(),
             platform.metrics.clone(),
         )?
+        .with_cluster_token(config.cluster.token())
+        .with_node(node)
         .with_transforms(transforms)
         .with_readiness(readiness.clone()),
     );
@@ -565,6 +624,48 @@ async fn start_edge(
         }
     }));
     Ok(edge)
+}
+
+/// What the gRPC endpoint of the api and worker roles serves.
+struct Grpc {
+    /// Whether the process runs the api role (then it serves `Jobs`).
+    api: bool,
+    /// The process's `Node.Status`.
+    node: NodeService,
+    /// What health follows.
+    readiness: Readiness,
+}
+
+/// The gRPC endpoint of the api and worker roles on `grpc.listen`: `Node`, the api's Jobs
+/// service (workers of other processes report there), health following readiness, reflection.
+async fn start_grpc(
+    config: &Config,
+    Grpc {
+        api,
+        node,
+        readiness,
+    }: Grpc,
+    platform: &Platform,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    let mut services = mediahost_grpc::Services::new().with(node);
+    if api {
+        services = services.with(mediahost_api::control::jobs_service(
+            platform.store.clone(),
+            config.cluster.token(),
+        ));
+    }
+    let (router, names) = services.build(readiness, shutdown.clone());
+    let listener = bind(config.grpc.listen, "grpc.listen").await?;
+    tracing::info!(addr = %listener.local_addr()?, services = ?names, "mediahost gRPC listening");
+    tasks.push(tokio::spawn(crate::https::serve(
+        listener,
+        None,
+        router,
+        shutdown.clone(),
+    )));
+    Ok(())
 }
 
 /// What the api role is started with, besides the platform.
@@ -592,7 +693,12 @@ async fn start_api(
     shutdown: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    let edges = Fleet::new(edge, &config.cluster.edges, config.admin.operator_key())?;
+    let edges = Fleet::new(
+        edge,
+        &config.cluster.edges,
+        config.cluster.token(),
+        config.admin.operator_key(),
+    )?;
     let state = Arc::new(
         AppState::new(
             platform.store.clone(),

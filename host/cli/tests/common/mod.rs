@@ -28,6 +28,8 @@ pub struct Server {
     pub base: String,
     /// Base URL of the edge the server runs beside its API (the one-process default).
     pub edge_base: String,
+    /// Base URL of its gRPC listener (`grpc.listen`, api and worker roles).
+    pub grpc_base: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
     /// Extra arguments of `mediahost serve` ([`Options::args`]), kept for restarts.
@@ -159,7 +161,14 @@ pub fn serve_failing(config: &str, env: &[(&str, &str)]) -> (std::process::ExitS
     let log_path = data_dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(BIN)
-        .args(["serve", "--edge-listen", "127.0.0.1:0", "--listen"])
+        .args([
+            "serve",
+            "--edge-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--listen")
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data-dir")
         .arg(data_dir.path())
@@ -233,6 +242,11 @@ impl Server {
         if !options.config.contains("[edge]") {
             writeln!(config, "[edge]\nlisten = {edge_addr:?}").unwrap();
         }
+        // Likewise the gRPC listener of the api and worker roles.
+        let grpc_addr = format!("127.0.0.1:{}", free_port());
+        if !options.config.contains("[grpc]") {
+            writeln!(config, "[grpc]\nlisten = {grpc_addr:?}").unwrap();
+        }
         writeln!(
             config,
             "[worker]\npoll_interval_ms = 200\n[plugins]\ndir = {:?}\n{}\n{storage}",
@@ -247,6 +261,7 @@ impl Server {
             child,
             base: format!("http://{addr}"),
             edge_base: format!("http://{edge_addr}"),
+            grpc_base: format!("http://{grpc_addr}"),
             addr,
             data_dir,
             log,
