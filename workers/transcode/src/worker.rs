@@ -41,8 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use crate::upload::Uploader;
 use crate::progress::{Reporter, in_current_trace};
+use crate::upload::Uploader;
 use crate::{Target, TranscodeError};
 
 /// How a job attempt failed.
