@@ -34,6 +34,18 @@ fn unavailable(e: mediahost_store::StoreError) -> Status {
     Status::unavailable("the metadata store failed; try again")
 }
 
+impl JobReports {
+    /// Whether the reported video exists (a report for a deleted one is accepted, not stored).
+    async fn known(&self, video_id: &str) -> Result<bool, Status> {
+        Ok(self
+            .store
+            .video_by_id(video_id)
+            .await
+            .map_err(unavailable)?
+            .is_some())
+    }
+}
+
 #[tonic::async_trait]
 impl Jobs for JobReports {
     async fn report_progress(
@@ -47,12 +59,7 @@ impl Jobs for JobReports {
                 "percent must be within 0–100 and speed not negative",
             ));
         }
-        let known = self
-            .store
-            .video_by_id(&report.video_id)
-            .await
-            .map_err(unavailable)?
-            .is_some();
+        let known = self.known(&report.video_id).await?;
         if known {
             let progress = Progress {
                 percent: report.percent,
@@ -79,12 +86,7 @@ impl Jobs for JobReports {
                 return Err(Status::invalid_argument("outcome must be READY or FAILED"));
             }
         };
-        let known = self
-            .store
-            .video_by_id(&report.video_id)
-            .await
-            .map_err(unavailable)?
-            .is_some();
+        let known = self.known(&report.video_id).await?;
         metrics::counter!("mediahost_job_outcome_reports_total", "outcome" => outcome).increment(1);
         tracing::info!(video = %report.video_id, outcome, reason = %report.reason, "worker reported a job outcome");
         Ok(Response::new(ReportReply { known }))

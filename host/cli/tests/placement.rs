@@ -78,16 +78,7 @@ async fn main_keys(server: &Server) -> Vec<String> {
 /// `mediahost tenant create NAME [args]` on the server's database and config: (id, key), or
 /// the command's stderr when it fails.
 fn create_tenant(server: &Server, name: &str, args: &[&str]) -> Result<(String, String), String> {
-    let out = server
-        .command()
-        .args(["tenant", "create", name])
-        .args(args)
-        .arg("--data-dir")
-        .arg(server.data_path())
-        .arg("--config")
-        .arg(server.data_path().join("mediahost.toml"))
-        .output()
-        .unwrap();
+    let out = server.cli(&[&["tenant", "create", name], args].concat());
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }

@@ -30,16 +30,7 @@ async fn refused(res: Response, status: u16, code: &str) -> String {
 }
 
 fn tenant_quota(server: &Server, args: &[&str]) -> String {
-    let out = server
-        .command()
-        .args(["tenant", "quota"])
-        .args(args)
-        .arg("--data-dir")
-        .arg(server.data_path())
-        .arg("--config")
-        .arg(server.data_path().join("mediahost.toml"))
-        .output()
-        .unwrap();
+    let out = server.cli(&[&["tenant", "quota"], args].concat());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

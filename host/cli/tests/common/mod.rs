@@ -359,6 +359,19 @@ impl Server {
         cmd
     }
 
+    /// Runs `mediahost <args>` on this server's database, data dir and config file (the
+    /// administration commands, e.g. `tenant quota acme`).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .arg("--config")
+            .arg(self.data_dir.path().join("mediahost.toml"))
+            .output()
+            .unwrap()
+    }
+
     /// The URL of this server's metadata database.
     pub fn database_url(&self) -> String {
         match &self.database_url {
