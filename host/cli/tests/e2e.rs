@@ -415,14 +415,25 @@ async fn a_request_s_traceparent_follows_the_upload_into_the_worker_s_log_lines(
     assert_ne!(answered, sent);
     assert_eq!(client.wait_settled(id).await["status"], "ready");
 
-    let log = server.log();
-    let traced = |message: &str| {
+    // The worker logs the job's end just after it marks the video ready.
+    let traced = |log: &str, message: &str| {
         log.lines()
             .any(|line| line.contains(trace_id) && line.contains(message))
     };
-    assert!(traced("source stored, job queued"), "{log}");
-    assert!(traced("job started"), "{log}");
-    assert!(traced("job finished"), "{log}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let log = server.log();
+        if traced(&log, "job finished") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for message in ["source stored, job queued", "job started", "job finished"] {
+        assert!(
+            traced(&log, message),
+            "no {message:?} line in the trace:\n{log}"
+        );
+    }
 
     // Without (or with a broken) traceparent, a request starts its own trace.
     for header in [None, Some("00-not-a-trace")] {
