@@ -22,20 +22,7 @@ use crate::auth::AuthTenant;
 use crate::signing;
 use crate::{ApiError, SharedState};
 use mediahost_core::http_range::{self as range, Ranged};
-
-/// Content type by file extension, as HLS and DASH players expect.
-fn content_type(path: &str) -> &'static str {
-    match path.rsplit('.').next() {
-        Some("m3u8") => "application/vnd.apple.mpegurl",
-        Some("mpd") => "application/dash+xml",
-        Some("m4s") => "video/iso.segment",
-        Some("mp4") => "video/mp4",
-        Some("ts") => "video/mp2t",
-        Some("vtt") => "text/vtt",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        _ => "application/octet-stream",
-    }
-}
+use mediahost_core::video::content_type;
 
 /// Relative paths only, without `.`/`..` segments, so a request cannot reach outside the
 /// video's HLS folder.
@@ -396,6 +383,7 @@ mod tests {
         assert_eq!(content_type("360p/seg_00001.m4s"), "video/iso.segment");
         assert_eq!(content_type("360p/init.mp4"), "video/mp4");
         assert_eq!(content_type("manifest.mpd"), "application/dash+xml");
+        assert_eq!(content_type("poster.jpg"), "image/jpeg");
         assert_eq!(
             cache_control("manifest.mpd", VideoStatus::Ready, true),
             "public, max-age=60"

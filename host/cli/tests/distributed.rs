@@ -530,8 +530,12 @@ async fn the_example_topology_uploads_transcodes_plays_purges_and_is_observed() 
             urls.push(init);
         }
         let segment = join(&media, &uris(&playlist)[0]);
-        let (_, bytes) = get(segment.clone()).await;
+        let (cache, bytes) = get(segment.clone()).await;
         assert!(!bytes.is_empty(), "{name}: empty segment");
+        // The workers push to edge-1 (`mode = "push"`): its first viewer is served the
+        // segment from the cache; edge-2 pulls it.
+        let expected = if name == "edge-1" { "HIT" } else { "MISS" };
+        assert_eq!(cache, expected, "{name}: first request of {segment}");
         urls.push(segment);
         for url in &urls {
             let (cache, _) = get(url.clone()).await;

@@ -364,8 +364,18 @@ async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_a
         1.0
     );
     let mut grpc = control(&edge).await;
-    let small = "/v1/videos/pushed/hls/720p/seg-00001.m4s?exp=99999999999&sig=00";
-    let big = "/v1/videos/pushed/hls/720p/seg-00002.m4s?exp=99999999999&sig=00";
+    // Pushed under two files of a real video (by path: media files are cached without the
+    // signature) and read with a signed URL of it, as a worker pushes and viewers read.
+    let client = Client::new(&origin, &origin.create_tenant("acme"));
+    let video = client.ready_clip(origin.data_path()).await;
+    let id = video["id"].as_str().unwrap().to_owned();
+    let signed = video["playback"]["signed_hls"].as_str().unwrap().to_owned();
+    let (segment_url, _) = first_segment(&signed).await;
+    let segment_path = segment_url.replacen(&origin.base, "", 1);
+    let (big, query) = segment_path.split_once('?').unwrap();
+    let small = format!("{}init.mp4", &big[..big.rfind('/').unwrap() + 1]);
+    let (small, big) = (small.as_str(), big);
+    let viewer = |path: &str| format!("{}{path}?{query}", edge.base);
     let push = |path: &str, body: Vec<u8>| PushRequest {
         path: path.into(),
         body,
@@ -384,9 +394,10 @@ async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_a
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
     }
-    let miss = get(&format!("{}{small}", edge.base), None).await;
+    let miss = get(&viewer(small), None).await;
     assert_eq!(x_cache(&miss), "MISS");
-    assert_ne!(miss.status(), 200, "the origin has no such video");
+    let from_origin = miss.bytes().await.unwrap();
+    assert_ne!(&from_origin[..], &small_body[..]);
 
     // Pushed objects are hits on the first request: small ones from memory, big ones from disk.
     for (path, body, tier) in [(small, &small_body, "memory"), (big, &big_body, "disk")] {
@@ -399,7 +410,7 @@ async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_a
             (reply.tier.as_str(), reply.bytes),
             (tier, body.len() as u64)
         );
-        let hit = get(&format!("{}{path}", edge.base), None).await;
+        let hit = get(&viewer(path), None).await;
         assert_eq!(
             (hit.status().as_u16(), x_cache(&hit).as_str()),
             (200, "HIT")
@@ -409,7 +420,7 @@ async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_a
         assert!(hit.headers().contains_key("age"));
         assert_eq!(&hit.bytes().await.unwrap()[..], &body[..]);
     }
-    let ranged = get(&format!("{}{big}", edge.base), Some("bytes=100-199")).await;
+    let ranged = get(&viewer(big), Some("bytes=100-199")).await;
     assert_eq!(ranged.status(), 206);
     assert_eq!(&ranged.bytes().await.unwrap()[..], &big_body[100..200]);
     assert_eq!(
@@ -426,29 +437,27 @@ async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_a
 
     // Purge by video: refused without the key (the objects stay), then both gone.
     let by_video = || PurgeRequest {
-        target: Some(purge_request::Target::VideoId("pushed".into())),
+        target: Some(purge_request::Target::VideoId(id.clone())),
     };
     let refused = grpc
         .purge(authorized(by_video(), Some("wrong")))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
-    assert_eq!(
-        x_cache(&get(&format!("{}{small}", edge.base), None).await),
-        "HIT"
-    );
+    assert_eq!(x_cache(&get(&viewer(small), None).await), "HIT");
     let purged = grpc
         .purge(authorized(by_video(), Some(OPERATOR_KEY)))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        (purged.purged, purged.prefix.as_str()),
-        (2, "/v1/videos/pushed/")
-    );
+    assert_eq!(purged.prefix, format!("/v1/videos/{id}/"));
+    assert_eq!(purged.purged, 2);
     for path in [small, big] {
-        let after = get(&format!("{}{path}", edge.base), None).await;
+        let after = get(&viewer(path), None).await;
         assert_eq!(x_cache(&after), "MISS", "{path}");
-        assert_ne!(after.status(), 200);
+        assert_eq!(after.status(), 200);
+        let body = after.bytes().await.unwrap();
+        assert_ne!(&body[..], &big_body[..], "the origin's bytes, not the pushed ones");
+        assert_ne!(&body[..], &small_body[..], "the origin's bytes, not the pushed ones");
     }
 }

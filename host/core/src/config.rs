@@ -894,7 +894,8 @@ pub struct ClusterConfig {
     /// `mediahost cluster status` beside the api URLs and the edges.
     pub workers: Vec<String>,
     /// Edges running as separate processes (`[[cluster.edges]]`): deleting a video purges it
-    /// from every edge of its group over gRPC (with `token`, else `admin.operator_key`). An
+    /// from every edge of its group over gRPC (with `token`, else `admin.operator_key`), and
+    /// workers push each stored segment to the edges of the video's group in `push` mode. An
     /// edge running in this process is purged directly and needs no entry.
     pub edges: Vec<EdgePeer>,
 }
@@ -944,7 +945,7 @@ impl Default for GrpcConfig {
     }
 }
 
-/// One edge process the api purges.
+/// One edge process the api purges and workers may push to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgePeer {
@@ -954,6 +955,22 @@ pub struct EdgePeer {
     /// Its edge group (`edge.group` of that edge); default `default`.
     #[serde(default = "default_group")]
     pub group: String,
+    /// How it gets a transcode's files: `pull` (default) or `push`.
+    #[serde(default)]
+    pub mode: EdgeMode,
+}
+
+/// How an edge gets a transcode's files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeMode {
+    /// It fetches each file from the origin when a viewer first asks for it.
+    #[default]
+    Pull,
+    /// Workers push every media file (init files and segments) to it as soon as it is
+    /// stored, so first viewers hit a warm cache; it still pulls what it lacks (playlists,
+    /// anything a push missed). For edges expected to serve most videos of their group.
+    Push,
 }
 
 fn default_group() -> String {

@@ -140,6 +140,20 @@ impl Video {
 
 /// Object-storage keys of one video. Everything of a video lives under one prefix so deleting
 /// or moving a video is one prefix operation.
+/// The content type of a playback file by its extension, as HLS and DASH players expect.
+pub fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("mpd") => "application/dash+xml",
+        Some("m4s") => "video/iso.segment",
+        Some("mp4") => "video/mp4",
+        Some("ts") => "video/mp2t",
+        Some("vtt") => "text/vtt",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
 pub mod keys {
     /// Prefix of everything stored for a video.
     pub fn video_prefix(tenant_id: &str, video_id: &str) -> String {

@@ -34,6 +34,10 @@ pub struct Meta {
     /// How long after that it may still be served stale (playlists only; see
     /// `edge.stale_if_error_seconds`).
     pub stale_for: Duration,
+    /// The signature (`<video>/<exp>/<sig>`) of the URL it was fetched with: the origin
+    /// accepted it, so a request carrying it may read the object without asking again (see
+    /// [`crate::signed`]). `None` for pushed objects and playlists.
+    pub signed_with: Option<String>,
 }
 
 impl Meta {
@@ -59,7 +63,15 @@ impl Meta {
             stored,
             fresh_for,
             stale_for,
+            signed_with: None,
         }
+    }
+
+    /// This meta, remembering that the origin answered the object to a URL signed with
+    /// `verdict`.
+    pub fn with_signature(mut self, verdict: Option<String>) -> Self {
+        self.signed_with = verdict;
+        self
     }
 
     /// The head of an answer from the cache (see `served`); the caller sets `Age` and

@@ -35,6 +35,9 @@ struct Header {
     stored_unix_ms: u64,
     fresh_for_ms: u64,
     stale_for_ms: u64,
+    /// Files written before the edge remembered signatures have none.
+    #[serde(default)]
+    signed_with: Option<String>,
     len: u64,
 }
 
@@ -176,7 +179,8 @@ impl Disk {
                     UNIX_EPOCH + Duration::from_millis(header.stored_unix_ms),
                     Duration::from_millis(header.fresh_for_ms),
                     Duration::from_millis(header.stale_for_ms),
-                )),
+                )
+                .with_signature(header.signed_with)),
                 len: header.len,
                 file: path,
                 body_offset,
@@ -314,6 +318,7 @@ impl Disk {
             stored_unix_ms: millis(meta.stored.duration_since(UNIX_EPOCH).unwrap_or_default()),
             fresh_for_ms: millis(meta.fresh_for),
             stale_for_ms: millis(meta.stale_for),
+            signed_with: meta.signed_with.clone(),
             len: cached.body.len() as u64,
         };
         let json = serde_json::to_vec(&header).map_err(std::io::Error::other)?;

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::Edge;
 use crate::cache::{Cached, Meta, Stored};
 use crate::proxy::{self, expired, purge_prefix};
+use crate::signed::Signature;
 
 /// The generated messages, service and client of `mediahost.edge.v1`.
 pub use mediahost_grpc::proto::edge as proto;
@@ -86,6 +87,8 @@ impl EdgeControl for Control {
 }
 
 /// The cache key of a pushed path: it must be a playback URL the edge serves, not expired.
+/// A media file is keyed without `exp` and `sig` (see [`crate::signed`]), a playlist by its
+/// whole path and query.
 fn playback_key(path: &str) -> Result<String, Status> {
     let invalid = || {
         Status::invalid_argument(format!(
@@ -95,18 +98,22 @@ fn playback_key(path: &str) -> Result<String, Status> {
         ))
     };
     let uri: Uri = path.parse().map_err(|_| invalid())?;
-    if uri.scheme().is_some() || proxy::playback_file(uri.path()).is_none() {
+    let Some((video, _)) = proxy::playback_file(uri.path()).filter(|_| uri.scheme().is_none())
+    else {
         return Err(invalid());
-    }
+    };
     if expired(&uri) {
         return Err(Status::invalid_argument(format!(
             "path {path:?} has expired (`exp`): the edge would never serve it from the cache"
         )));
     }
-    Ok(uri
-        .path_and_query()
-        .map_or(path, |pq| pq.as_str())
-        .to_owned())
+    let whole = uri.path_and_query().map_or(path, |pq| pq.as_str());
+    let media_key = || Signature::of(uri.path(), video, uri.query()).map(|s| s.key);
+    if proxy::is_playlist(uri.path()) {
+        Ok(whole.to_owned())
+    } else {
+        Ok(media_key().unwrap_or_else(|| whole.to_owned()))
+    }
 }
 
 /// The headers a pushed object is served with.

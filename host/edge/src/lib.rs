@@ -3,11 +3,13 @@
 //!
 //! Flow of `GET /v1/videos/{id}/hls/{path}?exp=…&sig=…` (and of the DASH manifest,
 //! `/v1/videos/{id}/dash/manifest.mpd`, whose segment URLs lead to the same `hls/` files):
-//! 1. **Cache key** = the request's path *and* query. The edge holds no signing secrets, so it
-//!    cannot check a signature itself; keying by the full URL means a cached object is only ever
-//!    served again to a request carrying the very signature the origin accepted. The expiry is
-//!    checked at the edge (it is in the URL, and altering it changes the key): an expired URL
-//!    is never answered from the cache but forwarded, and the origin answers 403.
+//! 1. **Cache key** ([`signed`]): a playlist is keyed by its path *and* query, as its bytes
+//!    embed the signature. Media files (segments, init files, images) are keyed without `exp`
+//!    and `sig`, so every viewer's signature shares one copy and pushed objects serve every
+//!    viewer; such an object is served only to a request whose signature the origin accepted
+//!    for that video (learned from the origin's answers, else asked with a `HEAD`), as the
+//!    edge holds no signing secrets. The expiry is checked at the edge (it is in the URL): an
+//!    expired URL is never answered from the cache but forwarded, and the origin answers 403.
 //! 2. **Hit** ([`cache`]): answered from memory, else from disk ([`disk`], promoted back into
 //!    memory when it fits), `Range` included (206/416), with `Age` and `X-Cache: HIT`. Still
 //!    served when the origin is down. A playlist past its `max-age` is answered
@@ -37,6 +39,7 @@ pub mod flight;
 pub mod grpc;
 mod lru;
 mod proxy;
+mod signed;
 pub mod transform;
 
 use axum::Router;
@@ -91,6 +94,8 @@ pub struct Edge {
     group: String,
     /// Origin fetches under way by cache key, so concurrent misses share one.
     in_flight: Mutex<HashMap<String, Arc<flight::Flight>>>,
+    /// Signatures the origin accepted, which may read media objects cached without theirs.
+    verdicts: signed::Verdicts,
     /// Bearer key that may purge; `None` turns purging off (403).
     operator_key: Option<String>,
     /// The deployment's shared secret, accepted on the gRPC control service besides the
@@ -148,6 +153,7 @@ impl Edge {
             playlist_stale_for: Duration::from_secs(config.stale_if_error_seconds),
             group: config.group.clone(),
             in_flight: Mutex::new(HashMap::new()),
+            verdicts: Default::default(),
             operator_key: operator_key
                 .map(str::trim)
                 .filter(|k| !k.is_empty())
@@ -226,6 +232,7 @@ impl Edge {
     /// how many.
     pub fn purge(&self, prefix: &str) -> usize {
         let purged = self.cache.purge(prefix);
+        self.verdicts.clear();
         tracing::info!(%prefix, purged, "purged");
         purged
     }

@@ -20,6 +20,7 @@ use crate::auth::{self, Refusal};
 use crate::cache::{self, Cached, Found, Meta, Tier, X_CACHE};
 use crate::disk;
 use crate::flight::{End, Flight, Head};
+use crate::signed::Signature;
 use crate::transform;
 use mediahost_core::http_range::{self, Ranged};
 
@@ -84,48 +85,157 @@ pub(crate) async fn playback(State(edge): State<Arc<Edge>>, request: Request) ->
     }
 }
 
-/// Serves a playback request from the cache, or from the origin once for all concurrent
-/// requests of the same URL.
-pub(crate) async fn serve(edge: &Arc<Edge>, uri: Uri, headers: HeaderMap) -> Response {
-    let key = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let bypass = expired(&uri);
+/// Where a playback request's answer comes from (see [`crate::signed`]).
+enum Route {
+    /// Straight from the origin, never stored: an expired URL, a media file without a
+    /// signature, or one whose signature the origin refused.
+    Bypass,
+    /// The cache under `key`; a miss is fetched once for all concurrent requests of the key.
+    /// `signature` (of a signed URL) is recorded as accepted when the origin answers `200`.
+    Cache {
+        key: String,
+        signature: Option<Signature>,
+    },
+    /// A signed media file whose signature this edge has not seen accepted yet.
+    Unverified(Signature),
+}
 
-    let (flight, leader) = if bypass {
-        (Arc::new(Flight::default()), true)
-    } else {
-        let now = SystemTime::now();
-        if let Some(found) = edge.cache.get(key, now).await {
-            return cached(edge, key, found, &headers, now).await;
+/// How the request for `uri` (whose path and query are `whole`) is answered at `now`.
+fn route(edge: &Edge, uri: &Uri, whole: &str, now: SystemTime) -> Route {
+    if expired(uri) {
+        return Route::Bypass;
+    }
+    let path = uri.path();
+    let signature = playback_file(path)
+        .and_then(|(video, _)| Signature::of(path, video, uri.query()));
+    // A playlist's bytes embed its signature: keyed by the whole URL.
+    if is_playlist(path) {
+        return Route::Cache {
+            key: whole.to_owned(),
+            signature,
+        };
+    }
+    match signature {
+        None => Route::Bypass,
+        Some(signature) if edge.verdicts.accepts(&signature, unix_seconds(now)) => Route::Cache {
+            key: signature.key.clone(),
+            signature: Some(signature),
+        },
+        Some(signature) => Route::Unverified(signature),
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Serves a playback request from the cache, or from the origin once for all concurrent
+/// requests of the same object.
+pub(crate) async fn serve(edge: &Arc<Edge>, uri: Uri, headers: HeaderMap) -> Response {
+    let whole = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    let now = SystemTime::now();
+    let fetch = match route(edge, &uri, whole, now) {
+        Route::Bypass => Fetch::bypass(whole),
+        Route::Cache { key, signature } => {
+            if let Some(found) = edge.cache.get(&key, now).await {
+                return cached(edge, &key, found, &headers, now).await;
+            }
+            Fetch {
+                url: whole.to_owned(),
+                flight_key: Some(key.clone()),
+                cache_key: key,
+                signature,
+                verified: true,
+            }
         }
-        let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
-        // Looked up again under the lock: a fetch that finished since the first look has
-        // stored its object (in memory: the tier a fetch stores into) and left the map, and
-        // must not be fetched a second time.
-        if let Some(hit) = edge.cache.get_memory(key, now) {
-            drop(in_flight);
-            return cached(edge, key, Found::in_memory(&hit), &headers, now).await;
-        }
-        match in_flight.get(key) {
-            Some(flight) => (flight.clone(), false),
-            None => {
-                let flight = Arc::new(Flight::default());
-                in_flight.insert(key.to_owned(), flight.clone());
-                (flight, true)
+        Route::Unverified(signature) => {
+            if let Some(found) = edge.cache.get(&signature.key, now).await {
+                let remembered = found.meta.signed_with.as_deref() == Some(&signature.verdict);
+                if remembered || verify(edge, whole).await {
+                    edge.verdicts.accept(&signature, unix_seconds(now));
+                    return cached(edge, &signature.key, found, &headers, now).await;
+                }
+                Fetch::bypass(whole)
+            } else {
+                // Shared only with requests of this very URL: another signature must be
+                // accepted before it reads what this one fetched.
+                Fetch {
+                    url: whole.to_owned(),
+                    flight_key: Some(whole.to_owned()),
+                    cache_key: signature.key.clone(),
+                    signature: Some(signature),
+                    verified: false,
+                }
             }
         }
     };
-    if leader {
-        edge.counters.misses.increment(1);
-        edge.counters.miss_count.fetch_add(1, Ordering::Relaxed);
-        // Its own task, so the fetch completes (and is cached) even when this client leaves.
-        tokio::spawn(fetch(edge.clone(), key.to_owned(), flight.clone(), !bypass));
-    } else {
-        edge.counters.coalesced_waits.increment(1);
+    through_flight(edge, fetch, &headers, now).await
+}
+
+/// Answers from the origin fetch of `fetch.flight_key` under way, or leads a new one (a
+/// bypass always leads one of its own).
+async fn through_flight(
+    edge: &Arc<Edge>,
+    fetch: Fetch,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Response {
+    let (flight, leader) = match &fetch.flight_key {
+        None => (Arc::new(Flight::default()), Some(fetch)),
+        Some(flight_key) => {
+            let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
+            // Looked up again under the lock: a fetch that finished since the first look has
+            // stored its object (in memory: the tier a fetch stores into) and left the map,
+            // and must not be fetched a second time.
+            let hit = fetch
+                .verified
+                .then(|| edge.cache.get_memory(&fetch.cache_key, now))
+                .flatten();
+            if let Some(hit) = hit {
+                drop(in_flight);
+                let key = &fetch.cache_key;
+                return cached(edge, key, Found::in_memory(&hit), headers, now).await;
+            }
+            match in_flight.get(flight_key) {
+                Some(flight) => (flight.clone(), None),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    in_flight.insert(flight_key.clone(), flight.clone());
+                    (flight, Some(fetch))
+                }
+            }
+        }
+    };
+    match leader {
+        Some(fetch) => {
+            edge.counters.misses.increment(1);
+            edge.counters.miss_count.fetch_add(1, Ordering::Relaxed);
+            // Its own task, so the fetch completes (and is cached) even when this client leaves.
+            tokio::spawn(self::fetch(edge.clone(), fetch, flight.clone()));
+        }
+        None => edge.counters.coalesced_waits.increment(1),
     }
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     from_flight(flight, range, edge.counters.bytes_out.clone()).await
 }
 
+/// Asks the origin whether it serves `url` (a `HEAD`): whether its signature is accepted.
+async fn verify(edge: &Edge, url: &str) -> bool {
+    let answer = edge
+        .client
+        .head(format!("{}{url}", edge.origin))
+        .send()
+        .await;
+    let outcome = match &answer {
+        Ok(response) if response.status().is_success() => "accepted",
+        Ok(_) => "refused",
+        Err(_) => "unreachable",
+    };
+    metrics::counter!("mediahost_edge_signature_checks_total", "outcome" => outcome).increment(1);
+    outcome == "accepted"
+}
 /// Answers from the cache: `HIT` while fresh, else `STALE` (only playlists are kept past
 /// their `max-age`) while one background request refreshes the object.
 async fn cached(
@@ -167,7 +277,15 @@ fn revalidate(edge: &Arc<Edge>, key: &str) {
     in_flight.insert(key.to_owned(), flight.clone());
     drop(in_flight);
     tracing::debug!(%key, "refreshing a stale object");
-    tokio::spawn(fetch(edge.clone(), key.to_owned(), flight, true));
+    // Only playlists go stale, and their key is their whole URL.
+    let fetch = Fetch {
+        url: key.to_owned(),
+        flight_key: Some(key.to_owned()),
+        cache_key: key.to_owned(),
+        signature: None,
+        verified: true,
+    };
+    tokio::spawn(self::fetch(edge.clone(), fetch, flight));
 }
 
 /// The DASH manifest's path under a video (`/v1/videos/{id}/` + this): the one playback file
@@ -201,47 +319,84 @@ pub(crate) fn is_playlist(key: &str) -> bool {
     path.ends_with(".m3u8") || path.ends_with(".mpd")
 }
 
-/// Fetches `key` from the origin into `flight`; when `shared`, stores a cacheable result and
-/// removes the flight from the in-flight map.
-async fn fetch(edge: Arc<Edge>, key: String, flight: Arc<Flight>, shared: bool) {
+/// One origin fetch: what is asked and where the answer goes.
+struct Fetch {
+    /// The path and query asked of the origin: the request's own.
+    url: String,
+    /// The in-flight map key concurrent requests share the fetch under; `None` for a bypass,
+    /// which is neither shared nor stored.
+    flight_key: Option<String>,
+    /// Where a cacheable answer is stored.
+    cache_key: String,
+    /// The URL's signature, recorded as accepted when the origin answers `200`.
+    signature: Option<Signature>,
+    /// Whether the request may read `cache_key` (its signature was accepted, or the key is
+    /// the whole URL). An unverified request's refusal says nothing about the object, so it
+    /// must not evict it.
+    verified: bool,
+}
+
+impl Fetch {
+    /// Straight from the origin to this request alone.
+    fn bypass(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            flight_key: None,
+            cache_key: url.to_owned(),
+            signature: None,
+            verified: false,
+        }
+    }
+}
+
+/// Fetches `fetch.url` from the origin into `flight`; unless it is a bypass, stores a
+/// cacheable answer and removes the flight from the in-flight map.
+async fn fetch(edge: Arc<Edge>, fetch: Fetch, flight: Arc<Flight>) {
     metrics::counter!("mediahost_edge_origin_fetches_total").increment(1);
     let purges = edge.cache.purges();
     let started = Instant::now();
-    let result = fetch_into(&edge, &key, &flight).await;
+    let result = fetch_into(&edge, &fetch.url, &flight).await;
     metrics::histogram!("mediahost_edge_origin_fetch_seconds").record(started.elapsed());
+    let key = &fetch.cache_key;
     match result {
         Ok(head) => {
+            let now = SystemTime::now();
+            if let (Some(signature), StatusCode::OK) = (&fetch.signature, head.status) {
+                edge.verdicts.accept(signature, unix_seconds(now));
+            }
             // Stored before the flight completes, so a client that has read a whole response
             // finds the object in the cache with its next request.
-            if shared {
+            if let Some(flight_key) = &fetch.flight_key {
                 let mut in_flight = edge.in_flight.lock().expect("in-flight lock");
                 if let Some(fresh_for) = cacheable(&head) {
-                    let stale_for = edge.stale_for(&key);
-                    let meta = Meta::new(head.headers, SystemTime::now(), fresh_for, stale_for);
+                    let stale_for = edge.stale_for(key);
+                    let verdict = fetch.signature.map(|s| s.verdict);
+                    let meta = Meta::new(head.headers, now, fresh_for, stale_for)
+                        .with_signature(verdict);
                     let entry = Cached::new(meta, flight.body());
-                    edge.cache.insert(&key, entry, Some(purges));
-                } else if head.status.is_client_error() {
+                    edge.cache.insert(key, entry, Some(purges));
+                } else if head.status.is_client_error() && fetch.verified {
                     // The origin no longer serves it (deleted video, revoked signature): a
                     // stale copy must not outlive that. 5xx answers keep it (stale-if-error).
-                    edge.cache.remove(&key);
+                    edge.cache.remove(key);
                 }
-                in_flight.remove(&key);
+                in_flight.remove(flight_key);
             }
             flight.finish(End::Complete);
         }
         Err(why) => {
             metrics::counter!("mediahost_edge_origin_errors_total").increment(1);
-            tracing::warn!(%key, %why, "origin fetch failed");
-            if shared {
-                edge.in_flight.lock().expect("in-flight lock").remove(&key);
+            tracing::warn!(url = %fetch.url, %why, "origin fetch failed");
+            if let Some(flight_key) = &fetch.flight_key {
+                edge.in_flight.lock().expect("in-flight lock").remove(flight_key);
             }
             flight.finish(End::Failed(why));
         }
     }
 }
 
-async fn fetch_into(edge: &Edge, key: &str, flight: &Flight) -> Result<Head, String> {
-    let url = format!("{}{key}", edge.origin);
+async fn fetch_into(edge: &Edge, path: &str, flight: &Flight) -> Result<Head, String> {
+    let url = format!("{}{path}", edge.origin);
     let response = edge
         .client
         .get(&url)

@@ -69,6 +69,7 @@ mod package;
 mod probe;
 pub mod progress;
 mod publish;
+pub mod push;
 mod thumbs;
 mod upload;
 pub mod worker;

@@ -20,6 +20,7 @@ use mediahost_store::Store;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::Publish;
+use crate::push::Pusher;
 use crate::worker::JobError;
 
 /// How many files of a batch are stored at once: enough to hide an S3 round trip, few enough
@@ -36,6 +37,9 @@ pub(crate) struct Uploader {
     pub out_dir: PathBuf,
     /// Object key of the video's HLS root (no trailing slash).
     pub prefix: String,
+    /// Where stored media files are pushed, with the video's edge group, when that group
+    /// has push-mode edges.
+    pub push: Option<(Pusher, String)>,
     /// When the source was stored (the upload completed), for
     /// `mediahost_time_to_first_segment_seconds`; unknown for jobs queued by older versions.
     pub stored_at: Option<SystemTime>,
@@ -109,6 +113,17 @@ impl Uploader {
         self.blobs
             .put_finished_file(&self.key(path), &local)
             .await?;
+        if let Some((pusher, group)) = &self.push {
+            // Read back from the local copy the store was given: pushing is best-effort, so
+            // an unreadable file only goes unpushed.
+            match tokio::fs::read(&local).await {
+                Ok(body) => {
+                    let url_path = format!("/v1/videos/{}/hls/{path}", self.video_id);
+                    pusher.push(group, url_path, body.into());
+                }
+                Err(e) => tracing::warn!(file = %local.display(), error = %e, "cannot read a stored file to push it"),
+            }
+        }
         Ok(size)
     }
 

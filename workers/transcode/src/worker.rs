@@ -42,6 +42,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::progress::{Reporter, in_current_trace};
+use crate::push::Pusher;
 use crate::upload::Uploader;
 use crate::{Target, TranscodeError};
 
@@ -111,6 +112,9 @@ pub struct Worker {
     /// Where progress and outcomes are reported (the store unless set with
     /// [`Worker::with_reporter`]).
     reporter: Reporter,
+    /// Push-mode edges, sent each media file as it is stored (none unless set with
+    /// [`Worker::with_pusher`]).
+    pusher: Pusher,
 }
 
 /// A plugin failure that reached the worker: its binding is fail-closed (fail-open failures
@@ -137,6 +141,7 @@ impl Worker {
     ) -> Self {
         Self {
             reporter: Reporter::to_store(store.clone()),
+            pusher: Pusher::default(),
             store,
             queue,
             blobs,
@@ -150,6 +155,12 @@ impl Worker {
     /// Reports progress and outcomes through `reporter` (e.g. to the api over gRPC).
     pub fn with_reporter(mut self, reporter: Reporter) -> Self {
         self.reporter = reporter;
+        self
+    }
+
+    /// Pushes each stored media file to the push-mode edges of the video's group.
+    pub fn with_pusher(mut self, pusher: Pusher) -> Self {
+        self.pusher = pusher;
         self
     }
 
@@ -307,7 +318,7 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> Result<Done, JobError> {
         let (tenant_id, video_id) = (&job.job.tenant_id, &job.job.video_id);
-        let Some(video) = self.store.video_by_id(video_id).await? else {
+        let Some(mut video) = self.store.video_by_id(video_id).await? else {
             tracing::info!(video = %video_id, "video was deleted; nothing to do");
             return Ok(Done::Finished);
         };
@@ -331,7 +342,7 @@ impl Worker {
             Some(plan) => plan.clone(),
             None => {
                 let metadata = self.extract_metadata(&video, &info, &source).await?;
-                let plan = self.route(&video, &info, &metadata).await?;
+                let plan = self.route(&mut video, &info, &metadata).await?;
                 // Jobs are waiting, some perhaps more urgent than this one: the transcode
                 // queues at its own priority. With none waiting it runs now, saving a download.
                 if self.queue.depth().await? > 0 {
@@ -360,6 +371,10 @@ impl Worker {
             video_id: video_id.clone(),
             out_dir: out.clone(),
             prefix,
+            push: self
+                .pusher
+                .pushes_to(&video.edge_group)
+                .then(|| (self.pusher.clone(), video.edge_group.clone())),
             stored_at: job
                 .job
                 .stored_at_ms
@@ -431,7 +446,7 @@ impl Worker {
     /// (fail-open), leaving the built-in plan; a fail-closed binding fails the job.
     async fn route(
         &self,
-        video: &Video,
+        video: &mut Video,
         info: &MediaInfo,
         metadata: &BTreeMap<String, String>,
     ) -> Result<JobPlan, JobError> {
@@ -465,6 +480,7 @@ impl Worker {
         self.store
             .set_edge_group(&video.id, &plan.edge_group)
             .await?;
+        video.edge_group = plan.edge_group;
         Ok(JobPlan {
             priority: plan.priority.min(ROUTING_PRIORITY - 1),
             renditions: plan
@@ -502,14 +518,16 @@ impl Worker {
         let (announce, announced) = tokio::sync::mpsc::unbounded_channel();
         let upload = AbortOnDropHandle::new(tokio::spawn({
             let stop = stop.clone();
-            async move {
-                let stored = uploader.run(announced).await;
-                if stored.is_err() {
-                    stop.cancel();
+            in_current_trace(
+                async move {
+                    let stored = uploader.run(announced).await;
+                    if stored.is_err() {
+                        stop.cancel();
+                    }
+                    stored
                 }
-                stored
-            }
-            .in_current_span()
+                .in_current_span(),
+            )
         }));
         let started = Instant::now();
         // The encoder thread only publishes the latest fraction; this task reports it (see

@@ -20,6 +20,7 @@ use mediahost_runtime::{PluginHost, RuntimeOptions};
 use mediahost_store::Store;
 use mediahost_store::lookup::{LookupCache, MemoryLookups, RedisLookups};
 use mediahost_transcode::progress::Reporter;
+use mediahost_transcode::push::Pusher;
 use mediahost_transcode::worker::Worker;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -468,6 +469,8 @@ async fn start_roles(
         start_grpc(config, grpc, platform, shutdown, tasks).await?;
     }
     if let (Some(reporter), Some(queue)) = (reporter, &queue) {
+        let pusher = Pusher::new(&config.cluster.edges, config.cluster.token())
+            .context("pushes to edges ([[cluster.edges]])")?;
         for n in 0..config.worker.concurrency.max(1) {
             let worker = Worker::new(
                 platform.store.clone(),
@@ -478,7 +481,8 @@ async fn start_roles(
                 Duration::from_millis(config.worker.poll_interval_ms.max(10)),
                 Duration::from_secs(config.worker.lease_seconds.max(1)),
             )
-            .with_reporter(reporter.clone());
+            .with_reporter(reporter.clone())
+            .with_pusher(pusher.clone());
             tracing::info!(worker = n, "transcode worker started");
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         }
