@@ -457,7 +457,15 @@ async fn edge_push_prewarms_and_purge_by_video_over_grpc_need_the_operator_key_a
         assert_eq!(x_cache(&after), "MISS", "{path}");
         assert_eq!(after.status(), 200);
         let body = after.bytes().await.unwrap();
-        assert_ne!(&body[..], &big_body[..], "the origin's bytes, not the pushed ones");
-        assert_ne!(&body[..], &small_body[..], "the origin's bytes, not the pushed ones");
+        assert_ne!(
+            &body[..],
+            &big_body[..],
+            "the origin's bytes, not the pushed ones"
+        );
+        assert_ne!(
+            &body[..],
+            &small_body[..],
+            "the origin's bytes, not the pushed ones"
+        );
     }
 }

@@ -81,29 +81,47 @@ impl Recorder {
     }
 }
 
-/// Every media file (init files and segments) of the signed master playlist's renditions:
-/// playback path (no query) → the origin's bytes.
+/// The body of `url` as text.
+async fn text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Every media file of the video of the signed master playlist (its renditions' init files
+/// and segments, the poster and the storyboard): playback path (no query) → the origin's bytes.
 async fn media_files(signed_master: &str) -> BTreeMap<String, bytes::Bytes> {
     let http = reqwest::Client::new();
-    let text = |url: String| {
-        let http = http.clone();
-        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
-    };
     let mut files = BTreeMap::new();
-    let master = text(signed_master.to_owned()).await;
+    let fetch = |url: String| {
+        let http = http.clone();
+        async move {
+            let response = http.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+            let path = url.split_once("://").unwrap().1;
+            let path = &path[path.find('/').unwrap()..];
+            let path = path.split('?').next().unwrap().to_owned();
+            (path, response.bytes().await.unwrap())
+        }
+    };
+    for image in [
+        mediahost_transcode::POSTER,
+        mediahost_transcode::STORYBOARD_IMAGE,
+        mediahost_transcode::STORYBOARD_VTT,
+    ] {
+        let query = signed_master.split_once('?').unwrap().1;
+        let (path, body) = fetch(format!("{}?{query}", join(signed_master, image))).await;
+        files.insert(path, body);
+    }
+    let master = text(&http, signed_master).await;
     for media_uri in uris(&master) {
         let media_url = join(signed_master, &media_uri);
-        let media = text(media_url.clone()).await;
+        let media = text(&http, &media_url).await;
         let init = media
             .lines()
             .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
             .map(|rest| rest.split('"').next().unwrap().to_owned());
         for file in init.chain(uris(&media)) {
-            let url = join(&media_url, &file);
-            let body = http.get(&url).send().await.unwrap().bytes().await.unwrap();
-            let path = url.split_once("://").unwrap().1;
-            let path = &path[path.find('/').unwrap()..];
-            files.insert(path.split('?').next().unwrap().to_owned(), body);
+            let (path, body) = fetch(join(&media_url, &file)).await;
+            files.insert(path, body);
         }
     }
     files
@@ -128,7 +146,7 @@ async fn workers_push_every_media_file_to_push_edges_only_and_a_dead_edge_costs_
     let video = client.ready_clip(server.data_path()).await;
     let signed = video["playback"]["signed_hls"].as_str().unwrap();
     let expected = media_files(signed).await;
-    assert!(expected.len() >= 4, "{:?}", expected.keys());
+    assert!(expected.len() >= 5, "{:?}", expected.keys());
 
     // Pushes run beside the job: wait until every file has arrived.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -153,10 +171,11 @@ async fn workers_push_every_media_file_to_push_edges_only_and_a_dead_edge_costs_
         assert_eq!(pushes.len(), 1, "{path} pushed once");
         let push = &pushes[0];
         assert_eq!(&push.body[..], &body[..], "{path}: the stored bytes");
-        let content_type = if path.ends_with(".m4s") {
-            "video/iso.segment"
-        } else {
-            "video/mp4"
+        let content_type = match path.rsplit('.').next().unwrap() {
+            "m4s" => "video/iso.segment",
+            "mp4" => "video/mp4",
+            "jpg" => "image/jpeg",
+            _ => "text/vtt",
         };
         assert_eq!(push.content_type, content_type, "{path}");
         assert_eq!(
@@ -204,7 +223,10 @@ async fn workers_push_every_media_file_to_push_edges_only_and_a_dead_edge_costs_
         if failed == files {
             break;
         }
-        assert!(Instant::now() < deadline, "{failed} of {files} pushes to the dead edge failed");
+        assert!(
+            Instant::now() < deadline,
+            "{failed} of {files} pushes to the dead edge failed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
@@ -227,7 +249,11 @@ async fn a_push_edge_serves_new_viewers_from_its_cache_and_only_to_accepted_sign
         ..Options::default()
     });
     let edge_config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(edge_config.path(), format!("[cluster]\ntoken = \"{TOKEN}\"\n")).unwrap();
+    std::fs::write(
+        edge_config.path(),
+        format!("[cluster]\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
     let config_arg = edge_config.path().display().to_string();
     let edge = Edge::start_at(&server, &edge_addr, &["--config", &config_arg]);
     let client = Client::new(&server, &server.create_tenant("acme"));
@@ -250,7 +276,7 @@ async fn a_push_edge_serves_new_viewers_from_its_cache_and_only_to_accepted_sign
     assert_eq!(master.headers()["x-cache"], "MISS");
     let master = master.text().await.unwrap();
     let media_url = join(&master_url, &uris(&master)[0]);
-    let media = http.get(&media_url).send().await.unwrap().text().await.unwrap();
+    let media = text(&http, &media_url).await;
     let segments = uris(&media);
     for segment in &segments {
         let url = join(&media_url, segment);
@@ -259,7 +285,12 @@ async fn a_push_edge_serves_new_viewers_from_its_cache_and_only_to_accepted_sign
         assert_eq!(response.headers()["x-cache"], "HIT", "{url}");
         let path = format!(
             "/v1/videos/{id}/hls/{}",
-            url.split("/hls/").nth(1).unwrap().split('?').next().unwrap()
+            url.split("/hls/")
+                .nth(1)
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
         );
         assert_eq!(response.bytes().await.unwrap(), files[&path], "{path}");
     }
@@ -297,7 +328,7 @@ async fn a_push_edge_serves_new_viewers_from_its_cache_and_only_to_accepted_sign
     assert_eq!(edge.metric(checks).await, 1.0);
     assert_eq!(
         edge.metric("mediahost_edge_origin_fetches_total").await,
-        2.0,
-        "no segment was fetched"
+        4.0,
+        "the playlists and the two refused requests; no segment"
     );
 }

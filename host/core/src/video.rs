@@ -138,8 +138,6 @@ impl Video {
     }
 }
 
-/// Object-storage keys of one video. Everything of a video lives under one prefix so deleting
-/// or moving a video is one prefix operation.
 /// The content type of a playback file by its extension, as HLS and DASH players expect.
 pub fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next() {
@@ -154,6 +152,8 @@ pub fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// Object-storage keys of one video. Everything of a video lives under one prefix so deleting
+/// or moving a video is one prefix operation.
 pub mod keys {
     /// Prefix of everything stored for a video.
     pub fn video_prefix(tenant_id: &str, video_id: &str) -> String {

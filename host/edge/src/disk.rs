@@ -174,13 +174,15 @@ impl Disk {
                 }
             }
             let entry = Entry {
-                meta: Arc::new(Meta::new(
-                    headers,
-                    UNIX_EPOCH + Duration::from_millis(header.stored_unix_ms),
-                    Duration::from_millis(header.fresh_for_ms),
-                    Duration::from_millis(header.stale_for_ms),
-                )
-                .with_signature(header.signed_with)),
+                meta: Arc::new(
+                    Meta::new(
+                        headers,
+                        UNIX_EPOCH + Duration::from_millis(header.stored_unix_ms),
+                        Duration::from_millis(header.fresh_for_ms),
+                        Duration::from_millis(header.stale_for_ms),
+                    )
+                    .with_signature(header.signed_with),
+                ),
                 len: header.len,
                 file: path,
                 body_offset,

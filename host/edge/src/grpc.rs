@@ -184,10 +184,14 @@ mod tests {
 
     #[test]
     fn only_unexpired_playback_paths_can_be_pushed() {
-        let ok = "/v1/videos/v/hls/720p/seg-1.m4s?exp=99999999999&sig=ab";
-        assert_eq!(playback_key(ok).unwrap(), ok);
+        // Media files are keyed without the signature, playlists with it.
+        let segment = "/v1/videos/v/hls/720p/seg-1.m4s";
+        assert_eq!(playback_key(segment).unwrap(), segment);
+        let signed = format!("{segment}?exp=99999999999&sig=ab");
+        assert_eq!(playback_key(&signed).unwrap(), segment);
         for ok in [
             "/v1/videos/v/hls/master.m3u8",
+            "/v1/videos/v/hls/master.m3u8?exp=99999999999&sig=ab",
             "/v1/videos/v/dash/manifest.mpd",
         ] {
             assert_eq!(playback_key(ok).unwrap(), ok);

@@ -106,8 +106,8 @@ fn route(edge: &Edge, uri: &Uri, whole: &str, now: SystemTime) -> Route {
         return Route::Bypass;
     }
     let path = uri.path();
-    let signature = playback_file(path)
-        .and_then(|(video, _)| Signature::of(path, video, uri.query()));
+    let signature =
+        playback_file(path).and_then(|(video, _)| Signature::of(path, video, uri.query()));
     // A playlist's bytes embed its signature: keyed by the whole URL.
     if is_playlist(path) {
         return Route::Cache {
@@ -371,8 +371,8 @@ async fn fetch(edge: Arc<Edge>, fetch: Fetch, flight: Arc<Flight>) {
                 if let Some(fresh_for) = cacheable(&head) {
                     let stale_for = edge.stale_for(key);
                     let verdict = fetch.signature.map(|s| s.verdict);
-                    let meta = Meta::new(head.headers, now, fresh_for, stale_for)
-                        .with_signature(verdict);
+                    let meta =
+                        Meta::new(head.headers, now, fresh_for, stale_for).with_signature(verdict);
                     let entry = Cached::new(meta, flight.body());
                     edge.cache.insert(key, entry, Some(purges));
                 } else if head.status.is_client_error() && fetch.verified {
@@ -388,7 +388,10 @@ async fn fetch(edge: Arc<Edge>, fetch: Fetch, flight: Arc<Flight>) {
             metrics::counter!("mediahost_edge_origin_errors_total").increment(1);
             tracing::warn!(url = %fetch.url, %why, "origin fetch failed");
             if let Some(flight_key) = &fetch.flight_key {
-                edge.in_flight.lock().expect("in-flight lock").remove(flight_key);
+                edge.in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .remove(flight_key);
             }
             flight.finish(End::Failed(why));
         }

@@ -8,8 +8,9 @@
 //! object storage, and the edge pulls it on demand like a pull-mode edge. Both are counted
 //! (`mediahost_edge_push_skipped_total`, `mediahost_edge_push_failures_total`) and logged.
 //!
-//! Only media files are pushed (init files and segments): playlists embed each viewer's
-//! signature, and the edge keys media files without it, so one pushed copy serves everyone.
+//! Only media files are pushed (init files, segments, the poster and the storyboard):
+//! playlists embed each viewer's signature, and the edge keys media files without it, so one
+//! pushed copy serves everyone.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -153,7 +154,7 @@ async fn deliver(url: String, client: Client, mut files: mpsc::Receiver<Arc<Push
                     max_age_seconds: MAX_AGE_SECONDS,
                 };
                 let call = client.push(request);
-                let result = match pushed.trace.clone() {
+                let result = match pushed.trace {
                     Some(trace) => trace.scope(call).await,
                     None => call.await,
                 };

@@ -121,7 +121,9 @@ impl Uploader {
                     let url_path = format!("/v1/videos/{}/hls/{path}", self.video_id);
                     pusher.push(group, url_path, body.into());
                 }
-                Err(e) => tracing::warn!(file = %local.display(), error = %e, "cannot read a stored file to push it"),
+                Err(e) => {
+                    tracing::warn!(file = %local.display(), error = %e, "cannot read a stored file to push it")
+                }
             }
         }
         Ok(size)
