@@ -7,8 +7,10 @@ mod common;
 
 use common::{Client, Options, Server};
 
-/// Renditions of a 854x480 source under the default ladder.
+/// Video renditions of a 854x480 source under the default ladder.
 const SIZES: [(u64, u64); 2] = [(854, 480), (640, 360)];
+/// Every rendition of it: the video ones, then the audio-only one (no picture).
+const RENDITIONS: [(&str, u64, u64); 3] = [("480p", 854, 480), ("360p", 640, 360), ("audio", 0, 0)];
 
 /// A ready 3.5 s 854x480 video cut into 1 s segments (so the timeline has repeats and a
 /// shorter last segment); returns the client and the video.
@@ -64,6 +66,44 @@ fn ffprobe_streams(url: &str, headers: Option<&str>) -> Vec<(String, u64, u64)> 
         .collect()
 }
 
+/// `(variant_bitrate, ["codec_type:codec_name", …])` of every program ffprobe finds at `url`:
+/// one per variant of an HLS master playlist.
+fn ffprobe_programs(url: &str, headers: Option<&str>) -> Vec<(u64, Vec<String>)> {
+    let out = mediahost_testkit::ffprobe(
+        url,
+        headers,
+        &[
+            "-show_entries",
+            "program_tags=variant_bitrate:program_stream=codec_type,codec_name",
+            "-of",
+            "json",
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    doc["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let streams = p["streams"].as_array().unwrap().iter();
+            (
+                p["tags"]["variant_bitrate"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+                streams.map(stream_kind).collect(),
+            )
+        })
+        .collect()
+}
+
+/// `codec_type:codec_name` of a stream in ffprobe's JSON.
+fn stream_kind(stream: &serde_json::Value) -> String {
+    let field = |name: &str| stream[name].as_str().unwrap_or_default().to_owned();
+    format!("{}:{}", field("codec_type"), field("codec_name"))
+}
+
 /// The video sizes among `streams`, sorted largest first, and whether audio was found.
 fn video_sizes(streams: &[(String, u64, u64)]) -> (Vec<(u64, u64)>, bool) {
     let mut sizes: Vec<(u64, u64)> = streams
@@ -110,9 +150,10 @@ fn representations(mpd: &str) -> Vec<Representation> {
             }
             Representation {
                 id: attr(&chunk, "id").unwrap().to_owned(),
+                // The audio-only representation has no picture size.
                 size: (
-                    attr(&chunk, "width").unwrap().parse().unwrap(),
-                    attr(&chunk, "height").unwrap().parse().unwrap(),
+                    attr(&chunk, "width").map_or(0, |w| w.parse().unwrap()),
+                    attr(&chunk, "height").map_or(0, |h| h.parse().unwrap()),
                 ),
                 media: attr(template, "media").unwrap().to_owned(),
                 initialization: attr(template, "initialization").unwrap().to_owned(),
@@ -148,11 +189,17 @@ async fn the_mpd_plays_every_rendition_and_matches_the_hls_playlists() {
         server.url(&format!("/v1/videos/{id}/dash/manifest.mpd"))
     );
     let renditions = video["renditions"].as_array().unwrap();
-    let rendition_sizes: Vec<(u64, u64)> = renditions
+    let listed: Vec<(&str, u64, u64)> = renditions
         .iter()
-        .map(|r| (r["width"].as_u64().unwrap(), r["height"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["width"].as_u64().unwrap(),
+                r["height"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(rendition_sizes, SIZES);
+    assert_eq!(listed, RENDITIONS);
 
     // Served like a playlist: its content type, private short caching, validators.
     let res = client
@@ -184,8 +231,17 @@ async fn the_mpd_plays_every_rendition_and_matches_the_hls_playlists() {
     assert!(mpd.contains("<BaseURL>../hls/</BaseURL>"), "{mpd}");
     let reps = representations(&mpd);
     assert_eq!(
-        reps.iter().map(|r| r.size).collect::<Vec<_>>(),
-        SIZES,
+        reps.iter()
+            .map(|r| (r.id.as_str(), r.size.0, r.size.1))
+            .collect::<Vec<_>>(),
+        RENDITIONS,
+        "{mpd}"
+    );
+    // The audio-only representation is an audio set of its own, after the video set.
+    let audio_set = mpd.split("<AdaptationSet ").nth(2).unwrap_or_default();
+    assert!(
+        audio_set.starts_with(r#"id="1" contentType="audio" mimeType="audio/mp4""#)
+            && audio_set.contains(r#"<Representation id="audio" "#),
         "{mpd}"
     );
     let mut total = 0.0f64;
@@ -199,10 +255,14 @@ async fn the_mpd_plays_every_rendition_and_matches_the_hls_playlists() {
             mpd.contains(&format!(r#"codecs="{codecs}""#)),
             "{codecs}: {mpd}"
         );
-        assert!(
-            codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"),
-            "{codecs}"
-        );
+        if name == "audio" {
+            assert_eq!(codecs, "mp4a.40.2");
+        } else {
+            assert!(
+                codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"),
+                "{codecs}"
+            );
+        }
 
         // Segment for segment what the HLS media playlist says.
         let playlist = client
@@ -229,6 +289,15 @@ async fn the_mpd_plays_every_rendition_and_matches_the_hls_playlists() {
         assert_eq!(segment.status(), 200);
         assert_eq!(segment.headers()["content-type"], "video/iso.segment");
     }
+    // The video renditions are cut on the same frames (their ends may differ by the last
+    // frames of sound), the audio-only one where they are.
+    let cuts = reps[0].durations.len() - 1;
+    assert_eq!(
+        reps[0].durations[..cuts],
+        reps[1].durations[..cuts],
+        "{mpd}"
+    );
+    mediahost_testkit::assert_segments_aligned(&reps[0].durations, &reps[2].durations);
     assert!((total - 3.5).abs() < 0.3, "{total}");
     assert!(
         mpd.contains(&format!(r#"mediaPresentationDuration="PT{total:.3}S""#)),
@@ -243,6 +312,69 @@ async fn the_mpd_plays_every_rendition_and_matches_the_hls_playlists() {
     let (sizes, audio) = video_sizes(&streams);
     assert_eq!(sizes, SIZES, "{streams:?}");
     assert!(audio, "{streams:?}");
+
+    // The audio rendition alone, as a player falling back to it reads it. From the master
+    // playlist: its variant holds one AAC stream; the video variants H.264 and AAC, as before.
+    let master = video["playback"]["hls"].as_str().unwrap().to_owned();
+    let headers = format!("Authorization: Bearer {}\r\n", client.key);
+    let programs = tokio::task::spawn_blocking(move || ffprobe_programs(&master, Some(&headers)))
+        .await
+        .unwrap();
+    let muxed = || vec!["video:h264".to_owned(), "audio:aac".to_owned()];
+    let bandwidth = |i: usize| renditions[i]["bandwidth"].as_u64().unwrap();
+    assert_eq!(
+        programs,
+        [
+            (bandwidth(0), muxed()),
+            (bandwidth(1), muxed()),
+            (bandwidth(2), vec!["audio:aac".to_owned()])
+        ]
+    );
+    // From the MPD (signed, so ffprobe needs no key): the audio representation's init segment
+    // and every segment its template numbers hold one AAC stream, and nothing else.
+    let signed = video["playback"]["signed_dash"].as_str().unwrap();
+    let signed_mpd = reqwest::get(signed).await.unwrap().text().await.unwrap();
+    let rep = representations(&signed_mpd)
+        .into_iter()
+        .find(|r| r.id == "audio")
+        .unwrap();
+    // `<BaseURL>../hls/</BaseURL>` from …/dash/manifest.mpd.
+    let base = format!("{}/hls/", signed.split_once("/dash/").unwrap().0);
+    let numbered = (0..rep.durations.len() as u64).map(|i| {
+        rep.media
+            .replace("$Number%05d$", &format!("{:05}", rep.start_number + i))
+    });
+    let urls: Vec<String> = std::iter::once(rep.initialization.clone())
+        .chain(numbered)
+        .map(|u| format!("{base}{}", u.replace("&amp;", "&")))
+        .collect();
+    let input = format!("concat:{}", urls.join("|"));
+    let probed = tokio::task::spawn_blocking(move || {
+        mediahost_testkit::ffprobe(
+            &input,
+            None,
+            &[
+                "-protocol_whitelist",
+                "concat,http,tcp",
+                "-show_entries",
+                "stream=codec_type,codec_name:format=duration",
+                "-of",
+                "json",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&probed).unwrap();
+    let streams: Vec<String> = doc["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(stream_kind)
+        .collect();
+    assert_eq!(streams, ["audio:aac"], "{probed}");
+    let seconds: f64 = doc["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((seconds - 3.5).abs() < 0.3, "{probed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

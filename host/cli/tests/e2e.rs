@@ -366,20 +366,22 @@ async fn metadata_extractor_and_router_plugins_shape_the_output() {
     assert_eq!(metadata["audio_only"], "false", "{video}");
     assert_eq!(metadata["hdr"], "false", "{video}");
 
-    // The router's pro ladder for a 720p source: never upscaled, so 720p, 480p, 360p.
+    // The router's pro ladder for a 720p source: never upscaled, so 720p, 480p, 360p; then
+    // the audio-only rendition the pipeline adds.
     let rungs = common::rendition_sizes(&video);
     assert_eq!(
         rungs,
         [
             ("720p".to_owned(), 1280, 720),
             ("480p".to_owned(), 854, 480),
-            ("360p".to_owned(), 640, 360)
+            ("360p".to_owned(), 640, 360),
+            ("audio".to_owned(), 0, 0)
         ]
     );
     let master_url = video["playback"]["hls"].as_str().unwrap().to_owned();
     let (_, master) = fetch(&client, &master_url).await;
     let master = String::from_utf8(master).unwrap();
-    assert_eq!(playlist_uris(&master).len(), 3, "{master}");
+    assert_eq!(playlist_uris(&master).len(), 4, "{master}");
     let headers = format!("Authorization: Bearer {}\r\n", client.key);
     let played = tokio::task::spawn_blocking(move || ffprobe_duration(&master_url, Some(&headers)))
         .await

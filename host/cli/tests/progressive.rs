@@ -48,8 +48,8 @@ fn init_uri(playlist: &str) -> String {
 async fn playback_starts_while_processing_and_playlists_turn_vod_at_the_end() {
     let server = Server::start(Options::default());
     let client = Client::new(&server, &server.create_tenant("acme"));
-    // 480p gives two renditions (480p, 360p); 48 s keeps the transcode running well after
-    // its first segments are stored.
+    // 480p gives two video renditions (480p, 360p) and the audio-only one; 48 s keeps the
+    // transcode running well after its first segments are stored.
     let source = server.data_path().join("long.mp4");
     generate_clip(
         &source,
@@ -83,7 +83,7 @@ async fn playback_starts_while_processing_and_playlists_turn_vod_at_the_end() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["480p", "360p"], "{video}");
+    assert_eq!(names, ["480p", "360p", "audio"], "{video}");
 
     // While processing: the master and, per rendition, its EVENT playlist, init segment and
     // first segment, none of them cached as final.
@@ -91,7 +91,11 @@ async fn playback_starts_while_processing_and_playlists_turn_vod_at_the_end() {
     let (master, cache_control) = text(&client, &master_url).await;
     assert_eq!(cache_control, "no-cache");
     let media = uris(&master);
-    assert_eq!(media, ["480p/index.m3u8", "360p/index.m3u8"], "{master}");
+    assert_eq!(
+        media,
+        ["480p/index.m3u8", "360p/index.m3u8", "audio/index.m3u8"],
+        "{master}"
+    );
     let mut early = Vec::new();
     for playlist in &media {
         let url = join(&master_url, playlist);
@@ -110,7 +114,7 @@ async fn playback_starts_while_processing_and_playlists_turn_vod_at_the_end() {
             early.push((file_url, bytes));
         }
     }
-    // A player reads the partial stream: both renditions, H.264 and AAC.
+    // A player reads the partial stream: every rendition, H.264 and AAC.
     let headers = format!("Authorization: Bearer {}\r\n", client.key);
     let probe_url = master_url.clone();
     let streams = tokio::task::spawn_blocking(move || {

@@ -280,6 +280,11 @@ pub struct TranscodeConfig {
     pub crf: u32,
     /// AAC bitrate in bits per second.
     pub audio_bitrate: u64,
+    /// Whether a source with sound and picture also gets an `audio` rendition (AAC only, the
+    /// same encoded audio the video renditions carry) listed after the video ones: what players
+    /// fall back to on a very poor link, and what audio-only listening fetches. A source
+    /// without video always gets it, as its only rendition.
+    pub audio_only_rendition: bool,
 }
 
 impl Default for TranscodeConfig {
@@ -290,6 +295,7 @@ impl Default for TranscodeConfig {
             x264_preset: "veryfast".into(),
             crf: 23,
             audio_bitrate: 128_000,
+            audio_only_rendition: true,
         }
     }
 }

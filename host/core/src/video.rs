@@ -75,7 +75,7 @@ impl FromStr for VideoStatus {
 pub struct Rendition {
     /// Short name, also the folder of its playlist and segments (e.g. `720p`).
     pub name: String,
-    /// Frame width in pixels (0 for `audio`, the rendition of a source without video).
+    /// Frame width in pixels (0 for [`Rendition::AUDIO_ONLY`], the rendition without video).
     pub width: u32,
     /// Frame height in pixels (0 without video).
     pub height: u32,
@@ -85,6 +85,13 @@ pub struct Rendition {
     pub codecs: String,
     /// Media playlist path relative to the video's HLS root.
     pub playlist: String,
+}
+
+impl Rendition {
+    /// Name (and folder) of the rendition of sound alone: AAC only, width and height 0. The
+    /// worker adds it after the video renditions of a source with sound (it is the only
+    /// rendition of a source without video), so a router's rungs may not use the name.
+    pub const AUDIO_ONLY: &str = "audio";
 }
 
 /// How far a video's transcode has come.

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use mediahost_core::Rendition;
+
 use crate::call_input::CallInput;
 use crate::chain::run_step;
 use crate::error::{PluginError, PluginFailure};
@@ -61,6 +63,12 @@ pub(crate) fn check_plan(plan: &RoutePlan) -> Result<(), String> {
                 r.name
             ));
         }
+        if r.name == Rendition::AUDIO_ONLY {
+            return Err(format!(
+                "rendition name {:?} is reserved for the audio-only rendition the host adds",
+                r.name
+            ));
+        }
         if !names.insert(r.name.as_str()) {
             return Err(format!("rendition name {:?} is used twice", r.name));
         }
@@ -115,6 +123,7 @@ mod tests {
             (vec![rung("a", 640, 360), rung("a", 320, 180)], "twice"),
             (vec![rung("a", 641, 360)], "even"),
             (vec![rung("a", 0, 0)], "even"),
+            (vec![rung("audio", 640, 360)], "reserved"),
         ] {
             let err = check_plan(&plan(bad)).unwrap_err();
             assert!(err.contains(needle), "{needle:?} not in {err:?}");

@@ -185,6 +185,33 @@ pub fn ffprobe_duration(input: &str, headers: Option<&str>) -> f64 {
     .unwrap_or_else(|e| panic!("ffprobe printed no duration for {input}: {e}"))
 }
 
+/// Asserts that the segments of an audio-only rendition (`audio`, durations in seconds) are
+/// cut where those of a video rendition (`video`) are, give or take one AAC frame (1024
+/// samples at the clips' 48 kHz): audio can only be cut between its frames. The ends are not
+/// compared: the sound may outlast the picture by part of a frame.
+pub fn assert_segments_aligned(video: &[f64], audio: &[f64]) {
+    let cuts = |durations: &[f64]| {
+        let mut end = 0.0;
+        let mut cuts: Vec<f64> = durations
+            .iter()
+            .map(|d| {
+                end += d;
+                end
+            })
+            .collect();
+        cuts.pop();
+        cuts
+    };
+    let (v, a) = (cuts(video), cuts(audio));
+    assert_eq!(v.len(), a.len(), "{video:?} vs {audio:?}");
+    for (v, a) in v.into_iter().zip(a) {
+        assert!(
+            (v - a).abs() <= 1024.0 / 48_000.0 + 1e-3,
+            "a segment is cut at {v} s in video, {a} s in audio: {video:?} vs {audio:?}"
+        );
+    }
+}
+
 /// What `ffprobe -v error ARGS input` prints, passing `headers` (CRLF-terminated lines) on every
 /// HTTP request it makes; panics with its stderr when it fails.
 pub fn ffprobe(input: &str, headers: Option<&str>, args: &[&str]) -> String {

@@ -4,8 +4,9 @@
 //! fragmented MP4, so the MPD only describes them. Each representation gets a
 //! `SegmentTemplate` (`$Number%05d$`, the HLS muxer's file names) with a `SegmentTimeline`
 //! built from the `EXTINF` durations of its media playlist, so both manifests agree segment for
-//! segment. The segments carry H.264 and AAC muxed together, which the `isoff-live` profile
-//! allows (the CMAF profile would not); `ContentComponent`s say so.
+//! segment. The video renditions' segments carry H.264 and AAC muxed together, which the
+//! `isoff-live` profile allows (the CMAF profile would not); `ContentComponent`s say so. The
+//! audio-only rendition (AAC alone) is a second `AdaptationSet`, `contentType="audio"`.
 //!
 //! The MPD sits beside `master.m3u8` under the video's HLS root and names its files through
 //! `<BaseURL>../hls/</BaseURL>`: served as `/v1/videos/{id}/dash/manifest.mpd` (the API's DASH
@@ -44,14 +45,6 @@ fn manifest(variants: &[Variant], segment_seconds: u32) -> Result<String, String
         .iter()
         .flat_map(|v| v.segments.iter().map(|s| s.duration_s))
         .fold(0.0, f64::max);
-    let has_audio = variants.iter().any(|v| v.has_audio);
-    // A source without video has one audio-only rendition (no picture size): an audio set.
-    let sound_only = variants.iter().all(|v| v.rendition.width == 0);
-    let (content, mime) = if sound_only {
-        ("audio", "audio/mp4")
-    } else {
-        ("video", "video/mp4")
-    };
     let mut mpd = String::new();
     let _ = write!(
         mpd,
@@ -59,14 +52,42 @@ fn manifest(variants: &[Variant], segment_seconds: u32) -> Result<String, String
 <MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011" type="static" mediaPresentationDuration="{}" maxSegmentDuration="{}" minBufferTime="PT{}S">
   <BaseURL>../hls/</BaseURL>
   <Period id="0" start="PT0S">
-    <AdaptationSet id="0" contentType="{content}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">
-      <ContentComponent id="1" contentType="{content}"/>
 "#,
         iso_duration(duration_s),
         iso_duration(max_segment_s),
         segment_seconds.max(1),
     );
-    if has_audio && !sound_only {
+    // The video renditions (sound muxed in, when there is some) in one set; the audio-only
+    // rendition, the only one of a source without video, in an audio set of its own.
+    let (sound, pictures): (Vec<&Variant>, Vec<&Variant>) =
+        variants.iter().partition(|v| v.rendition.width == 0);
+    for (id, set) in [pictures, sound]
+        .into_iter()
+        .filter(|set| !set.is_empty())
+        .enumerate()
+    {
+        adaptation_set(&mut mpd, id, &set)?;
+    }
+    mpd.push_str("  </Period>\n</MPD>\n");
+    Ok(mpd)
+}
+
+/// Appends an `AdaptationSet` numbered `id` holding `variants`: all with a picture, or all
+/// audio only.
+fn adaptation_set(mpd: &mut String, id: usize, variants: &[&Variant]) -> Result<(), String> {
+    let sound_only = variants.iter().all(|v| v.rendition.width == 0);
+    let (content, mime) = if sound_only {
+        ("audio", "audio/mp4")
+    } else {
+        ("video", "video/mp4")
+    };
+    let _ = write!(
+        mpd,
+        r#"    <AdaptationSet id="{id}" contentType="{content}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">
+      <ContentComponent id="1" contentType="{content}"/>
+"#
+    );
+    if !sound_only && variants.iter().any(|v| v.has_audio) {
         mpd.push_str("      <ContentComponent id=\"2\" contentType=\"audio\"/>\n");
     }
     for v in variants {
@@ -113,8 +134,8 @@ fn manifest(variants: &[Variant], segment_seconds: u32) -> Result<String, String
             "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n",
         );
     }
-    mpd.push_str("    </AdaptationSet>\n  </Period>\n</MPD>\n");
-    Ok(mpd)
+    mpd.push_str("    </AdaptationSet>\n");
+    Ok(())
 }
 
 /// The number of the first segment, checking that the segments are numbered consecutively as
@@ -212,22 +233,31 @@ mod tests {
         assert!(first_number(&[]).is_err());
     }
 
-    #[test]
-    fn manifest_describes_every_rendition() {
-        let variant = |name: &str, width, height| Variant {
+    fn variant(name: &str, width: u32, height: u32) -> Variant {
+        let picture = width > 0;
+        Variant {
             rendition: Rendition {
                 name: name.into(),
                 playlist: format!("{name}/index.m3u8"),
                 width,
                 height,
-                bandwidth: 900_000,
-                codecs: "avc1.64001f,mp4a.40.2".into(),
+                bandwidth: if picture { 900_000 } else { 130_000 },
+                codecs: if picture {
+                    "avc1.64001f,mp4a.40.2"
+                } else {
+                    "mp4a.40.2"
+                }
+                .into(),
             },
             average_bandwidth: 800_000,
-            frame_rate: Some((30000, 1001)),
+            frame_rate: picture.then_some((30000, 1001)),
             has_audio: true,
             segments: segments(&[4.0, 4.0, 2.0]),
-        };
+        }
+    }
+
+    #[test]
+    fn manifest_describes_every_rendition() {
         let mpd = manifest(&[variant("720p", 1280, 720), variant("360p", 640, 360)], 4).unwrap();
         for needle in [
             r#"type="static""#,
@@ -242,5 +272,51 @@ mod tests {
             assert!(mpd.contains(needle), "{needle} not in\n{mpd}");
         }
         assert_eq!(mpd.matches("<Representation ").count(), 2);
+    }
+
+    #[test]
+    fn the_audio_only_rendition_is_an_audio_set_of_its_own() {
+        let mpd = manifest(
+            &[
+                variant("720p", 1280, 720),
+                variant("360p", 640, 360),
+                variant("audio", 0, 0),
+            ],
+            4,
+        )
+        .unwrap();
+        let sets: Vec<&str> = mpd.split("<AdaptationSet ").skip(1).collect();
+        assert_eq!(sets.len(), 2, "{mpd}");
+        assert!(
+            sets[0].starts_with(r#"id="0" contentType="video" mimeType="video/mp4""#),
+            "{mpd}"
+        );
+        assert_eq!(sets[0].matches("<Representation ").count(), 2, "{mpd}");
+        assert!(
+            sets[1].starts_with(r#"id="1" contentType="audio" mimeType="audio/mp4""#),
+            "{mpd}"
+        );
+        for needle in [
+            r#"<ContentComponent id="1" contentType="audio"/>"#,
+            r#"<Representation id="audio" bandwidth="130000" codecs="mp4a.40.2">"#,
+            r#"initialization="audio/init.mp4" media="audio/seg_$Number%05d$.m4s" startNumber="0""#,
+            r#"<S t="0" d="360000" r="1"/>"#,
+        ] {
+            assert!(sets[1].contains(needle), "{needle} not in\n{mpd}");
+        }
+        assert_eq!(sets[1].matches("<Representation ").count(), 1, "{mpd}");
+        assert!(!sets[1].contains(" width="), "{mpd}");
+        assert!(
+            mpd.ends_with("    </AdaptationSet>\n  </Period>\n</MPD>\n"),
+            "{mpd}"
+        );
+
+        // A source without video has only the audio set.
+        let sound = manifest(&[variant("audio", 0, 0)], 4).unwrap();
+        assert_eq!(sound.matches("<AdaptationSet ").count(), 1, "{sound}");
+        assert!(
+            sound.contains(r#"<AdaptationSet id="0" contentType="audio" mimeType="audio/mp4""#),
+            "{sound}"
+        );
     }
 }

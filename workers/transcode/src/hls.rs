@@ -31,7 +31,10 @@ const MAX_BAD_PACKETS: u32 = 1000;
 /// `init.mp4` and `seg_00000.m4s`…: H.264 (libx264, `cfg.x264_preset`/`cfg.crf`)
 /// plus AAC-LC stereo at `cfg.audio_bitrate` when the source has audio, cut into fMP4 segments
 /// of `cfg.segment_seconds`. `ladder` lists the renditions to make (a router plugin's plan);
-/// empty means the built-in plan from the source size and `cfg.max_height`. `progress` is called with the fraction of the source decoded so far
+/// empty means the built-in plan from the source size and `cfg.max_height`. With
+/// `cfg.audio_only_rendition`, a source with sound also gets the `audio` rendition after them
+/// (AAC alone, the same packets); a source without video gets only that one, whatever the
+/// ladder. `progress` is called with the fraction of the source decoded so far
 /// (0..=1, non-decreasing), ending with 1.0; returning `ControlFlow::Break` stops the work with
 /// [`TranscodeError::Cancelled`]. `publish` is told of every output file as soon as it is
 /// complete, and of the playlists over them as they grow, so the caller can store them while
@@ -74,9 +77,8 @@ pub fn transcode_hls(
         a.offset = seconds_to(start_s, a.time_base);
     }
 
-    let targets = match &video {
-        // Sound only: one audio-only rendition, whatever the ladder.
-        None => vec![Target::audio_only()],
+    let mut targets = match &video {
+        None => Vec::new(),
         Some(_) if !ladder.is_empty() => ladder.to_vec(),
         // Planned on the upright picture: a portrait phone video gets a portrait ladder.
         Some(video) => {
@@ -89,6 +91,12 @@ pub fn transcode_hls(
             }
         }
     };
+    // Sound alone: the only rendition of a source without video (whatever the ladder). Beside
+    // a picture it comes last, so players start on video and fall back to it on a very poor
+    // link. It muxes the packets every video rendition muxes: AAC is encoded once.
+    if audio.is_some() && (targets.is_empty() || cfg.audio_only_rendition) {
+        targets.push(Target::audio_only());
+    }
     let mut audio_encoder = audio
         .as_ref()
         .map(|a| AudioEncoder::new(&a.decoder, a.time_base, cfg))
@@ -181,6 +189,11 @@ pub fn transcode_hls(
     sink.finish()?;
     let shape = sink.shape;
     drop(sink);
+    // An audio stream of which nothing decoded left the audio-only rendition without a
+    // segment (and unannounced): the video renditions stand alone.
+    if audio.as_ref().is_some_and(|a| a.frames == 0) {
+        outputs.retain(|o| o.video.is_some());
+    }
 
     let mut variants = Vec::with_capacity(outputs.len());
     for output in &mut outputs {
@@ -225,6 +238,7 @@ impl Output {
         cfg: &TranscodeConfig,
     ) -> Result<Self, TranscodeError> {
         let video = source
+            .filter(|_| !target.is_audio_only())
             .map(|s| {
                 VideoEncoder::new(target, s.time_base, s.frame_rate, s.rotation, cfg)
                     .map(|encoder| (encoder, s.frame_rate))
@@ -318,14 +332,14 @@ impl Sink<'_, '_> {
         if let Some(thumbs) = self.thumbs.as_mut() {
             thumbs.offer(frame, seconds)?;
         }
-        let last = self.outputs.len().saturating_sub(1);
+        let last = self.outputs.iter().rposition(|o| o.video.is_some());
         for (i, output) in self.outputs.iter_mut().enumerate() {
             let Some(encoder) = output.video.as_mut() else {
                 continue;
             };
             // The scaler's buffer source takes over the frame's data references and leaves the
-            // frame empty, so every rendition but the last is given its own copy.
-            if i < last {
+            // frame empty, so every video rendition but the last is given its own copy.
+            if Some(i) != last {
                 encoder.push(&frame.clone(), &mut self.packets)?;
             } else {
                 encoder.push(frame, &mut self.packets)?;

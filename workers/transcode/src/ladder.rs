@@ -1,5 +1,6 @@
 //! Which renditions to make from a source: names and picture sizes.
 
+use mediahost_core::Rendition;
 use mediahost_core::config::TranscodeConfig;
 
 /// One rendition to encode: from [`plan`], or given by the caller (a router plugin's ladder).
@@ -16,14 +17,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// The rendition of a source without video: AAC only, no picture (width and height 0).
+    /// The rendition of sound alone: AAC only, no picture (width and height 0). The only
+    /// rendition of a source without video; after the video renditions of one with both.
     pub(crate) fn audio_only() -> Self {
         Self {
-            name: "audio".into(),
+            name: Rendition::AUDIO_ONLY.into(),
             width: 0,
             height: 0,
             max_video_kbps: None,
         }
+    }
+
+    /// Whether this rendition has no picture: the [`Target::audio_only`] one.
+    pub(crate) fn is_audio_only(&self) -> bool {
+        self.width == 0 || self.height == 0
     }
 }
 

@@ -11,13 +11,14 @@
 //! 1. `ladder` picks the renditions (unless the caller, i.e. a router plugin, passes its own
 //!    [`Target`]s) from the source size and
 //!    [`TranscodeConfig`](mediahost_core::config::TranscodeConfig): the source capped to
-//!    `max_height` (never upscaled), then the 1080/720/480/360 rungs below it, each capped-CRF.
+//!    `max_height` (never upscaled), then the 1080/720/480/360 rungs below it, each capped-CRF;
+//!    a source with sound also gets the `audio` rendition, AAC alone, listed last.
 //! 2. `hls` demuxes and decodes the source **once** and hands every decoded frame to each
 //!    rendition, so a ladder costs one decode plus one scale+encode per rendition.
 //! 3. `encode` scales (libavfilter) and encodes H.264 with libx264, keyframes every
 //!    `segment_seconds` worth of frames and no scene-cut keyframes, so segment boundaries fall
 //!    on the same frames in every rendition; audio is resampled and encoded to AAC-LC once and
-//!    shared by all renditions.
+//!    shared by all renditions (muxed beside each video stream, and alone in `audio`).
 //! 4. `package` muxes each rendition with libavformat's `hls` muxer as CMAF (fMP4) segments,
 //!    learns from the muxer which segments are complete, and writes the playlists itself:
 //!    media playlists (`EVENT` while running, `VOD` at the end) and `master.m3u8`, with
@@ -27,7 +28,8 @@
 //!    as it grows ([`Publish`]), so a viewer can start watching while the transcode runs: the
 //!    worker stores them from an async task while encoding goes on.
 //! 6. `dash` describes the same segments in a static DASH manifest (`manifest.mpd`), one
-//!    representation per rendition with a `SegmentTimeline` from its media playlist.
+//!    representation per rendition with a `SegmentTimeline` from its media playlist (the
+//!    video renditions in one adaptation set, `audio` in an audio set of its own).
 //! 7. `thumbs` takes a poster and storyboard tiles from the same decoded frames (no second
 //!    decode) and writes `poster.jpg`, `storyboard.jpg` and `storyboard.vtt`.
 //!
@@ -39,6 +41,7 @@
 //! 360p/index.m3u8      media playlist (EXT-X-MAP → init.mp4)
 //! 360p/init.mp4        fMP4 initialization segment
 //! 360p/seg_00000.m4s   ~segment_seconds each
+//! audio/…              the same files for the audio-only rendition (AAC alone)
 //! poster.jpg           still from ~10% into the video (at most 5 s), best rendition size
 //! storyboard.jpg       sprite of 160-px-wide tiles, 10 per row
 //! storyboard.vtt       WebVTT cues pointing into the sprite (`#xywh=`)

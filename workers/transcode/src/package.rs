@@ -451,6 +451,36 @@ mod tests {
     }
 
     #[test]
+    fn the_audio_only_variant_follows_the_video_ones_without_a_picture() {
+        let variant = |name: &str, width, height, codecs: &str, frame_rate| Variant {
+            rendition: Rendition {
+                name: name.into(),
+                playlist: format!("{name}/index.m3u8"),
+                width,
+                height,
+                bandwidth: 1_000,
+                codecs: codecs.into(),
+            },
+            average_bandwidth: 900,
+            frame_rate,
+            has_audio: true,
+            segments: Vec::new(),
+        };
+        let master = master_playlist(&[
+            variant("360p", 640, 360, "avc1.64001e,mp4a.40.2", Some((25, 1))),
+            variant("audio", 0, 0, "mp4a.40.2", None),
+        ]);
+        assert_eq!(
+            master,
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1000,AVERAGE-BANDWIDTH=900,RESOLUTION=640x360,\
+             CODECS=\"avc1.64001e,mp4a.40.2\",FRAME-RATE=25.000\n360p/index.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1000,AVERAGE-BANDWIDTH=900,CODECS=\"mp4a.40.2\"\n\
+             audio/index.m3u8\n"
+        );
+    }
+
+    #[test]
     fn event_playlists_grow_and_vod_ones_end() {
         let segments =
             parse_segments("#EXTINF:4.0,\nseg_00000.m4s\n#EXTINF:4.52,\nseg_00001.m4s\n");

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mediahost_core::Rendition;
 use mediahost_core::config::TranscodeConfig;
-use mediahost_testkit::{Clip, ffprobe_duration, generate_clip};
+use mediahost_testkit::{Clip, assert_segments_aligned, ffprobe_duration, generate_clip};
 use mediahost_transcode::{Publish, Target, TranscodeError, probe, transcode_hls};
 
 /// Writes a clip into `dir` and returns its path.
@@ -149,7 +149,7 @@ fn transcodes_a_clip_to_hls() {
     let src = clip(dir.path(), "clip.mp4", Clip::default());
     let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
 
-    assert_eq!(renditions.len(), 1);
+    assert_eq!(renditions.len(), 2);
     let r = &renditions[0];
     assert_eq!((r.name.as_str(), r.width, r.height), ("360p", 640, 360));
     assert_eq!(r.playlist, "360p/index.m3u8");
@@ -171,7 +171,7 @@ fn transcodes_a_clip_to_hls() {
         .lines()
         .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
         .collect();
-    assert_eq!(inf.len(), 1, "{master}");
+    assert_eq!(inf.len(), 2, "{master}");
     assert!(inf[0].contains("RESOLUTION=640x360"), "{master}");
     assert!(
         inf[0].contains(&format!("BANDWIDTH={},", r.bandwidth)),
@@ -184,6 +184,31 @@ fn transcodes_a_clip_to_hls() {
     );
     assert!(inf[0].contains("FRAME-RATE=25.000"), "{master}");
     assert!(master.contains("\n360p/index.m3u8\n"), "{master}");
+    // Then the audio-only rendition: no picture to describe.
+    let audio = &renditions[1];
+    assert_eq!(
+        (
+            audio.name.as_str(),
+            audio.width,
+            audio.height,
+            audio.codecs.as_str()
+        ),
+        ("audio", 0, 0, "mp4a.40.2")
+    );
+    assert!(
+        inf[1].starts_with(&format!("#EXT-X-STREAM-INF:BANDWIDTH={},", audio.bandwidth))
+            && inf[1].ends_with(",CODECS=\"mp4a.40.2\"")
+            && !inf[1].contains("RESOLUTION")
+            && !inf[1].contains("FRAME-RATE"),
+        "{master}"
+    );
+    assert!(master.ends_with("\naudio/index.m3u8\n"), "{master}");
+    // 128 kbit/s AAC plus fMP4 overhead, well below the video rendition.
+    assert!(
+        (100_000..200_000).contains(&audio.bandwidth) && audio.bandwidth < r.bandwidth / 2,
+        "{}",
+        audio.bandwidth
+    );
 
     let playlist = std::fs::read_to_string(out.join("360p/index.m3u8")).unwrap();
     assert!(
@@ -206,6 +231,36 @@ fn transcodes_a_clip_to_hls() {
     let played = ffprobe_duration(master_path.to_str().unwrap(), None);
     assert!((played - 10.0).abs() <= 0.5, "ffprobe reads {played} s");
     assert_eq!(ffprobe_streams(&master_path), ["audio:aac", "video:h264"]);
+
+    // The audio-only rendition is AAC alone, cut where the video is.
+    let audio_playlist = out.join("audio/index.m3u8");
+    assert_eq!(ffprobe_streams(&audio_playlist), ["audio:aac"]);
+    let played = ffprobe_duration(audio_playlist.to_str().unwrap(), None);
+    assert!((played - 10.0).abs() <= 0.5, "ffprobe reads {played} s");
+    let audio_durations = extinf(&std::fs::read_to_string(&audio_playlist).unwrap());
+    assert_segments_aligned(&durations, &audio_durations);
+}
+
+#[test]
+fn the_audio_only_rendition_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = Clip {
+        seconds: 2.0,
+        ..Clip::default()
+    };
+    let src = clip(dir.path(), "clip.mp4", short);
+    let cfg = TranscodeConfig {
+        audio_only_rendition: false,
+        ..TranscodeConfig::default()
+    };
+    let (out, renditions) = transcode(&src, dir.path(), &cfg);
+    let names: Vec<_> = renditions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["360p"]);
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    assert_eq!(master.matches("#EXT-X-STREAM-INF:").count(), 1, "{master}");
+    let mpd = std::fs::read_to_string(out.join("manifest.mpd")).unwrap();
+    assert_eq!(mpd.matches("<AdaptationSet ").count(), 1, "{mpd}");
+    assert!(!out.join("audio").exists());
 }
 
 #[test]
@@ -255,6 +310,7 @@ fn video_only_source_gives_video_only_rendition() {
         },
     );
     let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    assert_eq!(renditions.len(), 1, "no sound, no audio rendition");
     assert!(
         !renditions[0].codecs.contains("mp4a"),
         "{}",
@@ -264,6 +320,39 @@ fn video_only_source_gives_video_only_rendition() {
     assert_eq!(ffprobe_streams(&master), ["video:h264"]);
     let played = ffprobe_duration(master.to_str().unwrap(), None);
     assert!((played - 5.0).abs() <= 0.5, "ffprobe reads {played} s");
+}
+
+#[test]
+fn an_audio_track_without_sound_gets_no_audio_rendition() {
+    let dir = tempfile::tempdir().unwrap();
+    // Matroska keeps an audio track whose every packet was dropped.
+    let src = dir.path().join("mute.mkv");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args([
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=2",
+            "-f",
+            "lavfi",
+        ])
+        .args(["-i", "sine=sample_rate=48000:duration=2"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
+        .args(["-bsf:a", "noise=dropamount=1"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(probe(&src).unwrap().audio().is_some());
+    let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    let names: Vec<_> = renditions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["240p"]);
+    let master = out.join("master.m3u8");
+    assert!(
+        !std::fs::read_to_string(&master).unwrap().contains("audio/"),
+        "the master lists no empty rendition"
+    );
+    let played = ffprobe_duration(master.to_str().unwrap(), None);
+    assert!((played - 2.0).abs() <= 0.5, "ffprobe reads {played} s");
 }
 
 #[test]
@@ -423,13 +512,18 @@ fn a_given_ladder_is_encoded_with_aligned_segments_and_capped_bitrates() {
         .iter()
         .map(|r| (r.name.as_str(), r.width, r.height))
         .collect();
-    assert_eq!(sizes, [("hd", 1280, 720), ("low", 426, 240)]);
+    // The given ladder, then the audio-only rendition the pipeline adds.
+    assert_eq!(
+        sizes,
+        [("hd", 1280, 720), ("low", 426, 240), ("audio", 0, 0)]
+    );
 
     let durations: Vec<Vec<f64>> = renditions
         .iter()
         .map(|r| extinf(&std::fs::read_to_string(out.join(&r.playlist)).unwrap()))
         .collect();
     assert_eq!(durations[0], durations[1], "segment boundaries are aligned");
+    assert_segments_aligned(&durations[0], &durations[2]);
     for (r, cap) in renditions.iter().zip([1200u64, 300]) {
         // Video capped by VBV (peak over any 2 s buffer), plus 128 kbit/s AAC and fMP4 overhead.
         let ceiling = (cap * 3 / 2 + 128 + 64) * 1000;
@@ -533,7 +627,7 @@ fn outputs_are_announced_as_they_complete_and_playlists_turn_vod_at_the_end() {
                 manifests.push(path.clone());
             }
             Publish::Playable(renditions) => {
-                assert_eq!(renditions.len(), 1);
+                assert_eq!(renditions.len(), 2);
                 assert!(manifests.contains(&"master.m3u8".to_owned()));
             }
         }
@@ -557,7 +651,12 @@ fn outputs_are_announced_as_they_complete_and_playlists_turn_vod_at_the_end() {
 
     // The last word on each manifest is what the folder holds, and the folder holds nothing
     // that was not announced.
-    for path in ["360p/index.m3u8", "master.m3u8", "manifest.mpd"] {
+    for path in [
+        "360p/index.m3u8",
+        "audio/index.m3u8",
+        "master.m3u8",
+        "manifest.mpd",
+    ] {
         let last = announced
             .iter()
             .rev()
@@ -605,7 +704,7 @@ fn a_rotated_source_is_turned_upright() {
     let (out, renditions) = transcode(&src, dir.path(), &TranscodeConfig::default());
     // A portrait ladder: the upright 360x640 capped to 720 lines keeps 640, then the rungs.
     let sizes: Vec<_> = renditions.iter().map(|r| (r.width, r.height)).collect();
-    assert_eq!(sizes, [(360, 640), (270, 480), (202, 360)]);
+    assert_eq!(sizes, [(360, 640), (270, 480), (202, 360), (0, 0)]);
     assert_eq!(
         ffprobe_size(&out.join(mediahost_transcode::POSTER)),
         "360,640"
