@@ -340,3 +340,30 @@ async fn cluster_status_asks_every_process_and_fails_when_one_is_down() {
         "{rows}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_health_watch_ends_with_not_serving_at_shutdown_and_does_not_hold_the_process() {
+    let mut server = Server::start(Options::default());
+    assert_eq!(health(&server.grpc_base, "").await, ServingStatus::Serving);
+    let mut client = HealthClient::new(channel(&server.grpc_base).await);
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut updates = client.watch(request).await.unwrap().into_inner();
+    let first = updates.message().await.unwrap().expect("a first status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    // SIGTERM: the process must exit well within its 30 s grace period although the watch
+    // is open, and the watcher must see NOT_SERVING and a cleanly ended stream.
+    let restarted = tokio::task::spawn_blocking(move || {
+        server.restart(std::time::Duration::from_secs(10));
+        server
+    });
+    let mut seen = Vec::new();
+    while let Some(update) = updates.message().await.expect("the stream ends cleanly") {
+        seen.push(update.status());
+    }
+    assert_eq!(seen.last(), Some(&ServingStatus::NotServing), "{seen:?}");
+    let server = restarted.await.unwrap();
+    assert_eq!(health(&server.grpc_base, "").await, ServingStatus::Serving);
+}

@@ -10,7 +10,7 @@
 mod common;
 
 use common::edge::{join, uris};
-use common::{Client, Options, Server, free_port};
+use common::{Client, Options, Server, TestQueue, free_port};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -63,27 +63,20 @@ impl Drop for WorkerProcess {
 
 /// An api process (no worker: worker processes of the test take the jobs) queueing to a
 /// RabbitMQ queue of its own on the broker of `MEDIAHOST_TEST_AMQP_URL`, with `config` added;
-/// with the broker's URL and the queue's name. `None` (after a note) without a broker.
-fn api_on_rabbitmq(config: &str) -> Option<(Server, String, String)> {
-    let amqp = mediahost_store::testing::amqp_server_url()?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let queue = format!("mh-test-{}-{nanos}", std::process::id());
+/// with that queue (deleted when dropped). `None` (after a note) without a broker.
+fn api_on_rabbitmq(config: &str) -> Option<(Server, TestQueue)> {
+    let queue = TestQueue::create()?;
     let server = Server::start(Options {
-        config: format!(
-            "[queue]\nbackend = \"rabbitmq\"\namqp_url = {amqp:?}\nname = {queue:?}\n{config}"
-        ),
+        config: format!("{}{config}", queue.config_toml()),
         args: vec!["--role".into(), "api,edge".into()],
         ..Options::default()
     });
-    Some((server, amqp, queue))
+    Some((server, queue))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_job_hands_it_to_the_other_worker_and_one_set_of_outputs_remains() {
-    let Some((server, _, _)) = api_on_rabbitmq("") else {
+    let Some((server, _queue)) = api_on_rabbitmq("") else {
         return;
     };
     let logs = tempfile::tempdir().unwrap();
@@ -181,35 +174,25 @@ async fn a_worker_killed_mid_job_hands_it_to_the_other_worker_and_one_set_of_out
     }
 }
 
-/// Takes the next message of `queue` off the broker at `amqp`, then deletes `queues` there.
-async fn take_and_delete(
-    amqp: &str,
-    queue: &str,
-    queues: &[String],
-) -> Option<lapin::message::Delivery> {
-    use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+/// Takes the next message of `queue` off the broker at `amqp`.
+async fn take_one(amqp: &str, queue: &str) -> Option<lapin::message::Delivery> {
+    use lapin::options::BasicGetOptions;
     let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let message = channel
+    channel
         .basic_get(queue.into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
-        .map(|m| m.delivery);
-    for name in queues {
-        let _ = channel
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    message
+        .map(|m| m.delivery)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_that_keeps_failing_is_dead_lettered_and_the_video_says_why() {
     // Local storage, so the test can take the source away from under the queued job: every
     // attempt then fails to fetch it (a failure worth retrying, until the attempts run out).
-    let Some((server, amqp, queue)) = api_on_rabbitmq("[storage]\nbackend = \"local\"\n") else {
+    let Some((server, queue)) = api_on_rabbitmq("[storage]\nbackend = \"local\"\n") else {
         return;
     };
     let client = Client::new(&server, &server.create_tenant("acme"));
@@ -245,8 +228,8 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_the_video_says_why() {
         worker.log()
     );
 
-    let dead = format!("{queue}.dead");
-    let message = take_and_delete(&amqp, &dead, &[queue.clone(), dead.clone()])
+    let dead = format!("{}.dead", queue.name);
+    let message = take_one(&queue.amqp, &dead)
         .await
         .unwrap_or_else(|| panic!("nothing in {dead}"));
     let job: serde_json::Value = serde_json::from_slice(&message.data).unwrap();

@@ -60,7 +60,8 @@ impl Services {
     ) -> (axum::Router, Vec<&'static str>) {
         let mut names = self.names;
         names.extend([HEALTH, REFLECTION]);
-        let (reporter, health_server) = tonic_health::server::health_reporter();
+        let reporter = tonic_health::server::HealthReporter::new();
+        let health_server = health::service(reporter.clone(), shutdown.clone());
         tokio::spawn(health::follow_readiness(
             reporter,
             readiness,

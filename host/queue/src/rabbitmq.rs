@@ -35,14 +35,20 @@ const CONNECT_RETRY_PAUSE: Duration = Duration::from_secs(1);
 const RETRY_QUEUE_GRACE: Duration = Duration::from_secs(60);
 
 /// The broker priority (0..=[`MAX_PRIORITY`]) of a job priority: [`MAX_PRIORITY`] for jobs
-/// still to be routed ([`crate::ROUTING_PRIORITY`]), else `clamp(priority, -4, 4) + 4`, so
-/// normal (0) is 4 with room both above and below it, and every transcode ranks below routing.
+/// still to be routed ([`crate::ROUTING_PRIORITY`]), so every transcode ranks below routing;
+/// else normal (0) is 4 and the distance from normal counts in powers of two, both ways:
+/// 1 → 5, 2..=3 → 6, 4..=7 → 7, 8 and above → 8 (-1 → 3, …, -8 and below → 0). The broker has
+/// ten levels, so the order of job priorities is kept exactly near normal and in bands further
+/// out (a router ranking clips 5 and 10 gets them apart); the embedded queue orders by the
+/// exact value.
 pub fn broker_priority(priority: i32) -> u8 {
     if priority == crate::ROUTING_PRIORITY {
         return MAX_PRIORITY;
     }
-    // In 0..=8 after the clamp, so the cast is exact.
-    (priority.clamp(-4, 4) + 4) as u8
+    // The bit length of the distance from normal, at most 4: 0, 1, 2..=3, 4..=7, 8.. .
+    let band = (32 - priority.unsigned_abs().leading_zeros()).min(4) as i32;
+    // In 0..=8, so the cast is exact.
+    (4 + priority.signum() * band) as u8
 }
 
 /// How to reach and use the broker.
@@ -785,15 +791,27 @@ mod tests {
 
     #[test]
     fn priorities_map_around_normal_into_0_to_9() {
-        assert_eq!(broker_priority(0), 4);
-        assert_eq!(broker_priority(1), 5);
-        assert_eq!(broker_priority(-1), 3);
-        assert_eq!(broker_priority(4), 8);
-        assert_eq!(broker_priority(5), 8);
-        assert_eq!(broker_priority(i32::MAX - 1), 8);
-        assert_eq!(broker_priority(crate::ROUTING_PRIORITY), 9);
-        assert_eq!(broker_priority(-4), 0);
-        assert_eq!(broker_priority(i32::MIN), 0);
+        let cases = [
+            (0, 4),
+            (1, 5),
+            (2, 6),
+            (3, 6),
+            (4, 7),
+            (5, 7),
+            (7, 7),
+            (8, 8),
+            (10, 8),
+            (i32::MAX - 1, 8),
+            (-1, 3),
+            (-3, 2),
+            (-5, 1),
+            (-8, 0),
+            (i32::MIN, 0),
+            (crate::ROUTING_PRIORITY, 9),
+        ];
+        for (priority, broker) in cases {
+            assert_eq!(broker_priority(priority), broker, "{priority}");
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! The metadata database is the SQLite file in the data dir, or with
 //! `MEDIAHOST_TEST_DATABASE=postgres` a fresh scratch database per server on the PostgreSQL
 //! server named by `MEDIAHOST_TEST_POSTGRES_URL` (dropped with the server), so every test here
-//! runs on either backend.
+//! runs on either backend. Likewise `MEDIAHOST_TEST_STORAGE=s3` (a fresh bucket per server) and
+//! `MEDIAHOST_TEST_QUEUE=rabbitmq` (a queue of its own per server on the broker of
+//! `MEDIAHOST_TEST_AMQP_URL`, deleted with the server) instead of the embedded defaults.
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
@@ -42,6 +44,8 @@ pub struct Server {
     /// The scratch PostgreSQL database this server owns, when the tests run on PostgreSQL;
     /// dropped after the process is killed.
     postgres: Option<ScratchPostgres>,
+    /// Its RabbitMQ queue, when the tests run on RabbitMQ; deleted after the process is killed.
+    queue: Option<TestQueue>,
 }
 
 /// Which object storage servers get: `MEDIAHOST_TEST_STORAGE=s3` gives every server a fresh
@@ -62,6 +66,74 @@ fn test_storage() -> Option<(TestS3, String)> {
             Some((s3, bucket))
         }
         Ok(other) => panic!("MEDIAHOST_TEST_STORAGE={other:?}: use \"local\" or \"s3\""),
+    }
+}
+
+/// A RabbitMQ queue of a test's own on the broker of `MEDIAHOST_TEST_AMQP_URL`; deleted, with
+/// its dead-letter queue, when dropped (retry queues expire by themselves).
+pub struct TestQueue {
+    /// The broker's URL.
+    pub amqp: String,
+    /// The queue's name (`queue.name`).
+    pub name: String,
+}
+
+impl TestQueue {
+    /// A fresh queue name on the broker; `None` without `MEDIAHOST_TEST_AMQP_URL`.
+    pub fn create() -> Option<Self> {
+        let amqp = mediahost_store::testing::amqp_server_url()?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("mh-test-{}-{nanos}", std::process::id());
+        Some(Self { amqp, name })
+    }
+
+    /// The `[queue]` table of a server using it.
+    pub fn config_toml(&self) -> String {
+        format!(
+            "[queue]\nbackend = \"rabbitmq\"\namqp_url = {:?}\nname = {:?}\n",
+            self.amqp, self.name
+        )
+    }
+
+    /// Which queue servers get: `MEDIAHOST_TEST_QUEUE=rabbitmq` gives each a queue of its own
+    /// on RabbitMQ; unset or `embedded`, the embedded queue in its data dir.
+    fn from_env() -> Option<Self> {
+        match std::env::var("MEDIAHOST_TEST_QUEUE").as_deref() {
+            Err(_) | Ok("" | "embedded") => None,
+            Ok("rabbitmq") => Some(Self::create().expect(
+                "MEDIAHOST_TEST_QUEUE=rabbitmq needs MEDIAHOST_TEST_AMQP_URL \
+                 (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)",
+            )),
+            Ok(other) => panic!("MEDIAHOST_TEST_QUEUE={other:?}: use \"embedded\" or \"rabbitmq\""),
+        }
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let (amqp, name) = (self.amqp.clone(), self.name.clone());
+        // Its own thread and runtime: servers are dropped inside the tests' runtimes.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                use lapin::options::QueueDeleteOptions;
+                let properties = lapin::ConnectionProperties::default();
+                let connection = lapin::Connection::connect(&amqp, properties).await.ok()?;
+                let channel = connection.create_channel().await.ok()?;
+                for queue in [name.clone(), format!("{name}.dead")] {
+                    let options = QueueDeleteOptions::default();
+                    let _ = channel.queue_delete(queue.as_str().into(), options).await;
+                }
+                Some(())
+            })
+        });
+        let _ = deleted.join();
     }
 }
 
@@ -236,6 +308,11 @@ impl Server {
         if let Some(url) = &database_url {
             writeln!(config, "[database]\nurl = {url:?}").unwrap();
         }
+        // A test that configures its own queue keeps it.
+        let queue = TestQueue::from_env().filter(|_| !options.config.contains("[queue]"));
+        if let Some(queue) = &queue {
+            writeln!(config, "{}", queue.config_toml()).unwrap();
+        }
         // The edge runs beside the API on a port of its own (in the config file, so restarts
         // keep it), unless the test configures its own `[edge]`.
         let edge_addr = format!("127.0.0.1:{}", free_port());
@@ -269,6 +346,7 @@ impl Server {
             s3,
             database_url,
             postgres,
+            queue,
         };
         server.wait_healthy();
         server
