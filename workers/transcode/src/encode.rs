@@ -73,6 +73,10 @@ impl VideoEncoder {
         enc.set_flags(codec::Flags::GLOBAL_HEADER);
 
         let mut opts = Dictionary::new();
+        // libavcodec's default is one thread, with which libx264 encodes each frame on the
+        // calling thread: the ladder's encoders then take turns on one core. `auto` lets x264
+        // run its frame threads and lookahead beside ours (what the ffmpeg CLI asks for too).
+        opts.set("threads", "auto");
         opts.set("preset", &cfg.x264_preset);
         opts.set("crf", &cfg.crf.to_string());
         let mut params = format!("keyint={gop}:min-keyint={gop}:scenecut=0");
