@@ -475,6 +475,15 @@ impl Ours {
                     .await?;
             }
         }
+        // The job's duration is recorded just after the video turns ready.
+        let mut job_metric = None;
+        for _ in 0..40 {
+            job_metric = self.metric("mediahost_job_duration_seconds").await?;
+            if job_metric.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(OursRun {
             upload,
             first_playable: first_playable.unwrap_or(ready),
@@ -482,7 +491,7 @@ impl Ours {
             ttfs_metric: self
                 .metric("mediahost_time_to_first_segment_seconds")
                 .await?,
-            job_metric: self.metric("mediahost_job_duration_seconds").await?,
+            job_metric,
             realtime_metric: self.metric("mediahost_transcode_realtime_factor").await?,
             upload_rss_mib,
             peak_rss_mib: self.server.peak_rss_mib()?,

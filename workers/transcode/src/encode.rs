@@ -70,7 +70,10 @@ impl VideoEncoder {
         enc.set_frame_rate(Some(frame_rate));
         enc.set_gop(gop);
         // The HLS muxer writes codec headers once, in init.mp4, not in every keyframe.
-        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        // `set_flags` replaces the flags libx264's defaults set, among them `cgop`: without
+        // it x264 makes open GOPs, whose segments start on a non-IDR picture that earlier
+        // frames of the previous segment are needed to decode (not independent segments).
+        enc.set_flags(codec::Flags::GLOBAL_HEADER | codec::Flags::CLOSED_GOP);
 
         let mut opts = Dictionary::new();
         // libavcodec's default is one thread, with which libx264 encodes each frame on the
