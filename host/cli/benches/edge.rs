@@ -76,7 +76,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{MEDIAHOST, Server, env_number, free_port, loadavg, median};
+use support::{
+    MEDIAHOST, Server, clock_ticks_per_s, env_number, free_port, loadavg, median, version,
+};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -761,16 +763,6 @@ fn wrk(
     })
 }
 
-/// `sysconf(_SC_CLK_TCK)`, the unit of `/proc/<pid>/stat` CPU times.
-fn clock_ticks_per_s() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// CPU time (user + system) of this process's waited-for children so far, in clock ticks:
 /// wrk's, once it has exited (`taskset` execs it, so it is the child).
 fn children_cpu_ticks() -> anyhow::Result<u64> {
@@ -783,22 +775,6 @@ fn children_cpu_ticks() -> anyhow::Result<u64> {
         .take(2)
         .filter_map(|v| v.parse::<u64>().ok())
         .sum())
-}
-
-/// The first line a tool prints about its version.
-fn version(program: &str, arg: &str) -> String {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .map(|o| {
-            let text = [o.stdout, o.stderr].concat();
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_else(|e| format!("{program} unavailable: {e} (run scripts/bench-setup)"))
 }
 
 /// A folder on tmpfs for nginx's cache when `/dev/shm` is one we can write, else under `dir`.

@@ -31,18 +31,15 @@ mod support;
 
 use anyhow::{Context, ensure};
 use base64::Engine;
-use futures::StreamExt;
 use rand::RngCore;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Server, env_number, free_port, loadavg, median};
+use support::{CLIENT_READ, Server, env_number, free_port, loadavg, median, put_upload};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 const MIB: u64 = 1024 * 1024;
-/// Read size of the client's file streams: big enough that the client's reads cost little.
-const CLIENT_READ: usize = MIB as usize;
 
 /// What one run measures, from the environment.
 struct Settings {
@@ -144,21 +141,6 @@ async fn file_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<reqwes
     Ok(reqwest::Body::wrap_stream(stream))
 }
 
-/// The whole of `path`, `times` times over, as one streaming body.
-async fn repeated_file(path: &Path, times: usize) -> anyhow::Result<reqwest::Body> {
-    let mut parts = Vec::new();
-    for _ in 0..times {
-        let file = tokio::fs::File::open(path).await?;
-        parts.push(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            CLIENT_READ,
-        ));
-    }
-    Ok(reqwest::Body::wrap_stream(
-        futures::stream::iter(parts).flatten(),
-    ))
-}
-
 /// A tus 1.0 upload of `file` (`size` bytes) in `chunk`-byte PATCHes, creation included.
 async fn tus_upload(
     http: &reqwest::Client,
@@ -216,41 +198,6 @@ async fn tus_upload(
         );
         offset = new_offset;
     }
-    Ok(started.elapsed())
-}
-
-/// `POST /v1/videos` then one `PUT …/source` whose body is `file` sent `times` times.
-async fn put_upload(
-    http: &reqwest::Client,
-    base: &str,
-    key: &str,
-    file: &Path,
-    times: usize,
-) -> anyhow::Result<Duration> {
-    let size = std::fs::metadata(file)?.len() * times as u64;
-    let started = Instant::now();
-    let res = http
-        .post(format!("{base}/v1/videos"))
-        .bearer_auth(key)
-        .json(&serde_json::json!({"title": "bench", "filename": "bench.bin"}))
-        .send()
-        .await?;
-    ensure!(res.status() == 201, "create video: {}", res.text().await?);
-    let video: serde_json::Value = res.json().await?;
-    let id = video["id"].as_str().context("no video id")?;
-    let res = http
-        .put(format!("{base}/v1/videos/{id}/source"))
-        .bearer_auth(key)
-        .header("Content-Length", size)
-        .body(repeated_file(file, times).await?)
-        .send()
-        .await?;
-    ensure!(
-        res.status() == 202,
-        "PUT source: {} {}",
-        res.status(),
-        res.text().await?
-    );
     Ok(started.elapsed())
 }
 
@@ -358,7 +305,7 @@ async fn main() -> anyhow::Result<()> {
                 Case::Dd => dd(&file, dir)?,
                 Case::OursTus8 => tus_upload(&h1, &uploads, Some(&key), &file, s, 8 * m).await?,
                 Case::OursTus64 => tus_upload(&h1, &uploads, Some(&key), &file, s, 64 * m).await?,
-                Case::OursPutH2c => put_upload(&h2c, &ours_base, &key, &file, 1).await?,
+                Case::OursPutH2c => put_upload(&h2c, &ours_base, &key, &file, 1).await?.1,
                 Case::NodeTus8 => tus_upload(&h1, &node_endpoint, None, &file, s, 8 * m).await?,
                 Case::NodeTus64 => tus_upload(&h1, &node_endpoint, None, &file, s, 64 * m).await?,
             };
@@ -460,7 +407,7 @@ async fn big_puts(settings: &Settings, dir: &Path, file: &Path) -> anyhow::Resul
     ];
     for (name, http) in clients {
         sync()?;
-        let time = put_upload(&http, &base, &key, file, 2).await?;
+        let (_, time) = put_upload(&http, &base, &key, file, 2).await?;
         println!(
             "PUT {} MiB over {name:<8}: {:>8.1} MB/s ({:.2} s); server RSS {:.1} MiB, peak {:.1} MiB",
             size / MIB,

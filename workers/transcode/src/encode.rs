@@ -70,9 +70,16 @@ impl VideoEncoder {
         enc.set_frame_rate(Some(frame_rate));
         enc.set_gop(gop);
         // The HLS muxer writes codec headers once, in init.mp4, not in every keyframe.
-        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        // `set_flags` replaces the flags libx264's defaults set, among them `cgop`: without
+        // it x264 makes open GOPs, whose segments start on a non-IDR picture that earlier
+        // frames of the previous segment are needed to decode (not independent segments).
+        enc.set_flags(codec::Flags::GLOBAL_HEADER | codec::Flags::CLOSED_GOP);
 
         let mut opts = Dictionary::new();
+        // libavcodec's default is one thread, with which libx264 encodes each frame on the
+        // calling thread: the ladder's encoders then take turns on one core. `auto` lets x264
+        // run its frame threads and lookahead beside ours (what the ffmpeg CLI asks for too).
+        opts.set("threads", "auto");
         opts.set("preset", &cfg.x264_preset);
         opts.set("crf", &cfg.crf.to_string());
         let mut params = format!("keyint={gop}:min-keyint={gop}:scenecut=0");

@@ -4,10 +4,14 @@
 #![allow(dead_code)] // each bench uses a different part of this module
 
 use anyhow::{Context, bail, ensure};
+use futures::StreamExt;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Read size of the client's file streams: big enough that the client's reads cost little.
+pub const CLIENT_READ: usize = 1024 * 1024;
 
 /// The mediahost binary of this build (release under `cargo bench`).
 pub const MEDIAHOST: &str = env!("CARGO_BIN_EXE_mediahost");
@@ -30,16 +34,28 @@ pub fn embedded_defaults(command: &mut Command) {
 /// defaults, the transcode worker off) with a tenant `bench`; returns the server and the
 /// tenant's API key.
 pub fn start_api(data: PathBuf) -> anyhow::Result<(Server, String)> {
+    start_serve(data, "[worker]\nenabled = false\n", Some("api"))
+}
+
+/// `mediahost serve` (with `--role roles` when given, else every role) on the data dir `data`
+/// (created when missing; embedded defaults) with the config file text `config` and a tenant
+/// `bench`; the API, the edge and gRPC listen on free loopback ports. Returns the server and
+/// the tenant's API key.
+pub fn start_serve(
+    data: PathBuf,
+    config: &str,
+    roles: Option<&str>,
+) -> anyhow::Result<(Server, String)> {
     std::fs::create_dir_all(&data)?;
-    let config = data.join("mediahost.toml");
-    std::fs::write(&config, "[worker]\nenabled = false\n")?;
+    let config_file = data.join("mediahost.toml");
+    std::fs::write(&config_file, config)?;
     let command = |args: &[&str]| {
         let mut cmd = Command::new(MEDIAHOST);
         cmd.args(args)
             .arg("--data-dir")
             .arg(&data)
             .arg("--config")
-            .arg(&config);
+            .arg(&config_file);
         embedded_defaults(&mut cmd);
         cmd
     };
@@ -58,14 +74,93 @@ pub fn start_api(data: PathBuf) -> anyhow::Result<(Server, String)> {
     let port = free_port();
     let log = data.join("server.log");
     let listen = format!("127.0.0.1:{port}");
-    let server = Server::start(
-        &mut command(&["serve", "--role", "api", "--listen", &listen]),
-        "mediahost",
-        port,
-        data,
-        &log,
-    )?;
+    let edge = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["serve", "--listen", &listen];
+    args.extend(["--edge-listen", &edge, "--grpc-listen", &grpc]);
+    if let Some(roles) = roles {
+        args.extend(["--role", roles]);
+    }
+    let server = Server::start(&mut command(&args), "mediahost", port, data, &log)?;
     Ok((server, key))
+}
+
+/// `POST /v1/videos` then one `PUT …/source` whose body is `file` sent `times` times, the way
+/// `mediahost upload` sends a file. Returns the video's id and the time from the first request
+/// to the `202` of the `PUT` (the source stored and its transcode queued).
+pub async fn put_upload(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    file: &Path,
+    times: usize,
+) -> anyhow::Result<(String, Duration)> {
+    let size = std::fs::metadata(file)?.len() * times as u64;
+    let started = Instant::now();
+    let res = http
+        .post(format!("{base}/v1/videos"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"title": "bench", "filename": "bench.mp4"}))
+        .send()
+        .await?;
+    ensure!(res.status() == 201, "create video: {}", res.text().await?);
+    let video: serde_json::Value = res.json().await?;
+    let id = video["id"].as_str().context("no video id")?.to_owned();
+    let res = http
+        .put(format!("{base}/v1/videos/{id}/source"))
+        .bearer_auth(key)
+        .header("Content-Length", size)
+        .body(repeated_file(file, times).await?)
+        .send()
+        .await?;
+    ensure!(
+        res.status() == 202,
+        "PUT source: {} {}",
+        res.status(),
+        res.text().await?
+    );
+    Ok((id, started.elapsed()))
+}
+
+/// The whole of `path`, `times` times over, as one streaming body (never all in memory).
+async fn repeated_file(path: &Path, times: usize) -> anyhow::Result<reqwest::Body> {
+    let mut parts = Vec::new();
+    for _ in 0..times {
+        let file = tokio::fs::File::open(path).await?;
+        parts.push(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            CLIENT_READ,
+        ));
+    }
+    Ok(reqwest::Body::wrap_stream(
+        futures::stream::iter(parts).flatten(),
+    ))
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of `/proc/<pid>/stat` CPU times.
+pub fn clock_ticks_per_s() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The first line a tool prints about its version.
+pub fn version(program: &str, arg: &str) -> String {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_else(|e| format!("{program} unavailable: {e} (run scripts/bench-setup)"))
 }
 
 /// The number in environment variable `name`, or `default` when it is unset.
