@@ -749,3 +749,45 @@ fn poster_and_storyboard_come_from_the_same_pass() {
     let sprite = out.join(mediahost_transcode::STORYBOARD_IMAGE);
     assert_eq!(ffprobe_size(&sprite), "800,90");
 }
+
+/// Every segment decodes with only the init segment before it: GOPs are closed, so no picture
+/// refers to one of the segment before, as `EXT-X-INDEPENDENT-SEGMENTS` promises and switching
+/// renditions mid-stream needs.
+#[test]
+fn every_segment_decodes_without_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = clip(dir.path(), "clip.mp4", Clip::default());
+    let (out, _) = transcode(&src, dir.path(), &TranscodeConfig::default());
+    let rendition = out.join("360p");
+    let init = std::fs::read(rendition.join("init.mp4")).unwrap();
+    let playlist = std::fs::read_to_string(rendition.join("index.m3u8")).unwrap();
+    let segments: Vec<String> = playlist
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    assert!(segments.len() >= 2, "{playlist}");
+    for segment in &segments[1..] {
+        let alone = dir.path().join("alone.mp4");
+        let mut bytes = init.clone();
+        bytes.extend(std::fs::read(rendition.join(segment)).unwrap());
+        std::fs::write(&alone, bytes).unwrap();
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+            .args(["-count_packets", "-show_entries"])
+            .args(["stream=nb_read_frames,nb_read_packets", "-of", "csv=p=0"])
+            .arg(&alone)
+            .output()
+            .expect("run ffprobe");
+        let stderr = String::from_utf8_lossy(&probe.stderr);
+        assert!(
+            probe.status.success() && stderr.trim().is_empty(),
+            "{segment}: {stderr}"
+        );
+        let counts = String::from_utf8(probe.stdout).unwrap();
+        let counts: Vec<&str> = counts.trim().split(',').collect();
+        assert_eq!(counts.len(), 2, "{counts:?}");
+        assert_eq!(counts[0], counts[1], "{segment}: frames decoded vs packets");
+        assert!(counts[0].parse::<u32>().unwrap() > 0, "{segment}");
+    }
+}
