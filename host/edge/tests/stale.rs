@@ -235,7 +235,7 @@ async fn only_playlists_are_kept_past_their_max_age() {
     }
     let later = SystemTime::now() + Duration::from_secs(90);
     assert!(edge.cache().get(PLAYLIST, later).await.is_some());
-    assert!(edge.cache().get(segment, later).await.is_none());
+    assert!(edge.cache().get(key, later).await.is_none());
     assert!(
         off.cache().get(PLAYLIST, later).await.is_none(),
         "stale_if_error_seconds = 0 turns it off"
