@@ -52,6 +52,7 @@ mod support;
 
 use anyhow::{Context, bail, ensure};
 use mediahost_core::config::TranscodeConfig;
+use mediahost_transcode::cap_kbps;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -149,18 +150,6 @@ struct Rendition {
 impl Rendition {
     fn is_video(&self) -> bool {
         self.width > 0
-    }
-}
-
-/// The bitrate cap of a rung of `height` lines, as `workers/transcode/src/ladder.rs` sets it
-/// (`cap_kbps`, private there). The x264 settings check of each run catches a drift.
-fn cap_kbps(height: u32) -> u32 {
-    match height {
-        1080.. => 5000,
-        720.. => 2800,
-        480.. => 1400,
-        360.. => 800,
-        _ => 400,
     }
 }
 

@@ -50,7 +50,7 @@ const RUNGS: [u32; 4] = [1080, 720, 480, 360];
 
 /// Bitrate cap (kbit/s) for a rendition of `height` lines: enough for clean H.264 at common
 /// frame rates, low enough that the ladder's bandwidths stay predictable for players.
-fn cap_kbps(height: u32) -> u32 {
+pub fn cap_kbps(height: u32) -> u32 {
     match height {
         1080.. => 5000,
         720.. => 2800,

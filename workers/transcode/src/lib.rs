@@ -79,7 +79,7 @@ pub mod worker;
 
 pub use error::TranscodeError;
 pub use hls::transcode_hls;
-pub use ladder::Target;
+pub use ladder::{Target, cap_kbps};
 pub use probe::probe;
 pub use publish::Publish;
 pub use thumbs::{POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT};
