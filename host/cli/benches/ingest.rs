@@ -30,16 +30,13 @@
 mod support;
 
 use anyhow::{Context, ensure};
-use base64::Engine;
-use rand::RngCore;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{CLIENT_READ, Server, env_number, free_port, loadavg, median, put_upload};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-
-const MIB: u64 = 1024 * 1024;
+use support::{
+    MIB, Server, env_number, free_port, loadavg, median, put_upload, random_file, tus_upload,
+};
 
 /// What one run measures, from the environment.
 struct Settings {
@@ -115,90 +112,6 @@ fn start_tus_node(dir: &Path) -> anyhow::Result<Server> {
     ensure!(line.trim() == "listening", "@tus/server said {line:?}");
     server.wait_listening()?;
     Ok(server)
-}
-
-/// Writes `size` random bytes (incompressible, nothing for a disk or filesystem to shortcut).
-fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut buf = vec![0u8; 8 * MIB as usize];
-    let mut rng = rand::rng();
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill_bytes(&mut buf[..n]);
-        file.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    file.into_inner()?.sync_all()?;
-    Ok(())
-}
-
-/// `len` bytes of `path` from `offset`, as a streaming request body (never all in memory).
-async fn file_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<reqwest::Body> {
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CLIENT_READ);
-    Ok(reqwest::Body::wrap_stream(stream))
-}
-
-/// A tus 1.0 upload of `file` (`size` bytes) in `chunk`-byte PATCHes, creation included.
-async fn tus_upload(
-    http: &reqwest::Client,
-    endpoint: &str,
-    key: Option<&str>,
-    file: &Path,
-    size: u64,
-    chunk: u64,
-) -> anyhow::Result<Duration> {
-    let auth = |req: reqwest::RequestBuilder| match key {
-        Some(key) => req.bearer_auth(key),
-        None => req,
-    };
-    let started = Instant::now();
-    let filename = base64::engine::general_purpose::STANDARD.encode("bench.bin");
-    let res = auth(http.post(endpoint))
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", size)
-        .header("Upload-Metadata", format!("filename {filename}"))
-        .send()
-        .await?;
-    ensure!(res.status() == 201, "tus create: {}", res.text().await?);
-    let location = res
-        .headers()
-        .get("location")
-        .context("no Location")?
-        .to_str()?;
-    let url = reqwest::Url::parse(endpoint)?.join(location)?;
-    let mut offset = 0;
-    while offset < size {
-        let n = chunk.min(size - offset);
-        let res = auth(http.patch(url.clone()))
-            .header("Tus-Resumable", "1.0.0")
-            .header("Content-Type", "application/offset+octet-stream")
-            .header("Upload-Offset", offset)
-            .header("Content-Length", n)
-            .body(file_range(file, offset, n).await?)
-            .send()
-            .await?;
-        ensure!(
-            res.status() == 204,
-            "PATCH at {offset}: {} {}",
-            res.status(),
-            res.text().await?
-        );
-        let new_offset: u64 = res
-            .headers()
-            .get("upload-offset")
-            .context("no Upload-Offset")?
-            .to_str()?
-            .parse()?;
-        ensure!(
-            new_offset == offset + n,
-            "offset {new_offset} after PATCH at {offset}"
-        );
-        offset = new_offset;
-    }
-    Ok(started.elapsed())
 }
 
 /// `dd` copying `file` to a new file beside it, fsynced before dd exits.
@@ -303,11 +216,27 @@ async fn main() -> anyhow::Result<()> {
             let (s, m) = (settings.size, MIB);
             let time = match case {
                 Case::Dd => dd(&file, dir)?,
-                Case::OursTus8 => tus_upload(&h1, &uploads, Some(&key), &file, s, 8 * m).await?,
-                Case::OursTus64 => tus_upload(&h1, &uploads, Some(&key), &file, s, 64 * m).await?,
+                Case::OursTus8 => {
+                    tus_upload(&h1, &uploads, Some(&key), &file, s, 8 * m)
+                        .await?
+                        .0
+                }
+                Case::OursTus64 => {
+                    tus_upload(&h1, &uploads, Some(&key), &file, s, 64 * m)
+                        .await?
+                        .0
+                }
                 Case::OursPutH2c => put_upload(&h2c, &ours_base, &key, &file, 1).await?.1,
-                Case::NodeTus8 => tus_upload(&h1, &node_endpoint, None, &file, s, 8 * m).await?,
-                Case::NodeTus64 => tus_upload(&h1, &node_endpoint, None, &file, s, 64 * m).await?,
+                Case::NodeTus8 => {
+                    tus_upload(&h1, &node_endpoint, None, &file, s, 8 * m)
+                        .await?
+                        .0
+                }
+                Case::NodeTus64 => {
+                    tus_upload(&h1, &node_endpoint, None, &file, s, 64 * m)
+                        .await?
+                        .0
+                }
             };
             let synced = Instant::now();
             sync()?;

@@ -58,7 +58,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Server, clock_ticks_per_s, env_number, loadavg, median, put_upload, version};
+use support::{
+    Server, clock_ticks_per_s, env_number, ffmpeg, loadavg, make_source, median, put_upload, run,
+    version,
+};
 
 /// The source's picture, as issue 6 states it.
 const SOURCE_SIZE: &str = "1920x1080";
@@ -90,52 +93,6 @@ impl Settings {
                 .unwrap_or_else(std::env::temp_dir),
         })
     }
-}
-
-/// Runs `command` to the end, failing with its stderr unless it succeeds.
-fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("{what}: start (is ffmpeg installed? scripts/setup)"))?;
-    ensure!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned())
-}
-
-fn ffmpeg() -> Command {
-    let mut command = Command::new("ffmpeg");
-    command.args(["-hide_banner", "-nostats", "-y"]);
-    command
-}
-
-/// Writes the source (see the module docs for why these settings).
-fn make_source(path: &Path, seconds: u64) -> anyhow::Result<()> {
-    run(
-        ffmpeg()
-            .args(["-loglevel", "error", "-f", "lavfi", "-i"])
-            .arg(format!(
-                "testsrc2=size={SOURCE_SIZE}:rate={SOURCE_FPS}:duration={seconds}"
-            ))
-            .args(["-f", "lavfi", "-i"])
-            .arg(format!(
-                "sine=frequency=440:beep_factor=4:sample_rate=48000:duration={seconds}"
-            ))
-            .args([
-                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-            ])
-            .args(["-b:v", "16M", "-maxrate", "16M", "-bufsize", "32M"])
-            .args(["-g", &SOURCE_FPS.to_string()])
-            .args(["-c:a", "aac", "-ac", "2", "-b:a", "192k"])
-            .args(["-movflags", "+faststart"])
-            .arg(path),
-        "making the source",
-    )?;
-    Ok(())
 }
 
 /// A rendition as `GET /v1/videos/{id}` lists it.
@@ -745,7 +702,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", version("ffmpeg", "-version"));
     let source = dir.join("source.mp4");
     let made = Instant::now();
-    make_source(&source, settings.seconds)?;
+    make_source(&source, SOURCE_SIZE, SOURCE_FPS, settings.seconds)?;
     println!(
         "source: {:.1} MB, {:.0} kbit/s, written in {:.1} s",
         std::fs::metadata(&source)?.len() as f64 / 1e6,

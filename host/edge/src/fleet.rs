@@ -10,11 +10,11 @@
 //! an edge never answers a URL past its `exp` from the cache.
 
 use mediahost_core::config::EdgePeer;
-use mediahost_grpc::Outgoing;
+use mediahost_grpc::{Outgoing, endpoint};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::Edge;
 use crate::grpc::proto::edge_control_client::EdgeControlClient;
@@ -27,13 +27,8 @@ const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// An edge's URL is not a URL.
-    #[error("invalid edge URL {url:?} in [[cluster.edges]]: {message}")]
-    Url {
-        /// The URL as configured.
-        url: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    #[error(transparent)]
+    Url(#[from] mediahost_grpc::BadUrl),
     /// The token cannot be sent as metadata.
     #[error(transparent)]
     Token(#[from] mediahost_grpc::auth::InvalidToken),
@@ -85,19 +80,11 @@ impl Fleet {
         let peers = peers
             .iter()
             .map(|peer| {
-                let endpoint = Endpoint::from_shared(peer.url.trim().to_owned()).map_err(|e| {
-                    FleetError::Url {
-                        url: peer.url.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
+                let endpoint = endpoint(&peer.url, "[[cluster.edges]]", PURGE_TIMEOUT)?;
                 Ok(Peer {
                     url: peer.url.clone(),
                     group: peer.group.clone(),
-                    channel: endpoint
-                        .connect_timeout(PURGE_TIMEOUT)
-                        .timeout(PURGE_TIMEOUT)
-                        .connect_lazy(),
+                    channel: endpoint.connect_lazy(),
                 })
             })
             .collect::<Result<Vec<_>, FleetError>>()?;

@@ -17,12 +17,14 @@
 //!   backend fails and from the moment shutdown starts) and `grpc.reflection.v1`.
 
 pub mod auth;
+pub mod client;
 pub mod health;
 pub mod node;
 mod services;
 pub mod trace;
 
 pub use auth::{Keys, Outgoing};
+pub use client::{BadUrl, endpoint};
 pub use services::{HEALTH, REFLECTION, Services, mount};
 pub use trace::TraceLayer;
 

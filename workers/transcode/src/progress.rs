@@ -12,15 +12,15 @@
 //! api costs nothing but a log line and `mediahost_progress_report_failures_total`.
 
 use mediahost_core::Progress;
-use mediahost_grpc::Outgoing;
 use mediahost_grpc::proto::control::jobs_client::JobsClient;
 use mediahost_grpc::proto::control::{Outcome, OutcomeReport, ProgressReport};
+use mediahost_grpc::{Outgoing, endpoint};
 use mediahost_store::Store;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// How long one report may take, connecting included: the encoder never waits on it, but
 /// the job's end waits for the last one.
@@ -30,13 +30,8 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ReporterError {
     /// A URL in `cluster.api_urls` is not a URL.
-    #[error("invalid URL {url:?} in cluster.api_urls: {message}")]
-    Url {
-        /// The URL as configured.
-        url: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    #[error(transparent)]
+    Url(#[from] mediahost_grpc::BadUrl),
     /// The cluster token cannot be sent.
     #[error(transparent)]
     Token(#[from] mediahost_grpc::auth::InvalidToken),
@@ -71,14 +66,7 @@ impl Reporter {
         }
         let endpoints = urls
             .iter()
-            .map(|url| {
-                Endpoint::from_shared(url.trim().to_owned())
-                    .map(|e| e.connect_timeout(REPORT_TIMEOUT).timeout(REPORT_TIMEOUT))
-                    .map_err(|e| ReporterError::Url {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    })
-            })
+            .map(|url| endpoint(url, "cluster.api_urls", REPORT_TIMEOUT))
             .collect::<Result<Vec<_>, _>>()?;
         let channel = Channel::balance_list(endpoints.into_iter());
         let outgoing = Outgoing::new(token, "cluster.token")?;

@@ -16,14 +16,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mediahost_core::TraceParent;
 use mediahost_core::config::{EdgeMode, EdgePeer};
-use mediahost_grpc::Outgoing;
 use mediahost_grpc::proto::edge::PushRequest;
 use mediahost_grpc::proto::edge::edge_control_client::EdgeControlClient;
+use mediahost_grpc::{Outgoing, endpoint};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// How long one push may take, connecting included.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,13 +43,8 @@ const MAX_AGE_SECONDS: u64 = 31_536_000;
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     /// An edge's URL is not a URL.
-    #[error("invalid edge URL {url:?} in [[cluster.edges]]: {message}")]
-    Url {
-        /// The URL as configured.
-        url: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    #[error(transparent)]
+    Url(#[from] mediahost_grpc::BadUrl),
     /// The cluster token cannot be sent.
     #[error(transparent)]
     Token(#[from] mediahost_grpc::auth::InvalidToken),
@@ -84,13 +79,7 @@ impl Pusher {
         let outgoing = Outgoing::new(token, "cluster.token")?;
         let mut edges = Vec::new();
         for peer in peers.iter().filter(|p| p.mode == EdgeMode::Push) {
-            let endpoint = Endpoint::from_shared(peer.url.trim().to_owned())
-                .map_err(|e| PushError::Url {
-                    url: peer.url.clone(),
-                    message: e.to_string(),
-                })?
-                .connect_timeout(PUSH_TIMEOUT)
-                .timeout(PUSH_TIMEOUT);
+            let endpoint = endpoint(&peer.url, "[[cluster.edges]]", PUSH_TIMEOUT)?;
             let client = EdgeControlClient::new(InterceptedService::new(
                 endpoint.connect_lazy(),
                 outgoing.clone(),

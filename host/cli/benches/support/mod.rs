@@ -4,11 +4,17 @@
 #![allow(dead_code)] // each bench uses a different part of this module
 
 use anyhow::{Context, bail, ensure};
+use base64::Engine;
 use futures::StreamExt;
+use rand::RngCore;
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+pub const MIB: u64 = 1024 * 1024;
 
 /// Read size of the client's file streams: big enough that the client's reads cost little.
 pub const CLIENT_READ: usize = 1024 * 1024;
@@ -137,6 +143,146 @@ async fn repeated_file(path: &Path, times: usize) -> anyhow::Result<reqwest::Bod
     ))
 }
 
+/// Writes `size` random bytes (incompressible, nothing for a disk or filesystem to shortcut).
+pub fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut buf = vec![0u8; 8 * MIB as usize];
+    let mut rng = rand::rng();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill_bytes(&mut buf[..n]);
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    file.into_inner()?.sync_all()?;
+    Ok(())
+}
+
+/// `len` bytes of `path` from `offset`, as a streaming request body (never all in memory).
+async fn file_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<reqwest::Body> {
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CLIENT_READ);
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+/// A tus 1.0 upload of `file` (`size` bytes) in `chunk`-byte PATCHes, creation included.
+/// Returns its time and the `Mediahost-Video-Id` the creation answered with (mediahost only).
+pub async fn tus_upload(
+    http: &reqwest::Client,
+    endpoint: &str,
+    key: Option<&str>,
+    file: &Path,
+    size: u64,
+    chunk: u64,
+) -> anyhow::Result<(Duration, Option<String>)> {
+    let auth = |req: reqwest::RequestBuilder| match key {
+        Some(key) => req.bearer_auth(key),
+        None => req,
+    };
+    let started = Instant::now();
+    let filename = base64::engine::general_purpose::STANDARD.encode("bench.bin");
+    let res = auth(http.post(endpoint))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", size)
+        .header("Upload-Metadata", format!("filename {filename}"))
+        .send()
+        .await?;
+    ensure!(res.status() == 201, "tus create: {}", res.text().await?);
+    let location = res
+        .headers()
+        .get("location")
+        .context("no Location")?
+        .to_str()?;
+    let url = reqwest::Url::parse(endpoint)?.join(location)?;
+    let video = res
+        .headers()
+        .get("mediahost-video-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut offset = 0;
+    while offset < size {
+        let n = chunk.min(size - offset);
+        let res = auth(http.patch(url.clone()))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", offset)
+            .header("Content-Length", n)
+            .body(file_range(file, offset, n).await?)
+            .send()
+            .await?;
+        ensure!(
+            res.status() == 204,
+            "PATCH at {offset}: {} {}",
+            res.status(),
+            res.text().await?
+        );
+        let new_offset: u64 = res
+            .headers()
+            .get("upload-offset")
+            .context("no Upload-Offset")?
+            .to_str()?
+            .parse()?;
+        ensure!(
+            new_offset == offset + n,
+            "offset {new_offset} after PATCH at {offset}"
+        );
+        offset = new_offset;
+    }
+    Ok((started.elapsed(), video))
+}
+
+/// Runs `command` to the end, failing with its stderr unless it succeeds.
+pub fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("{what}: start (is ffmpeg installed? scripts/setup)"))?;
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).into_owned())
+}
+
+pub fn ffmpeg() -> Command {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-hide_banner", "-nostats", "-y"]);
+    command
+}
+
+/// Writes a source of `size` (`WxH`) at `fps`, `seconds` long, with the ffmpeg CLI: lavfi
+/// `testsrc2` and a `sine` tone, H.264 High (x264 `veryfast`, 16 Mbit/s average and peak over a
+/// 2 s buffer, a keyframe every second) with AAC stereo 48 kHz 192 kbit/s, in an mp4 with its
+/// index first: a phone camera's bitrate and GOP, so decoding it costs what decoding a real
+/// upload costs.
+pub fn make_source(path: &Path, size: &str, fps: u32, seconds: u64) -> anyhow::Result<()> {
+    run(
+        ffmpeg()
+            .args(["-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "testsrc2=size={size}:rate={fps}:duration={seconds}"
+            ))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!(
+                "sine=frequency=440:beep_factor=4:sample_rate=48000:duration={seconds}"
+            ))
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            ])
+            .args(["-b:v", "16M", "-maxrate", "16M", "-bufsize", "32M"])
+            .args(["-g", &fps.to_string()])
+            .args(["-c:a", "aac", "-ac", "2", "-b:a", "192k"])
+            .args(["-movflags", "+faststart"])
+            .arg(path),
+        "making the source",
+    )?;
+    Ok(())
+}
+
 /// `sysconf(_SC_CLK_TCK)`, the unit of `/proc/<pid>/stat` CPU times.
 pub fn clock_ticks_per_s() -> f64 {
     Command::new("getconf")
@@ -239,6 +385,16 @@ fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// CPU time (user + system) process `pid` and every process it started have used so far, in
+/// clock ticks (0 for a process that is gone).
+pub fn tree_cpu_ticks(pid: u32) -> u64 {
+    std::iter::once(pid)
+        .chain(descendants(pid))
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| Some(cpu_ticks_of(stat.rsplit_once(')')?.1)))
+        .sum()
+}
+
 /// A line of `/proc/<pid>/status`, in KiB.
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -316,11 +472,7 @@ impl Server {
 
     /// CPU time (user + system) the server's processes have used so far, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
-        self.pids()
-            .into_iter()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-            .filter_map(|stat| Some(cpu_ticks_of(stat.rsplit_once(')')?.1)))
-            .sum()
+        tree_cpu_ticks(self.child.id())
     }
 
     /// CPU time (user + system) per thread name over all processes of the server, in clock

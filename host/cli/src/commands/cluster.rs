@@ -14,7 +14,6 @@ use mediahost_transcode::progress::Reporter;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Endpoint;
 
 use super::Common;
 
@@ -118,10 +117,8 @@ async fn ask(target: &str, outgoing: Outgoing) -> Row {
         edge: None,
     };
     let reply = async {
-        let channel = Endpoint::from_shared(target.trim().to_owned())
+        let channel = mediahost_grpc::endpoint(target, "[cluster] or --target", ASK_TIMEOUT)
             .map_err(|e| e.to_string())?
-            .connect_timeout(ASK_TIMEOUT)
-            .timeout(ASK_TIMEOUT)
             .connect()
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;

@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mediahost_blob::test_support::TestS3;
@@ -179,13 +180,25 @@ pub struct Options {
     pub args: Vec<String>,
 }
 
-/// A local TCP port nobody listens on right now.
+/// A local TCP port for a child process to listen on, free right now.
+///
+/// Not the kernel's pick (`bind :0`): that comes from the ephemeral range (Linux default
+/// 32768–60999), where every outgoing connection of the tests running beside this one (to
+/// PostgreSQL, RabbitMQ, S3, the servers themselves) also takes its local port, so a port chosen
+/// that way was regularly taken before the child bound it. These come from the window below it,
+/// which only explicit binds use; each is handed out once per test process, and each process
+/// starts at its own offset so that test binaries running at once rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(997) % COUNT;
+    loop {
+        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One HTTP/1.1 GET over a plain socket, true on 200 (keeps start-up polling runtime-free).
