@@ -30,7 +30,7 @@
 mod support;
 
 use anyhow::{Context, ensure};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
