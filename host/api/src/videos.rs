@@ -354,7 +354,11 @@ pub async fn delete(
     // The row went first, so nothing serves the video any more while its bytes go; a failure
     // here leaves orphaned objects (logged), never a video without its files.
     for upload in &uploads {
-        if let Err(e) = state.blobs.remove_part(upload).await {
+        let part = mediahost_blob::PartRef {
+            tenant: &tenant.id,
+            upload,
+        };
+        if let Err(e) = state.blobs.remove_part(part).await {
             tracing::error!(error = %e, %upload, "could not remove a deleted video's upload data");
         }
     }

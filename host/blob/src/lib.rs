@@ -12,8 +12,9 @@
 //! key prefix, a start-up check that names the setting to fix). Temp files stay on local disk
 //! under `<data_dir>/tmp` either way: they are appended to and fsynced piece by piece.
 //!
-//! Resumable (tus) uploads keep their bytes in a named temp file per upload across requests and
-//! restarts instead ([`parts`]: append at a durable offset with fsync, hash, concatenate, promote).
+//! Resumable (tus) uploads keep their bytes across requests and restarts in a named temp file per
+//! upload, or as piece objects in the object store so that any api process can take the next
+//! request ([`parts`]: append at a durable offset, hash, concatenate, store).
 //!
 //! Tenants whose data must stay apart keep their objects in a store of their own
 //! (`[storage.placements.<name>]`, [`placement`]): every key of a tenant starts with
@@ -26,7 +27,7 @@ mod s3;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
-pub use parts::PartWriter;
+pub use parts::{PartRef, PartWriter};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -37,7 +38,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Size of the pieces streamed to permanent storage (S3's minimum multipart part is 5 MiB).
 /// Files smaller than this go up in one request.
@@ -115,9 +116,10 @@ pub struct Blobs {
     /// Where uploads are staged and workers download sources to; same filesystem as the data
     /// dir so local promotion is cheap.
     temp_dir: PathBuf,
-    /// Where tus parts are kept ([`parts`]): `<temp_dir>/tus` unless set with
-    /// [`Blobs::with_parts_dir`], e.g. to a folder every api process of a deployment shares.
-    parts_dir: PathBuf,
+    /// Where tus parts are kept ([`parts`]): files in `<temp_dir>/tus` unless set with
+    /// [`Blobs::with_parts_dir`] (e.g. to a folder every api process of a deployment shares)
+    /// or moved to the object store with [`Blobs::with_parts_in_object_storage`].
+    parts: parts::PartsPlace,
     /// Running sha256 of each tus part's durable bytes, kept between the requests this process
     /// serves, so completing an upload need not read it all back to hash it ([`parts`]).
     digests: parts::Digests,
@@ -285,7 +287,7 @@ impl Blobs {
         Ok(Self {
             main: Arc::new(main),
             placements: Default::default(),
-            parts_dir: temp_dir.join("tus"),
+            parts: parts::PartsPlace::Disk(temp_dir.join("tus")),
             temp_dir,
             digests: Default::default(),
         })
@@ -312,7 +314,14 @@ impl Blobs {
 
     /// Keeps tus parts in `dir` (created on first use) instead of `<data_dir>/tmp/tus`.
     pub fn with_parts_dir(mut self, dir: PathBuf) -> Self {
-        self.parts_dir = dir;
+        self.parts = parts::PartsPlace::Disk(dir);
+        self
+    }
+
+    /// Keeps tus parts as piece objects in the object store (each tenant's in its own), so
+    /// that no api process holds bytes another one needs.
+    pub fn with_parts_in_object_storage(mut self) -> Self {
+        self.parts = parts::PartsPlace::ObjectStorage;
         self
     }
 
@@ -383,13 +392,28 @@ impl Blobs {
     /// multipart upload that never holds more than [`PARTS_IN_FLIGHT`] parts in memory and is
     /// aborted on failure, so no orphaned parts are left behind in the store.
     pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), BlobError> {
+        let src = tokio::fs::File::open(file).await?;
+        let len = src.metadata().await?.len();
+        let bytes = tokio_util::io::ReaderStream::with_capacity(src, 256 * 1024);
+        self.put_stream(key, bytes.map_err(BlobError::from), len)
+            .await
+    }
+
+    /// Stores the `len` bytes `body` yields under `key`, as [`Blobs::put_file`] does a file's.
+    pub(crate) async fn put_stream(
+        &self,
+        key: &str,
+        body: impl Stream<Item = Result<Bytes, BlobError>>,
+        len: u64,
+    ) -> Result<(), BlobError> {
         let path = object_path(key)?;
         let target = self.target(key).await?;
-        let mut src = tokio::fs::File::open(file).await?;
-        let len = src.metadata().await?.len();
+        let mut body = std::pin::pin!(body);
         if len < PART_SIZE as u64 {
             let mut bytes = Vec::with_capacity(len as usize);
-            src.read_to_end(&mut bytes).await?;
+            while let Some(chunk) = body.try_next().await? {
+                bytes.extend_from_slice(&chunk);
+            }
             target
                 .store
                 .put(&path, PutPayload::from_bytes(bytes.into()))
@@ -398,7 +422,7 @@ impl Blobs {
         }
         let upload = target.store.put_multipart(&path).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        match copy_parts(&mut src, &mut writer).await {
+        match copy_parts(body, &mut writer).await {
             Ok(()) => {
                 writer.finish().await?;
                 Ok(())
@@ -557,19 +581,15 @@ fn link_into_place(src: &Path, dest: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Feeds `src` into `writer` until the end of the file, waiting whenever
-/// [`PARTS_IN_FLIGHT`] parts are still being uploaded.
+/// Feeds `body` into `writer` until it ends, waiting whenever [`PARTS_IN_FLIGHT`] parts are
+/// still being uploaded.
 async fn copy_parts(
-    src: &mut tokio::fs::File,
+    mut body: std::pin::Pin<&mut impl Stream<Item = Result<Bytes, BlobError>>>,
     writer: &mut WriteMultipart,
 ) -> Result<(), BlobError> {
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = src.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
+    while let Some(chunk) = body.try_next().await? {
         writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-        writer.write(&buf[..n]);
+        writer.put(chunk);
     }
+    Ok(())
 }

@@ -1,42 +1,137 @@
-//! Temp files of resumable (tus) uploads: `<temp dir>/tus/<upload id>`.
+//! The bytes of resumable (tus) uploads between requests, kept where `tus.parts` says:
 //!
-//! Unlike [`crate::Staged`], a part outlives requests and process restarts: its name is derived
-//! from the upload id, so after a crash the next PATCH finds it again. The metadata store holds
-//! the *durable offset*; this module promises that bytes before an offset reported by
-//! [`PartWriter::sync`] are on disk, and [`Blobs::open_part`] cuts off anything written beyond
-//! the durable offset (bytes a crashed or failed writer left unsynced or unacknowledged).
+//! - **disk** (the default): one file per upload, `<parts dir>/<upload id>`, appended to and
+//!   fsynced at each durable offset. Its name is derived from the upload id, so after a crash the
+//!   next PATCH finds it again. Several api processes behind one load balancer must share the
+//!   folder.
+//! - **object storage**: piece objects `tenants/<tenant>/uploads/<upload id>/<offset>` (the
+//!   offset zero-padded to 20 digits) in the tenant's object store. A writer gathers what
+//!   arrives in a local temp file and stores it as one piece at each sync, so the api process
+//!   keeps nothing an upload needs: any process can take the next PATCH. Which pieces make the
+//!   upload follows from the durable offset alone: the piece named 0, then the one named by
+//!   where it ends, and so on up to the durable offset. A piece stored by a writer that died
+//!   before its offset was recorded starts at the durable offset, so the next writer's piece
+//!   replaces it; pieces never reached that way are deleted with the rest when the upload ends.
+//!
+//! The metadata store holds the *durable offset*; this module promises that bytes before an
+//! offset reported by [`PartWriter::sync`] are stored, and ignores anything written beyond the
+//! durable offset (bytes a crashed or failed writer left unsynced or unacknowledged).
 //!
 //! Each writer hashes what it appends, continuing the digest the previous request of the same
-//! upload left at its durable offset, so [`Blobs::hash_part`] on completion usually finalises
-//! a digest instead of reading the whole file back. The digest is only trusted at exactly the
-//! offset it covers (bytes before a durable offset never change; a writer that finds another
-//! offset, e.g. after a restart, starts none), and the read-back stays the fallback.
+//! upload left at its durable offset *in this process*, so [`Blobs::hash_part`] on completion
+//! usually finalises a digest instead of reading the whole upload back. The digest is only
+//! trusted at exactly the offset it covers (bytes before a durable offset never change; a writer
+//! that finds another offset, e.g. after a restart or when another process took the previous
+//! PATCH, starts none), and the read-back stays the fallback.
 
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use mediahost_core::video::keys;
+use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::{BlobError, Blobs, WRITE_BUFFER};
+use crate::{BlobError, Blobs, WRITE_BUFFER, object_path};
 
-/// Appends to one upload's temp file. Writes are gathered into [`WRITE_BUFFER`]-sized pieces
-/// and left to the OS until [`Self::sync`].
+/// Where the parts of uploads in progress are kept.
+#[derive(Debug, Clone)]
+pub(crate) enum PartsPlace {
+    /// A file per upload in this folder.
+    Disk(PathBuf),
+    /// Piece objects beside the tenant's videos.
+    ObjectStorage,
+}
+
+/// Longest time written bytes stay unsynced while the body keeps arriving, on disk (a sync is
+/// an fdatasync) and in object storage (a sync stores a piece, one more object to fetch on
+/// completion, so they are spaced further apart; the 16 MiB a PATCH syncs at still apply).
+const DISK_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+const PIECE_SYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Read size when streaming a part from disk.
+const READ_SIZE: usize = 256 * 1024;
+
+/// An upload in progress: its tenant (whose object store holds its pieces) and its id.
+#[derive(Debug, Clone, Copy)]
+pub struct PartRef<'a> {
+    /// The tenant owning the upload.
+    pub tenant: &'a str,
+    /// The upload's id.
+    pub upload: &'a str,
+}
+
+/// Appends to one upload's part. Writes are gathered into [`WRITE_BUFFER`]-sized pieces and
+/// left to the OS until [`Self::sync`].
 #[derive(Debug)]
 pub struct PartWriter {
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    /// Bytes in the file (durable or not).
+    sink: Sink,
+    /// Bytes in the part (durable or not).
     position: u64,
     /// The upload whose part this is.
     id: String,
-    /// sha256 of the bytes before `position`, when known from the start of the file.
+    /// sha256 of the bytes before `position`, when known from the start of the part.
     digest: Option<Sha256>,
     /// The digest as of the last sync, and the durable offset it covers: handed back to
     /// [`Digests`] when the writer is dropped.
     durable: (u64, Option<Sha256>),
     /// Where digests wait between requests.
     digests: Digests,
+}
+
+#[derive(Debug)]
+enum Sink {
+    /// The upload's file, positioned at the end.
+    File(tokio::io::BufWriter<tokio::fs::File>),
+    /// The upload's pieces in object storage.
+    Pieces(Pieces),
+}
+
+/// The pieces of one upload, and what has arrived since the last one was stored.
+#[derive(Debug)]
+struct Pieces {
+    blobs: Blobs,
+    /// `tenants/<tenant>/uploads/<upload id>`.
+    prefix: String,
+    /// Bytes written since the last sync (a local temp file, removed on drop).
+    pending: tokio::io::BufWriter<tokio::fs::File>,
+    pending_path: tempfile::TempPath,
+    /// Upload offset of the first pending byte: the name of the next piece.
+    start: u64,
+}
+
+impl Pieces {
+    /// Stores the pending bytes as the piece at `start`, then starts the next one at `end`.
+    async fn store(&mut self, end: u64) -> Result<(), BlobError> {
+        if end == self.start {
+            return Ok(());
+        }
+        self.pending.flush().await?;
+        let key = piece_key(&self.prefix, self.start);
+        self.blobs.put_file(&key, &self.pending_path).await?;
+        self.start = end;
+        self.cut(end).await
+    }
+
+    /// Drops the pending bytes from upload offset `offset` on (all of them when `offset` is
+    /// before the first: the next piece then starts there).
+    async fn cut(&mut self, offset: u64) -> Result<(), BlobError> {
+        self.pending.flush().await?;
+        let keep = offset.saturating_sub(self.start);
+        self.pending.get_ref().set_len(keep).await?;
+        self.pending.seek(SeekFrom::Start(keep)).await?;
+        self.start = self.start.min(offset);
+        Ok(())
+    }
+}
+
+fn piece_key(prefix: &str, offset: u64) -> String {
+    format!("{prefix}/{offset:020}")
 }
 
 /// Running digests of parts at their durable offsets (upload id → offset, digest).
@@ -56,7 +151,10 @@ impl Drop for PartWriter {
 impl PartWriter {
     /// Appends `bytes` at the current position.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
-        self.file.write_all(bytes).await?;
+        match &mut self.sink {
+            Sink::File(file) => file.write_all(bytes).await?,
+            Sink::Pieces(pieces) => pieces.pending.write_all(bytes).await?,
+        }
         self.position += bytes.len() as u64;
         if let Some(digest) = self.digest.as_mut() {
             digest.update(bytes);
@@ -64,25 +162,46 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Flushes and fsyncs; returns the position up to which bytes are now durable.
+    /// Makes everything written so far durable (fsync, or a stored piece); returns the
+    /// position up to which bytes now are.
     pub async fn sync(&mut self) -> Result<u64, BlobError> {
-        self.file.flush().await?;
-        self.file.get_ref().sync_data().await?;
+        match &mut self.sink {
+            Sink::File(file) => {
+                file.flush().await?;
+                file.get_ref().sync_data().await?;
+            }
+            Sink::Pieces(pieces) => pieces.store(self.position).await?,
+        }
         self.durable = (self.position, self.digest.clone());
         Ok(self.position)
     }
 
-    /// Bytes in the file so far.
+    /// Bytes in the part so far.
     pub fn position(&self) -> u64 {
         self.position
     }
 
-    /// Drops everything after `offset` (a request whose checksum failed keeps nothing).
+    /// How long written bytes may wait for a sync while more keep arriving.
+    pub fn sync_interval(&self) -> Duration {
+        match self.sink {
+            Sink::File(_) => DISK_SYNC_INTERVAL,
+            Sink::Pieces(_) => PIECE_SYNC_INTERVAL,
+        }
+    }
+
+    /// Drops everything after `offset` (a request whose checksum failed keeps nothing). In
+    /// object storage, a piece this writer already stored beyond `offset` is replaced by the
+    /// next writer's piece at `offset`.
     pub async fn truncate(&mut self, offset: u64) -> Result<(), BlobError> {
-        self.file.flush().await?;
-        self.file.get_ref().set_len(offset).await?;
-        self.file.seek(SeekFrom::Start(offset)).await?;
-        self.file.get_ref().sync_data().await?;
+        match &mut self.sink {
+            Sink::File(file) => {
+                file.flush().await?;
+                file.get_ref().set_len(offset).await?;
+                file.seek(SeekFrom::Start(offset)).await?;
+                file.get_ref().sync_data().await?;
+            }
+            Sink::Pieces(pieces) => pieces.cut(offset).await?,
+        }
         self.position = offset;
         // Rare (a failed checksum): the read-back on completion hashes instead.
         self.digest = None;
@@ -104,10 +223,6 @@ fn valid_id(id: &str) -> Result<(), BlobError> {
 }
 
 impl Blobs {
-    fn parts_dir(&self) -> PathBuf {
-        self.parts_dir.clone()
-    }
-
     /// Removes and returns the running digest kept for upload `id`.
     fn take_digest(&self, id: &str) -> Option<(u64, Sha256)> {
         self.digests
@@ -116,127 +231,257 @@ impl Blobs {
             .remove(id)
     }
 
-    /// Where upload `id`'s bytes are kept until completion.
-    pub fn part_path(&self, id: &str) -> Result<PathBuf, BlobError> {
-        valid_id(id)?;
-        Ok(self.parts_dir().join(id))
+    /// The file of `part` in the folder `dir`.
+    fn part_file(dir: &std::path::Path, part: PartRef<'_>) -> Result<PathBuf, BlobError> {
+        valid_id(part.upload)?;
+        Ok(dir.join(part.upload))
     }
 
-    /// Creates the empty temp file of upload `id` (and makes its name durable).
-    pub async fn create_part(&self, id: &str) -> Result<(), BlobError> {
-        let path = self.part_path(id)?;
-        let dir = self.parts_dir();
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::File::create(&path).await?.sync_all().await?;
-        tokio::fs::File::open(&dir).await?.sync_all().await?;
+    fn pieces_prefix(part: PartRef<'_>) -> Result<String, BlobError> {
+        valid_id(part.upload)?;
+        Ok(keys::upload_pieces(part.tenant, part.upload))
+    }
+
+    /// Creates the empty part of a new upload (on disk: its file, with a durable name).
+    pub async fn create_part(&self, part: PartRef<'_>) -> Result<(), BlobError> {
+        match &self.parts {
+            PartsPlace::Disk(dir) => {
+                let path = Self::part_file(dir, part)?;
+                tokio::fs::create_dir_all(dir).await?;
+                tokio::fs::File::create(&path).await?.sync_all().await?;
+                tokio::fs::File::open(dir).await?.sync_all().await?;
+            }
+            // The first piece is stored by the first sync.
+            PartsPlace::ObjectStorage => valid_id(part.upload)?,
+        }
         Ok(())
     }
 
-    /// Opens upload `id` for appending at its durable `offset`, discarding any bytes beyond.
+    /// Opens `part` for appending at its durable `offset`, discarding any bytes beyond.
     /// Call only while holding the upload's lock.
-    pub async fn open_part(&self, id: &str, offset: u64) -> Result<PartWriter, BlobError> {
-        let path = self.part_path(id)?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .await?;
-        let len = file.metadata().await?.len();
-        if len < offset {
-            return Err(BlobError::Io(std::io::Error::other(format!(
-                "upload {id}: temp file holds {len} bytes, fewer than the durable offset {offset}"
-            ))));
-        }
-        if len > offset {
-            file.set_len(offset).await?;
-        }
-        file.seek(SeekFrom::Start(offset)).await?;
-        let kept = self.take_digest(id);
+    pub async fn open_part(&self, part: PartRef<'_>, offset: u64) -> Result<PartWriter, BlobError> {
+        let sink = match &self.parts {
+            PartsPlace::Disk(dir) => {
+                let path = Self::part_file(dir, part)?;
+                let mut file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .await?;
+                let len = file.metadata().await?.len();
+                if len < offset {
+                    return Err(BlobError::Io(std::io::Error::other(format!(
+                        "upload {}: temp file holds {len} bytes, fewer than the durable offset \
+                         {offset}",
+                        part.upload
+                    ))));
+                }
+                if len > offset {
+                    file.set_len(offset).await?;
+                }
+                file.seek(SeekFrom::Start(offset)).await?;
+                Sink::File(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file))
+            }
+            PartsPlace::ObjectStorage => {
+                let (file, pending_path) = tempfile::Builder::new()
+                    .prefix("tus-piece-")
+                    .tempfile_in(&self.temp_dir)?
+                    .into_parts();
+                Sink::Pieces(Pieces {
+                    blobs: self.clone(),
+                    prefix: Self::pieces_prefix(part)?,
+                    pending: tokio::io::BufWriter::with_capacity(
+                        WRITE_BUFFER,
+                        tokio::fs::File::from_std(file),
+                    ),
+                    pending_path,
+                    start: offset,
+                })
+            }
+        };
+        let kept = self.take_digest(part.upload);
         let digest = match kept {
             _ if offset == 0 => Some(Sha256::new()),
             Some((at, digest)) if at == offset => Some(digest),
             _ => None,
         };
         Ok(PartWriter {
-            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            sink,
             position: offset,
-            id: id.to_owned(),
+            id: part.upload.to_owned(),
             durable: (offset, digest.clone()),
             digest,
             digests: self.digests.clone(),
         })
     }
 
-    /// Up to `max` bytes from the front of upload `id` (what validators sniff).
-    pub async fn read_part_head(&self, id: &str, max: usize) -> Result<Vec<u8>, BlobError> {
-        let file = tokio::fs::File::open(self.part_path(id)?).await?;
+    /// The pieces holding `part`'s first `len` bytes, in order, with how many bytes of each.
+    async fn piece_chain(
+        &self,
+        part: PartRef<'_>,
+        len: u64,
+    ) -> Result<Vec<(String, u64)>, BlobError> {
+        let prefix = Self::pieces_prefix(part)?;
+        let target = self.target(&prefix).await?;
+        let stored: HashMap<u64, (String, u64)> = target
+            .store
+            .list(Some(&object_path(&prefix)?))
+            .map_err(BlobError::from)
+            .try_filter_map(|meta| async move {
+                let offset = meta.location.filename().and_then(|n| n.parse().ok());
+                Ok(offset.map(|offset| (offset, (meta.location.to_string(), meta.size))))
+            })
+            .try_collect()
+            .await?;
+        let mut chain = Vec::new();
+        let mut at = 0;
+        while at < len {
+            let Some((key, size)) = stored.get(&at).filter(|(_, size)| *size > 0) else {
+                return Err(BlobError::NotFound(piece_key(&prefix, at)));
+            };
+            let take = (*size).min(len - at);
+            chain.push((key.clone(), take));
+            at += take;
+        }
+        Ok(chain)
+    }
+
+    /// `part`'s first `len` bytes as a stream (fewer if a file on disk holds fewer).
+    async fn part_bytes(
+        &self,
+        part: PartRef<'_>,
+        len: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        match &self.parts {
+            PartsPlace::Disk(dir) => {
+                let file = tokio::fs::File::open(Self::part_file(dir, part)?).await?;
+                let reader = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_SIZE);
+                Ok(reader.map_err(BlobError::from).boxed())
+            }
+            PartsPlace::ObjectStorage => {
+                let chain = self.piece_chain(part, len).await?;
+                let blobs = self.clone();
+                Ok(futures::stream::iter(chain)
+                    .then(move |(key, take)| {
+                        let blobs = blobs.clone();
+                        async move { Ok::<_, BlobError>(blobs.get_range(&key, 0..take).await?.body) }
+                    })
+                    .try_flatten()
+                    .boxed())
+            }
+        }
+    }
+
+    /// Up to `max` bytes from the front of `part` (what validators sniff); `max` must not
+    /// exceed its durable bytes.
+    pub async fn read_part_head(
+        &self,
+        part: PartRef<'_>,
+        max: usize,
+    ) -> Result<Vec<u8>, BlobError> {
+        let mut bytes = self.part_bytes(part, max as u64).await?;
         let mut head = Vec::with_capacity(max);
-        file.take(max as u64).read_to_end(&mut head).await?;
+        while let Some(chunk) = bytes.try_next().await? {
+            head.extend_from_slice(&chunk);
+        }
         Ok(head)
     }
 
-    /// Size and hex sha256 of upload `id`'s first `len` bytes, read back from disk (so the hash
-    /// covers what was stored across every request and restart, not what one process saw).
-    pub async fn hash_part(&self, id: &str, len: u64) -> Result<(u64, String), BlobError> {
-        let kept = self.take_digest(id);
+    /// Size and hex sha256 of `part`'s first `len` bytes, read back from where they are kept
+    /// (so the hash covers what was stored across every request and restart, not what one
+    /// process saw) unless this process's running digest covers exactly them.
+    pub async fn hash_part(&self, part: PartRef<'_>, len: u64) -> Result<(u64, String), BlobError> {
+        let kept = self.take_digest(part.upload);
         if let Some((at, digest)) = kept
             && at == len
         {
             return Ok((len, hex::encode(digest.finalize())));
         }
-        let file = tokio::fs::File::open(self.part_path(id)?).await?;
-        let mut reader = file.take(len);
+        let mut bytes = self.part_bytes(part, len).await?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
-        loop {
-            let n = reader.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
+        while let Some(chunk) = bytes.try_next().await? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
         }
         Ok((size, hex::encode(hasher.finalize())))
     }
 
-    /// Writes the concatenation of the first `len` bytes of each source part into part `dest`
-    /// (created or replaced) and fsyncs it; returns the total size.
+    /// Writes the concatenation of the first `len` bytes of each source part (all of
+    /// `tenant`) into the part `dest` (created or replaced) and makes it durable; returns the
+    /// total size.
     pub async fn concat_parts(
         &self,
+        tenant: &str,
         sources: &[(String, u64)],
         dest: &str,
     ) -> Result<u64, BlobError> {
+        let dest = PartRef {
+            tenant,
+            upload: dest,
+        };
         self.create_part(dest).await?;
         let mut writer = self.open_part(dest, 0).await?;
         for (id, len) in sources {
-            let mut src = tokio::fs::File::open(self.part_path(id)?).await?.take(*len);
-            let copied = tokio::io::copy(&mut src, &mut writer.file).await?;
+            let source = PartRef { tenant, upload: id };
+            let mut bytes = self.part_bytes(source, *len).await?;
+            let mut copied = 0;
+            while let Some(chunk) = bytes.try_next().await? {
+                writer.write(&chunk).await?;
+                copied += chunk.len() as u64;
+            }
             if copied != *len {
                 return Err(BlobError::Io(std::io::Error::other(format!(
                     "partial upload {id} holds {copied} bytes, expected {len}"
                 ))));
             }
-            writer.position += copied;
         }
-        // Copied past the writer's digest: the completion reads the result back instead.
-        writer.digest = None;
         writer.sync().await
     }
 
-    /// Streams upload `id` to permanent storage under `key`, then deletes the temp file.
-    pub async fn promote_part(&self, id: &str, key: &str) -> Result<(), BlobError> {
-        let path = self.part_path(id)?;
-        self.put_finished_file(key, &path).await?;
-        self.remove_part(id).await
+    /// Stores `part`'s first `len` bytes (all of them, the upload complete) as the object
+    /// `key`: a file on disk is linked or copied like any finished file, a single piece is
+    /// copied within the store, several are streamed into one object.
+    pub async fn store_part(
+        &self,
+        part: PartRef<'_>,
+        len: u64,
+        key: &str,
+    ) -> Result<(), BlobError> {
+        match &self.parts {
+            PartsPlace::Disk(dir) => {
+                self.put_finished_file(key, &Self::part_file(dir, part)?)
+                    .await
+            }
+            PartsPlace::ObjectStorage => {
+                let chain = self.piece_chain(part, len).await?;
+                if let [(piece, whole)] = chain.as_slice()
+                    && self.head(piece).await?.size == *whole
+                {
+                    let target = self.target(key).await?;
+                    target
+                        .store
+                        .copy(&object_path(piece)?, &object_path(key)?)
+                        .await?;
+                    return Ok(());
+                }
+                let bytes = self.part_bytes(part, len).await?;
+                self.put_stream(key, bytes, len).await
+            }
+        }
     }
 
-    /// Deletes upload `id`'s temp file (idempotent).
-    pub async fn remove_part(&self, id: &str) -> Result<(), BlobError> {
-        self.take_digest(id);
-        match tokio::fs::remove_file(self.part_path(id)?).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+    /// Deletes `part` (idempotent).
+    pub async fn remove_part(&self, part: PartRef<'_>) -> Result<(), BlobError> {
+        self.take_digest(part.upload);
+        match &self.parts {
+            PartsPlace::Disk(dir) => {
+                match tokio::fs::remove_file(Self::part_file(dir, part)?).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            PartsPlace::ObjectStorage => self.delete_prefix(&Self::pieces_prefix(part)?).await,
         }
     }
 }
@@ -245,81 +490,158 @@ impl Blobs {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_running_digest_continues_across_writers_and_matches_the_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        blobs.create_part("d").await.unwrap();
-        let mut w = blobs.open_part("d", 0).await.unwrap();
-        w.write(b"abc").await.unwrap();
-        w.sync().await.unwrap();
-        w.write(b"unsynced").await.unwrap();
-        drop(w);
-        let mut w = blobs.open_part("d", 3).await.unwrap();
-        w.write(b"def").await.unwrap();
-        w.sync().await.unwrap();
-        drop(w);
-        let kept = blobs.digests.lock().unwrap().get("d").map(|(at, _)| *at);
-        assert_eq!(kept, Some(6));
-        let expected = hex::encode(Sha256::digest(b"abcdef"));
-        assert_eq!(
-            blobs.hash_part("d", 6).await.unwrap(),
-            (6, expected.clone())
-        );
-        // Finalised once; the read-back agrees.
-        assert!(blobs.digests.lock().unwrap().is_empty());
-        assert_eq!(blobs.hash_part("d", 6).await.unwrap(), (6, expected));
-        // A digest of another offset is never continued: the writer keeps none.
-        let mut w = blobs.open_part("d", 6).await.unwrap();
-        w.write(b"g").await.unwrap();
-        w.sync().await.unwrap();
-        drop(w);
-        assert!(blobs.digests.lock().unwrap().is_empty());
-        let expected = hex::encode(Sha256::digest(b"abcdefg"));
-        assert_eq!(blobs.hash_part("d", 7).await.unwrap(), (7, expected));
+    fn part(id: &str) -> PartRef<'_> {
+        PartRef {
+            tenant: "t1",
+            upload: id,
+        }
+    }
+
+    /// Local storage with parts on disk, and the same with parts in object storage.
+    fn both(dir: &std::path::Path) -> [Blobs; 2] {
+        let disk = Blobs::local(&dir.join("disk")).unwrap();
+        let objects = Blobs::local(&dir.join("objects"))
+            .unwrap()
+            .with_parts_in_object_storage();
+        [disk, objects]
     }
 
     #[tokio::test]
-    async fn append_resume_hash_concat_promote() {
+    async fn the_running_digest_continues_across_writers_and_matches_the_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        blobs.create_part("a").await.unwrap();
-        let mut w = blobs.open_part("a", 0).await.unwrap();
-        w.write(b"hello ").await.unwrap();
-        assert_eq!(w.sync().await.unwrap(), 6);
-        w.write(b"junk").await.unwrap();
-        drop(w);
-        // Reopening at the durable offset drops the unacknowledged bytes.
-        let mut w = blobs.open_part("a", 6).await.unwrap();
-        w.write(b"world").await.unwrap();
-        w.write(b"!!").await.unwrap();
-        w.truncate(11).await.unwrap();
-        assert_eq!(w.sync().await.unwrap(), 11);
-        assert!(blobs.open_part("a", 12).await.is_err());
-        assert_eq!(blobs.read_part_head("a", 5).await.unwrap(), b"hello");
-        let (size, sha) = blobs.hash_part("a", 11).await.unwrap();
-        assert_eq!(size, 11);
-        assert_eq!(
-            sha,
-            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
-        );
+        for blobs in both(dir.path()) {
+            blobs.create_part(part("d")).await.unwrap();
+            let mut w = blobs.open_part(part("d"), 0).await.unwrap();
+            w.write(b"abc").await.unwrap();
+            w.sync().await.unwrap();
+            w.write(b"unsynced").await.unwrap();
+            drop(w);
+            let mut w = blobs.open_part(part("d"), 3).await.unwrap();
+            w.write(b"def").await.unwrap();
+            w.sync().await.unwrap();
+            drop(w);
+            let kept = blobs.digests.lock().unwrap().get("d").map(|(at, _)| *at);
+            assert_eq!(kept, Some(6));
+            let expected = hex::encode(Sha256::digest(b"abcdef"));
+            assert_eq!(
+                blobs.hash_part(part("d"), 6).await.unwrap(),
+                (6, expected.clone())
+            );
+            // Finalised once; the read-back agrees.
+            assert!(blobs.digests.lock().unwrap().is_empty());
+            assert_eq!(blobs.hash_part(part("d"), 6).await.unwrap(), (6, expected));
+            // A digest of another offset is never continued: the writer keeps none.
+            let mut w = blobs.open_part(part("d"), 6).await.unwrap();
+            w.write(b"g").await.unwrap();
+            w.sync().await.unwrap();
+            drop(w);
+            assert!(blobs.digests.lock().unwrap().is_empty());
+            let expected = hex::encode(Sha256::digest(b"abcdefg"));
+            assert_eq!(blobs.hash_part(part("d"), 7).await.unwrap(), (7, expected));
+        }
+    }
 
-        blobs.create_part("b").await.unwrap();
-        let mut w = blobs.open_part("b", 0).await.unwrap();
-        w.write(b" again").await.unwrap();
+    #[tokio::test]
+    async fn append_resume_hash_concat_store() {
+        let dir = tempfile::tempdir().unwrap();
+        for blobs in both(dir.path()) {
+            blobs.create_part(part("a")).await.unwrap();
+            let mut w = blobs.open_part(part("a"), 0).await.unwrap();
+            w.write(b"hello ").await.unwrap();
+            assert_eq!(w.sync().await.unwrap(), 6);
+            w.write(b"junk").await.unwrap();
+            drop(w);
+            // Reopening at the durable offset drops the unacknowledged bytes.
+            let mut w = blobs.open_part(part("a"), 6).await.unwrap();
+            w.write(b"world").await.unwrap();
+            w.write(b"!!").await.unwrap();
+            w.truncate(11).await.unwrap();
+            assert_eq!(w.sync().await.unwrap(), 11);
+            drop(w);
+            assert_eq!(blobs.read_part_head(part("a"), 5).await.unwrap(), b"hello");
+            let (size, sha) = blobs.hash_part(part("a"), 11).await.unwrap();
+            assert_eq!(size, 11);
+            assert_eq!(
+                sha,
+                "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+            );
+
+            blobs.create_part(part("b")).await.unwrap();
+            let mut w = blobs.open_part(part("b"), 0).await.unwrap();
+            w.write(b" again").await.unwrap();
+            w.sync().await.unwrap();
+            drop(w);
+            let total = blobs
+                .concat_parts("t1", &[("a".into(), 11), ("b".into(), 6)], "c")
+                .await
+                .unwrap();
+            assert_eq!(total, 17);
+            blobs
+                .store_part(part("c"), 17, "tenants/t1/videos/v/source")
+                .await
+                .unwrap();
+            blobs.remove_part(part("c")).await.unwrap();
+            assert_eq!(
+                blobs.get_bytes("tenants/t1/videos/v/source").await.unwrap(),
+                &b"hello world again"[..]
+            );
+            assert!(matches!(
+                blobs.read_part_head(part("c"), 1).await,
+                Err(BlobError::NotFound(_) | BlobError::Io(_))
+            ));
+            blobs.remove_part(part("a")).await.unwrap();
+            blobs.remove_part(part("a")).await.unwrap();
+            assert!(blobs.create_part(part("../x")).await.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_follow_the_durable_offset_past_a_dead_writers_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let [_, blobs] = both(dir.path());
+        let mut w = blobs.open_part(part("p"), 0).await.unwrap();
+        w.write(b"0123").await.unwrap();
         w.sync().await.unwrap();
-        let total = blobs
-            .concat_parts(&[("a".into(), 11), ("b".into(), 6)], "c")
+        drop(w);
+        // A writer at offset 4 stores a piece, then dies before its offset is recorded.
+        let mut w = blobs.open_part(part("p"), 4).await.unwrap();
+        w.write(b"XXXXXXXX").await.unwrap();
+        w.sync().await.unwrap();
+        w.write(b"YY").await.unwrap();
+        w.sync().await.unwrap();
+        drop(w);
+        // The next writer starts again at the durable offset 4, in smaller pieces.
+        let mut w = blobs.open_part(part("p"), 4).await.unwrap();
+        w.write(b"45").await.unwrap();
+        w.sync().await.unwrap();
+        w.write(b"6789").await.unwrap();
+        w.sync().await.unwrap();
+        drop(w);
+        blobs.digests.lock().unwrap().clear(); // as another process would find it
+        let expected = hex::encode(Sha256::digest(b"0123456789"));
+        assert_eq!(
+            blobs.hash_part(part("p"), 10).await.unwrap(),
+            (10, expected)
+        );
+        blobs
+            .store_part(part("p"), 10, "tenants/t1/videos/p/source")
             .await
             .unwrap();
-        assert_eq!(total, 17);
-        blobs.promote_part("c", "t/v/source").await.unwrap();
-        let back = dir.path().join("back");
-        blobs.download("t/v/source", &back).await.unwrap();
-        assert_eq!(std::fs::read(&back).unwrap(), b"hello world again");
-        assert!(!blobs.part_path("c").unwrap().exists());
-        blobs.remove_part("a").await.unwrap();
-        blobs.remove_part("a").await.unwrap();
-        assert!(blobs.part_path("../x").is_err());
+        assert_eq!(
+            blobs.get_bytes("tenants/t1/videos/p/source").await.unwrap(),
+            &b"0123456789"[..]
+        );
+        // A hole (no piece at the offset the chain reaches) is an error, not short data.
+        assert!(matches!(
+            blobs.hash_part(part("p"), 13).await,
+            Err(BlobError::NotFound(key)) if key.ends_with("/00000000000000000010")
+        ));
+        blobs.remove_part(part("p")).await.unwrap();
+        assert!(
+            blobs
+                .get_bytes("tenants/t1/uploads/p/00000000000000000000")
+                .await
+                .is_err()
+        );
     }
 }

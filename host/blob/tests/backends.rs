@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use mediahost_blob::test_support::{TestBlobs, TestS3};
-use mediahost_blob::{BlobError, Blobs, PART_SIZE};
+use mediahost_blob::{BlobError, Blobs, PART_SIZE, PartRef};
 use mediahost_core::config::{Placement, S3Config, StorageBackend, StorageConfig};
 use sha2::{Digest, Sha256};
 
@@ -16,6 +16,7 @@ mediahost_blob::backend_tests!(
     whole_objects_in_memory_and_single_deletes,
     large_file_goes_up_in_several_parts,
     finished_files_and_tus_parts_reach_the_store,
+    tus_parts_in_object_storage_carry_an_upload_across_processes,
     storage_answers_readiness_probes,
 );
 
@@ -222,14 +223,77 @@ async fn finished_files_and_tus_parts_reach_the_store(t: TestBlobs) {
     );
 
     // A tus upload's part lives on local disk, then moves to the store.
-    blobs.create_part("up1").await.unwrap();
-    assert!(blobs.part_path("up1").unwrap().starts_with(t.dir.path()));
-    let mut w = blobs.open_part("up1", 0).await.unwrap();
+    let part = PartRef {
+        tenant: "t",
+        upload: "up1",
+    };
+    blobs.create_part(part).await.unwrap();
+    assert!(t.dir.path().join("tmp/tus/up1").exists());
+    let mut w = blobs.open_part(part, 0).await.unwrap();
     w.write(b"resumable").await.unwrap();
     w.sync().await.unwrap();
-    blobs.promote_part("up1", "t/v2/source").await.unwrap();
+    blobs.store_part(part, 9, "t/v2/source").await.unwrap();
+    blobs.remove_part(part).await.unwrap();
     assert_eq!(read_all(blobs, "t/v2/source").await, b"resumable");
-    assert!(!blobs.part_path("up1").unwrap().exists());
+    assert!(!t.dir.path().join("tmp/tus/up1").exists());
+}
+
+/// A tus upload kept in the object store, written by one process and continued by another
+/// (a second `Blobs` on the same store and a data dir of its own): large enough that the pieces
+/// become a multipart upload of the source.
+async fn tus_parts_in_object_storage_carry_an_upload_across_processes(t: TestBlobs) {
+    let first = t.blobs.clone().with_parts_in_object_storage();
+    let other_dir = tempfile::tempdir().unwrap();
+    let config = match &t.s3 {
+        Some((s3, bucket)) => s3.storage_config(bucket),
+        None => Default::default(),
+    };
+    // Local objects live under the data dir: the second process shares the first's.
+    let second_data = if t.s3.is_some() {
+        other_dir.path()
+    } else {
+        t.dir.path()
+    };
+    let second = Blobs::from_config(second_data, &config)
+        .await
+        .unwrap()
+        .with_parts_in_object_storage();
+    let part = PartRef {
+        tenant: "t9",
+        upload: "moving",
+    };
+    let body: Vec<u8> = (0..(PART_SIZE * 2 + 12345))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let (a, b) = body.split_at(PART_SIZE + 777);
+
+    first.create_part(part).await.unwrap();
+    let mut w = first.open_part(part, 0).await.unwrap();
+    w.write(a).await.unwrap();
+    assert_eq!(w.sync().await.unwrap(), a.len() as u64);
+    drop(w);
+    // Nothing of the upload stays on the first process's disk.
+    assert!(!t.dir.path().join("tmp/tus").exists());
+
+    let mut w = second.open_part(part, a.len() as u64).await.unwrap();
+    w.write(b).await.unwrap();
+    assert_eq!(w.sync().await.unwrap(), body.len() as u64);
+    drop(w);
+    assert_eq!(second.read_part_head(part, 10).await.unwrap(), &body[..10]);
+    // The second process never saw the start: it hashes what the store holds.
+    let (size, sha) = second.hash_part(part, body.len() as u64).await.unwrap();
+    assert_eq!(size, body.len() as u64);
+    assert_eq!(sha, hex::encode(Sha256::digest(&body)));
+    second
+        .store_part(part, body.len() as u64, "tenants/t9/videos/v/source")
+        .await
+        .unwrap();
+    second.remove_part(part).await.unwrap();
+    assert_eq!(read_all(&second, "tenants/t9/videos/v/source").await, body);
+    assert!(matches!(
+        first.read_part_head(part, 1).await,
+        Err(BlobError::NotFound(_))
+    ));
 }
 
 async fn storage_answers_readiness_probes(t: TestBlobs) {

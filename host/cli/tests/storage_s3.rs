@@ -113,6 +113,71 @@ async fn a_large_tus_upload_reaches_the_bucket_as_a_multipart_upload() {
     assert_eq!(left, 0, "the temp part is removed");
 }
 
+/// With `tus.parts = "object_storage"`, two api processes sharing only the metadata DB and the
+/// bucket (no folder) take turns on one upload's PATCHes, as behind a round-robin load
+/// balancer: the video transcodes from the whole source, and nothing of the upload is left in
+/// the bucket or on either disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_kept_in_the_bucket_let_any_api_process_take_the_next_patch() {
+    let Some(s3) =
+        TestS3::from_env("uploads_kept_in_the_bucket_let_any_api_process_take_the_next_patch")
+    else {
+        return;
+    };
+    let bucket = s3.create_bucket().await;
+    let options = || Options {
+        config: format!(
+            "{}\n[tus]\nparts = \"object_storage\"\n",
+            s3.config_toml(&bucket)
+        ),
+        ..Options::default()
+    };
+    let a = Server::start(options());
+    let b = Server::start_sharing_database(options(), &a);
+    let key = a.create_tenant("acme");
+    let (on_a, on_b) = (Client::new(&a, &key), Client::new(&b, &key));
+    let clip = std::fs::read(common::clip(a.data_path(), "clip.mp4", 2.0)).unwrap();
+    let (location, video_id) = on_a
+        .tus_create(clip.len() as u64, &[("filename", "clip.mp4")])
+        .await;
+    let cuts = [0, clip.len() / 3, 2 * clip.len() / 3, clip.len()];
+    for (turn, pair) in cuts.windows(2).enumerate() {
+        let (writer, reader) = if turn % 2 == 0 {
+            (&on_a, &on_b)
+        } else {
+            (&on_b, &on_a)
+        };
+        let res = writer
+            .tus_patch(&location, pair[0] as u64, clip[pair[0]..pair[1]].to_vec())
+            .await;
+        assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+        if pair[1] < clip.len() {
+            // The other process sees the offset and, in the bucket, the bytes before it.
+            assert_eq!(reader.tus_offset(&location).await, pair[1] as u64);
+            let pieces = s3.object_keys(&bucket).await;
+            assert!(
+                pieces.iter().any(|k| k.contains("/uploads/")),
+                "pieces in the bucket: {pieces:?}"
+            );
+        }
+    }
+
+    let video = on_b.wait_settled(&video_id).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    assert_eq!(video["sha256"], sha256_hex(&clip), "{video}");
+    let keys = s3.object_keys(&bucket).await;
+    assert!(
+        !keys.iter().any(|k| k.contains("/uploads/")),
+        "the upload's pieces are deleted: {keys:?}"
+    );
+    for server in [&a, &b] {
+        assert!(
+            !server.data_path().join("tmp/tus").exists(),
+            "no tus folder"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_reports_a_vanished_bucket() {
     let Some(s3) = TestS3::from_env("readiness_reports_a_vanished_bucket") else {

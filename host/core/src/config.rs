@@ -360,11 +360,30 @@ pub struct TusConfig {
     /// `redis://:password@host:6379`, `rediss://` for TLS). Also `MEDIAHOST_REDIS_URL`, then
     /// `REDIS_URL`. Never printed with its password.
     pub redis_url: Option<String>,
-    /// Folder holding the bytes of uploads in progress (one file per upload), `<data_dir>/tmp/tus`
-    /// by default. The offset and lock are shared state (database, Redis), and so must these
+    /// Where the bytes of uploads in progress are kept between requests: `disk` (one file per
+    /// upload under [`TusConfig::parts_dir`], the default: fastest, one fsync per durable
+    /// offset) or `object_storage` (pieces of up to 16 MiB under the tenant's
+    /// `tenants/<id>/uploads/<upload id>/` in the object store, joined into the source on
+    /// completion). The offset and lock are shared state (database, Redis), and so must these
     /// bytes be when a load balancer sends one upload's requests to several api processes:
-    /// point every api process at the same folder (on one host, or a shared filesystem).
+    /// `object_storage` makes the api processes stateless (nothing shared but the backends);
+    /// `disk` needs one folder they all see. Also `MEDIAHOST_TUS_PARTS`.
+    pub parts: TusParts,
+    /// Folder of `parts = "disk"` (one file per upload), `<data_dir>/tmp/tus` by default; every
+    /// api process behind one load balancer must see the same folder (one host, or a shared
+    /// filesystem). Not allowed with `parts = "object_storage"`.
     pub parts_dir: Option<PathBuf>,
+}
+
+/// Where the bytes of tus uploads in progress are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TusParts {
+    /// A file per upload on local disk (or a shared filesystem).
+    #[default]
+    Disk,
+    /// Piece objects in the object store, beside the tenant's videos.
+    ObjectStorage,
 }
 
 /// Where tus write locks are held.
@@ -388,6 +407,7 @@ impl std::fmt::Debug for TusConfig {
             .field("lock_seconds", &self.lock_seconds)
             .field("lock", &self.lock)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("parts", &self.parts)
             .field("parts_dir", &self.parts_dir)
             .finish()
     }
@@ -395,8 +415,9 @@ impl std::fmt::Debug for TusConfig {
 
 impl TusConfig {
     /// Applies the environment, read through `var` (blank values count as unset):
-    /// `MEDIAHOST_TUS_LOCK` overrides `lock`; `MEDIAHOST_REDIS_URL`, else `REDIS_URL`, overrides
-    /// `redis_url` (as `MEDIAHOST_DATABASE_URL`, else `DATABASE_URL`, does `database.url`).
+    /// `MEDIAHOST_TUS_LOCK` overrides `lock`, `MEDIAHOST_TUS_PARTS` `parts`;
+    /// `MEDIAHOST_REDIS_URL`, else `REDIS_URL`, overrides `redis_url` (as
+    /// `MEDIAHOST_DATABASE_URL`, else `DATABASE_URL`, does `database.url`).
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         if let Some(lock) = env_choice(
@@ -406,6 +427,17 @@ impl TusConfig {
             &[("database", TusLock::Database), ("redis", TusLock::Redis)],
         )? {
             self.lock = lock;
+        }
+        if let Some(parts) = env_choice(
+            &var,
+            "MEDIAHOST_TUS_PARTS",
+            "place for upload bytes",
+            &[
+                ("disk", TusParts::Disk),
+                ("object_storage", TusParts::ObjectStorage),
+            ],
+        )? {
+            self.parts = parts;
         }
         if let Some(url) = var("MEDIAHOST_REDIS_URL").or_else(|| var("REDIS_URL")) {
             self.redis_url = Some(url);
@@ -428,6 +460,7 @@ impl Default for TusConfig {
             lock_seconds: 30,
             lock: TusLock::Database,
             redis_url: None,
+            parts: TusParts::Disk,
             parts_dir: None,
         }
     }
@@ -1229,6 +1262,22 @@ mod tests {
             .apply_env(env(&[("MEDIAHOST_TUS_LOCK", "zookeeper")]))
             .unwrap_err();
         assert!(err.to_string().contains("MEDIAHOST_TUS_LOCK"), "{err}");
+    }
+
+    #[test]
+    fn tus_parts_place_parses_from_file_and_env() {
+        assert_eq!(Config::default().tus.parts, TusParts::Disk);
+        let config: Config = toml::from_str("[tus]\nparts = \"object_storage\"\n").unwrap();
+        assert_eq!(config.tus.parts, TusParts::ObjectStorage);
+        assert!(toml::from_str::<Config>("[tus]\nparts = \"nfs\"\n").is_err());
+        let mut tus = TusConfig::default();
+        tus.apply_env(env(&[("MEDIAHOST_TUS_PARTS", "object_storage")]))
+            .unwrap();
+        assert_eq!(tus.parts, TusParts::ObjectStorage);
+        let err = tus
+            .apply_env(env(&[("MEDIAHOST_TUS_PARTS", "tape")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("MEDIAHOST_TUS_PARTS"), "{err}");
     }
 
     #[test]

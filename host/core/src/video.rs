@@ -167,6 +167,13 @@ pub mod keys {
         format!("tenants/{tenant_id}/videos/{video_id}")
     }
 
+    /// Prefix of the pieces of tus upload `upload_id` while it is in progress, when uploads
+    /// keep their bytes in object storage (`tus.parts = "object_storage"`): beside the
+    /// tenant's videos, so a tenant's placement holds them too.
+    pub fn upload_pieces(tenant_id: &str, upload_id: &str) -> String {
+        format!("tenants/{tenant_id}/uploads/{upload_id}")
+    }
+
     /// Key of the uploaded source file.
     pub fn source(tenant_id: &str, video_id: &str) -> String {
         format!("{}/source", video_prefix(tenant_id, video_id))

@@ -51,7 +51,10 @@ pub(super) async fn create_final(
     let upload = create_upload(state, tenant, metadata, Some(total), Concat::Final).await?;
     let built = async {
         let lock = Lock::acquire(state, &upload.id).await?;
-        state.blobs.concat_parts(&parts, &upload.id).await?;
+        state
+            .blobs
+            .concat_parts(&tenant.id, &parts, &upload.id)
+            .await?;
         if !state
             .store
             .advance_upload(&upload.id, lock.fence(0), total, false)

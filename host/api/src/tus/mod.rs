@@ -332,7 +332,7 @@ async fn create_upload(
         }
     };
     let created = async {
-        state.blobs.create_part(&upload.id).await?;
+        state.blobs.create_part(write::part_of(&upload)).await?;
         if video.is_some() {
             let info = upload_info(state, tenant, &upload).await?;
             validate(state, move |p| p.check_upload(&info)).await?;
@@ -631,7 +631,7 @@ pub async fn sweep_expired(
             let Some(token) = locks.acquire(&upload.id, Duration::from_secs(60)).await? else {
                 continue;
             };
-            blobs.remove_part(&upload.id).await?;
+            blobs.remove_part(write::part_of(&upload)).await?;
             store.delete_upload(&upload).await?;
             locks.release(&upload.id, &token).await?;
             tracing::info!(upload = %upload.id, tenant = %upload.tenant_id, "expired tus upload collected");

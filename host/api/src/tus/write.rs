@@ -9,12 +9,12 @@
 
 use axum::body::Body;
 use futures::StreamExt;
-use mediahost_blob::PartWriter;
+use mediahost_blob::{PartRef, PartWriter};
 use mediahost_core::Tenant;
 use mediahost_core::video::keys;
 use mediahost_runtime::UploadInfo;
 use mediahost_store::{Concat, Upload};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::checksum::Expected;
 use super::headers::parse_metadata;
@@ -23,13 +23,20 @@ use crate::ingest::{HEAD_BYTES, queue_transcode, validate};
 use crate::quota;
 use crate::{ApiError, SharedState};
 
-/// Bytes written between fsyncs (and durable offset updates) of an unchecksummed body. Each
-/// one is an fdatasync of the temp file plus a committed `UPDATE` (another fsync on SQLite), so
-/// this trades the bytes an interrupted PATCH may have to resend (at most this many, or
-/// [`SYNC_INTERVAL`]'s worth) against throughput: at 4 MiB a 1 GiB upload made 512 of them.
+/// Bytes written between syncs (and durable offset updates) of an unchecksummed body. Each
+/// one is an fdatasync of the temp file (or a stored piece) plus a committed `UPDATE` (another
+/// fsync on SQLite), so this trades the bytes an interrupted PATCH may have to resend (at most
+/// this many, or [`PartWriter::sync_interval`]'s worth) against throughput: at 4 MiB a 1 GiB
+/// upload made 512 of them.
 const SYNC_BYTES: u64 = 16 * 1024 * 1024;
-/// Longest time written bytes stay unsynced while the body keeps arriving.
-const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Where `upload`'s bytes are kept.
+pub(crate) fn part_of(upload: &Upload) -> PartRef<'_> {
+    PartRef {
+        tenant: &upload.tenant_id,
+        upload: &upload.id,
+    }
+}
 
 /// What validators are told about an upload (`check-upload`, `check-head`).
 pub(super) async fn upload_info(
@@ -59,7 +66,7 @@ pub(super) async fn upload_info(
 
 /// Deletes an upload everywhere: temp file, row, and its video unless that got a source.
 pub(super) async fn terminate(state: &SharedState, upload: &Upload) -> Result<(), ApiError> {
-    state.blobs.remove_part(&upload.id).await?;
+    state.blobs.remove_part(part_of(upload)).await?;
     state.store.delete_upload(upload).await?;
     Ok(())
 }
@@ -73,7 +80,7 @@ async fn check_head(
 ) -> Result<(), ApiError> {
     let head = state
         .blobs
-        .read_part_head(&upload.id, HEAD_BYTES.min(available as usize))
+        .read_part_head(part_of(upload), HEAD_BYTES.min(available as usize))
         .await?;
     let info = upload_info(state, tenant, upload).await?;
     let verdict = validate(state, move |p| p.check_head(&info, &head)).await;
@@ -100,7 +107,7 @@ pub(super) async fn write_body(
         Some(length) => length,
         None => quota::upload_limit(state, tenant).await?,
     };
-    let mut writer = state.blobs.open_part(&upload.id, start).await?;
+    let mut writer = state.blobs.open_part(part_of(upload), start).await?;
     // Partial uploads are not a file's head; the final upload's head is checked on completion.
     let mut head_checked = upload.head_checked || upload.concat != Concat::None;
     let head_at = upload.length.unwrap_or(u64::MAX).min(HEAD_BYTES as u64);
@@ -147,7 +154,8 @@ pub(super) async fn write_body(
             head_checked = true;
         }
         if checksum.is_none()
-            && (writer.position() - durable >= SYNC_BYTES || last_sync.elapsed() >= SYNC_INTERVAL)
+            && (writer.position() - durable >= SYNC_BYTES
+                || last_sync.elapsed() >= writer.sync_interval())
         {
             persist(state, lock, &mut writer, upload, &mut durable, head_checked).await?;
             last_sync = Instant::now();
@@ -213,14 +221,14 @@ pub(super) async fn complete(
     if !upload.head_checked {
         check_head(state, tenant, upload, length).await?;
     }
-    let (size, sha256) = state.blobs.hash_part(&upload.id, length).await?;
-    let path = state.blobs.part_path(&upload.id)?;
+    let part = part_of(upload);
+    let (size, sha256) = state.blobs.hash_part(part, length).await?;
     state
         .blobs
-        .put_finished_file(&keys::source(&tenant.id, video_id), &path)
+        .store_part(part, length, &keys::source(&tenant.id, video_id))
         .await?;
     queue_transcode(state, tenant, video_id, size, &sha256).await?;
     state.store.complete_upload(&upload.id).await?;
-    state.blobs.remove_part(&upload.id).await?;
+    state.blobs.remove_part(part).await?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use mediahost_api::tus::lock::UploadLocks;
 use mediahost_blob::Blobs;
 use mediahost_core::Config;
 use mediahost_core::Readiness;
-use mediahost_core::config::{LookupBackend, TusLock};
+use mediahost_core::config::{LookupBackend, TusLock, TusParts};
 use mediahost_edge::Edge;
 use mediahost_edge::fleet::Fleet;
 use mediahost_edge::transform::Transforms;
@@ -271,8 +271,14 @@ async fn open_platform(config: &Config) -> anyhow::Result<Platform> {
                     .map_err(|e| e.to_string())
             })
         }));
-    if let Some(dir) = &config.tus.parts_dir {
-        blobs = blobs.with_parts_dir(dir.clone());
+    match (config.tus.parts, &config.tus.parts_dir) {
+        (TusParts::Disk, Some(dir)) => blobs = blobs.with_parts_dir(dir.clone()),
+        (TusParts::Disk, None) => {}
+        (TusParts::ObjectStorage, None) => blobs = blobs.with_parts_in_object_storage(),
+        (TusParts::ObjectStorage, Some(_)) => anyhow::bail!(
+            "tus.parts_dir is set but tus.parts = \"object_storage\" keeps upload bytes in the \
+             object store: remove tus.parts_dir, or set tus.parts = \"disk\""
+        ),
     }
     let plugin_dir = config.plugin_dir();
     let settings = config.plugins.config.clone();
