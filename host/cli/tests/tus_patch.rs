@@ -177,3 +177,28 @@ async fn offsets_checksums_and_limits_are_enforced() {
     assert_eq!(res.status(), 204);
     assert_eq!(header(&res, "upload-offset"), "100");
 }
+
+/// A PATCH whose body stalls has what it sent made durable (HEAD reports it) within the sync
+/// interval, not only once more bytes arrive: a client whose connection hangs and is then cut
+/// resumes from there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_patch_still_makes_what_it_sent_durable() {
+    let server = Server::start(Options::default());
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let (location, _) = client
+        .tus_create(1024 * 1024, &[("filename", "x.bin")])
+        .await;
+    let (open, patch) = client.gated_patch(&location);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client.tus_offset(&location).await != 16 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled PATCH's first 16 KiB never became durable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    open.send(()).unwrap();
+    let res = patch.await.unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    assert_eq!(client.tus_offset(&location).await, 32 * 1024);
+}

@@ -2,10 +2,11 @@
 //! offsets, `check-head` on the first 64 KiB, and completion (hash → promote → queue).
 //!
 //! Durability rule: the offset in the database only ever moves after the bytes before it were
-//! fsynced, so whatever HEAD reports after a crash is on disk. Without `Upload-Checksum` the
-//! offset advances every [`SYNC_BYTES`] or [`SYNC_INTERVAL`] (and when the body ends or breaks
-//! off), so an interrupted PATCH keeps what arrived; with a checksum nothing of the request is
-//! kept until the digest matched.
+//! made durable (fsynced, or stored as a piece object), so whatever HEAD reports after a crash
+//! is kept. Without `Upload-Checksum` the offset advances every [`SYNC_BYTES`] or
+//! [`PartWriter::sync_interval`] (also while the body stalls, and when it ends or breaks off),
+//! so an interrupted PATCH keeps what arrived; with a checksum nothing of the request is kept
+//! until the digest matched.
 
 use axum::body::Body;
 use futures::StreamExt;
@@ -116,7 +117,23 @@ pub(super) async fn write_body(
     let mut stream = body.into_data_stream();
 
     loop {
-        let chunk = match stream.next().await {
+        // A body that stalls still gets what it sent made durable once the interval is up,
+        // not only when its next bytes arrive (`next` is cancel-safe: nothing is lost).
+        let unsynced = checksum.is_none() && writer.position() > durable;
+        let next = if unsynced {
+            let due = tokio::time::Instant::from_std(last_sync + writer.sync_interval());
+            match tokio::time::timeout_at(due, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    persist(state, lock, &mut writer, upload, &mut durable, head_checked).await?;
+                    last_sync = Instant::now();
+                    continue;
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        let chunk = match next {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => {
                 // The client broke off: keep what is safely here (unless it must be verified).
