@@ -22,7 +22,7 @@ while read -r name pid; do
     prometheus) program=prometheus ;;
     *) program=mediahost ;;
   esac
-  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$program"; then
+  if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q "$program"; then
     alive+=("$pid")
     kill -TERM "$pid" 2>/dev/null || true
   fi

@@ -18,7 +18,7 @@
 //! durable offset (bytes a crashed or failed writer left unsynced or unacknowledged).
 //!
 //! Each writer hashes what it appends, continuing the digest the previous request of the same
-//! upload left at its durable offset *in this process*, so [`Blobs::hash_part`] on completion
+//! upload left at its durable offset *in this process*, so [`Blobs::store_part`] on completion
 //! usually finalises a digest instead of reading the whole upload back. The digest is only
 //! trusted at exactly the offset it covers (bytes before a durable offset never change; a writer
 //! that finds another offset, e.g. after a restart or when another process took the previous
@@ -128,6 +128,13 @@ impl Pieces {
         self.start = self.start.min(offset);
         Ok(())
     }
+}
+
+/// The hash of a completed upload: known from the running digest, or computed from the bytes
+/// passing by.
+enum Sha256Of {
+    Known(String),
+    Passing(Sha256),
 }
 
 fn piece_key(prefix: &str, offset: u64) -> String {
@@ -386,26 +393,6 @@ impl Blobs {
         Ok(head)
     }
 
-    /// Size and hex sha256 of `part`'s first `len` bytes, read back from where they are kept
-    /// (so the hash covers what was stored across every request and restart, not what one
-    /// process saw) unless this process's running digest covers exactly them.
-    pub async fn hash_part(&self, part: PartRef<'_>, len: u64) -> Result<(u64, String), BlobError> {
-        let kept = self.take_digest(part.upload);
-        if let Some((at, digest)) = kept
-            && at == len
-        {
-            return Ok((len, hex::encode(digest.finalize())));
-        }
-        let mut bytes = self.part_bytes(part, len).await?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = bytes.try_next().await? {
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-        }
-        Ok((size, hex::encode(hasher.finalize())))
-    }
-
     /// Writes the concatenation of the first `len` bytes of each source part (all of
     /// `tenant`) into the part `dest` (created or replaced) and makes it durable; returns the
     /// total size.
@@ -439,22 +426,38 @@ impl Blobs {
     }
 
     /// Stores `part`'s first `len` bytes (all of them, the upload complete) as the object
-    /// `key`: a file on disk is linked or copied like any finished file, a single piece is
-    /// copied within the store, several are streamed into one object.
+    /// `key`; returns their size and hex sha256. The hash is this process's running digest
+    /// when it covers exactly those bytes, else it is computed from what is stored (across
+    /// every request, process and restart), on the way: a file on disk is read once to hash it,
+    /// then linked or copied like any finished file; pieces are streamed once into one object
+    /// and hashed as they pass, or copied within the store when a single piece holds it all
+    /// and the digest is known.
     pub async fn store_part(
         &self,
         part: PartRef<'_>,
         len: u64,
         key: &str,
-    ) -> Result<(), BlobError> {
+    ) -> Result<(u64, String), BlobError> {
+        let mut sha256 = match self.take_digest(part.upload) {
+            Some((at, digest)) if at == len => Sha256Of::Known(hex::encode(digest.finalize())),
+            _ => Sha256Of::Passing(Sha256::new()),
+        };
+        let mut size = 0u64;
         match &self.parts {
             PartsPlace::Disk(dir) => {
+                if let Sha256Of::Passing(hasher) = &mut sha256 {
+                    let mut bytes = self.part_bytes(part, len).await?;
+                    while let Some(chunk) = bytes.try_next().await? {
+                        hasher.update(&chunk);
+                        size += chunk.len() as u64;
+                    }
+                }
                 self.put_finished_file(key, &Self::part_file(dir, part)?)
-                    .await
+                    .await?;
             }
             PartsPlace::ObjectStorage => {
                 let chain = self.piece_chain(part, len).await?;
-                if let [(piece, whole)] = chain.as_slice()
+                if let (Sha256Of::Known(_), [(piece, whole)]) = (&sha256, chain.as_slice())
                     && self.head(piece).await?.size == *whole
                 {
                     let target = self.target(key).await?;
@@ -462,12 +465,21 @@ impl Blobs {
                         .store
                         .copy(&object_path(piece)?, &object_path(key)?)
                         .await?;
-                    return Ok(());
+                } else {
+                    let bytes = self.part_bytes(part, len).await?.inspect_ok(|chunk| {
+                        if let Sha256Of::Passing(hasher) = &mut sha256 {
+                            hasher.update(chunk);
+                        }
+                        size += chunk.len() as u64;
+                    });
+                    self.put_stream(key, bytes, len).await?;
                 }
-                let bytes = self.part_bytes(part, len).await?;
-                self.put_stream(key, bytes, len).await
             }
         }
+        Ok(match sha256 {
+            Sha256Of::Known(hex) => (len, hex),
+            Sha256Of::Passing(hasher) => (size, hex::encode(hasher.finalize())),
+        })
     }
 
     /// Deletes `part` (idempotent).
@@ -524,12 +536,21 @@ mod tests {
             assert_eq!(kept, Some(6));
             let expected = hex::encode(Sha256::digest(b"abcdef"));
             assert_eq!(
-                blobs.hash_part(part("d"), 6).await.unwrap(),
+                blobs
+                    .store_part(part("d"), 6, "tenants/t1/videos/d/source")
+                    .await
+                    .unwrap(),
                 (6, expected.clone())
             );
             // Finalised once; the read-back agrees.
             assert!(blobs.digests.lock().unwrap().is_empty());
-            assert_eq!(blobs.hash_part(part("d"), 6).await.unwrap(), (6, expected));
+            assert_eq!(
+                blobs
+                    .store_part(part("d"), 6, "tenants/t1/videos/d/source")
+                    .await
+                    .unwrap(),
+                (6, expected)
+            );
             // A digest of another offset is never continued: the writer keeps none.
             let mut w = blobs.open_part(part("d"), 6).await.unwrap();
             w.write(b"g").await.unwrap();
@@ -537,7 +558,13 @@ mod tests {
             drop(w);
             assert!(blobs.digests.lock().unwrap().is_empty());
             let expected = hex::encode(Sha256::digest(b"abcdefg"));
-            assert_eq!(blobs.hash_part(part("d"), 7).await.unwrap(), (7, expected));
+            assert_eq!(
+                blobs
+                    .store_part(part("d"), 7, "tenants/t1/videos/d/source")
+                    .await
+                    .unwrap(),
+                (7, expected)
+            );
         }
     }
 
@@ -559,7 +586,10 @@ mod tests {
             assert_eq!(w.sync().await.unwrap(), 11);
             drop(w);
             assert_eq!(blobs.read_part_head(part("a"), 5).await.unwrap(), b"hello");
-            let (size, sha) = blobs.hash_part(part("a"), 11).await.unwrap();
+            let (size, sha) = blobs
+                .store_part(part("a"), 11, "tenants/t1/videos/a/source")
+                .await
+                .unwrap();
             assert_eq!(size, 11);
             assert_eq!(
                 sha,
@@ -620,20 +650,19 @@ mod tests {
         blobs.digests.lock().unwrap().clear(); // as another process would find it
         let expected = hex::encode(Sha256::digest(b"0123456789"));
         assert_eq!(
-            blobs.hash_part(part("p"), 10).await.unwrap(),
+            blobs
+                .store_part(part("p"), 10, "tenants/t1/videos/p/source")
+                .await
+                .unwrap(),
             (10, expected)
         );
-        blobs
-            .store_part(part("p"), 10, "tenants/t1/videos/p/source")
-            .await
-            .unwrap();
         assert_eq!(
             blobs.get_bytes("tenants/t1/videos/p/source").await.unwrap(),
             &b"0123456789"[..]
         );
         // A hole (no piece at the offset the chain reaches) is an error, not short data.
         assert!(matches!(
-            blobs.hash_part(part("p"), 13).await,
+            blobs.store_part(part("p"), 13, "tenants/t1/videos/q/source").await,
             Err(BlobError::NotFound(key)) if key.ends_with("/00000000000000000010")
         ));
         blobs.remove_part(part("p")).await.unwrap();

@@ -23,6 +23,8 @@
 //!    ready, with both workers; then worker-2 is stopped (SIGTERM, graceful; the queue is empty
 //!    by then) and the same again with worker-1 alone.
 //!
+//! `DIST_BENCH_UPLOADS=0` or `DIST_BENCH_JOBS=0` skips that part.
+//!
 //! Needs what `up.sh` needs (PostgreSQL, RabbitMQ, Redis running; nginx, prometheus, psql and
 //! curl, which it installs; the moto server from `scripts/setup`), and the ports it uses free.
 //! `DIST_BENCH_DIR` (default the temp dir) holds the random file, the source and the topology's
@@ -56,11 +58,11 @@ struct Settings {
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            uploads: env_number("DIST_BENCH_UPLOADS", 20)?.max(1) as usize,
+            uploads: env_number("DIST_BENCH_UPLOADS", 20)? as usize,
             upload_size: env_number("DIST_BENCH_UPLOAD_MIB", 100)?.max(1) * MIB,
             chunk: env_number("DIST_BENCH_CHUNK_MIB", 16)?.max(1) * MIB,
             rounds: env_number("DIST_BENCH_ROUNDS", 2)?.max(1) as usize,
-            jobs: env_number("DIST_BENCH_JOBS", 6)?.max(1) as usize,
+            jobs: env_number("DIST_BENCH_JOBS", 6)? as usize,
             source_seconds: env_number("DIST_BENCH_SOURCE_SECONDS", 30)?.max(1),
             dir: std::env::var_os("DIST_BENCH_DIR")
                 .map(PathBuf::from)
@@ -182,8 +184,10 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         // Paused processes must run again to act on down.sh's SIGTERM.
-        for name in self.pids.keys() {
-            let _ = self.signal(name, "CONT");
+        for (name, pid) in &self.pids {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = self.signal(name, "CONT");
+            }
         }
         let status = Command::new(example_script("down.sh"))
             .env("MEDIAHOST_DIST_DIR", &self.run)
@@ -436,8 +440,12 @@ async fn main() -> anyhow::Result<()> {
     let source = dir.path().join("source-720p.mp4");
     make_source(&source, "1280x720", 30, settings.source_seconds)?;
     let run = dir.path().join("run");
-    upload_part(&settings, &file, &run).await?;
-    jobs_part(&settings, &source, &run).await?;
+    if settings.uploads > 0 {
+        upload_part(&settings, &file, &run).await?;
+    }
+    if settings.jobs > 0 {
+        jobs_part(&settings, &source, &run).await?;
+    }
     println!("load at the end: {}", loadavg());
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Writing an upload: streaming a PATCH body to the temp file with durable
-//! offsets, `check-head` on the first 64 KiB, and completion (hash → promote → queue).
+//! offsets, `check-head` on the first 64 KiB, and completion (store and hash → queue).
 //!
 //! Durability rule: the offset in the database only ever moves after the bytes before it were
 //! made durable (fsynced, or stored as a piece object), so whatever HEAD reports after a crash
@@ -223,8 +223,9 @@ async fn persist(
 }
 
 /// Finishes an upload whose bytes are all durable: partials are just marked complete (their
-/// temp file waits for a final upload); others get `check-head` if still due, are hashed from
-/// disk, promoted to the video's source key and queued for transcoding, then the temp file goes.
+/// part waits for a final upload); others get `check-head` if still due, are stored as the
+/// video's source (hashed from what was kept, unless this process's running digest covers it)
+/// and queued for transcoding, then the part goes.
 pub(super) async fn complete(
     state: &SharedState,
     tenant: &Tenant,
@@ -239,8 +240,7 @@ pub(super) async fn complete(
         check_head(state, tenant, upload, length).await?;
     }
     let part = part_of(upload);
-    let (size, sha256) = state.blobs.hash_part(part, length).await?;
-    state
+    let (size, sha256) = state
         .blobs
         .store_part(part, length, &keys::source(&tenant.id, video_id))
         .await?;
