@@ -1,9 +1,10 @@
-//! Decoded frames in, encoded packets out: one filter graph plus one encoder per output.
+//! Decoded frames in, encoded packets out.
 //!
-//! [`VideoEncoder`] scales to one rendition's size and encodes H.264 with keyframes on the
-//! segment grid; [`AudioEncoder`] resamples to stereo and encodes AAC-LC. Both hand packets back
-//! in their encoder's time base and leave muxing to the caller, so one decoded frame can feed any
-//! number of renditions and one audio encoding can be shared by all of them.
+//! [`VideoScaler`] turns and scales each decoded picture to every rendition's size in one filter
+//! graph; [`VideoEncoder`] encodes one rendition's pictures as H.264 with keyframes on the
+//! segment grid; [`AudioEncoder`] resamples to stereo and encodes AAC-LC. The encoders hand
+//! packets back in their encoder's time base and leave muxing to the caller, so one decoded
+//! frame feeds any number of renditions and one audio encoding is shared by all of them.
 
 use ffmpeg_next::{
     self as ffmpeg, ChannelLayout, Dictionary, Packet, Rational, Rescale, codec, decoder, encoder,
@@ -18,37 +19,182 @@ use crate::orient::Rotation;
 /// AAC-LC sample rates we pass through; anything else is resampled to 48 kHz.
 const AAC_RATES: [u32; 5] = [32_000, 44_100, 48_000, 88_200, 96_000];
 
-/// Scales decoded pictures to one [`Target`] and encodes them with libx264.
-pub(crate) struct VideoEncoder {
-    /// Output size; the filter graph scales to it.
-    target: Target,
+/// Turns and scales decoded pictures to the size of every video rendition, in one filter graph:
+/// `buffer → (transpose | hflip,vflip) → split → (scale → setsar → format → buffersink)` per
+/// rendition. `split` hands each branch a reference to the same picture, so a decoded frame is
+/// added once and never copied (with a graph per rendition, each buffer source would take the
+/// frame's data over, and every rendition but one would need a copy of every frame).
+pub(crate) struct VideoScaler {
+    /// The renditions' sizes, in the order of their branches.
+    targets: Vec<Target>,
     /// How the decoded pictures are turned upright before scaling.
     rotation: Rotation,
-    /// Time base of the frames we are given, of the filter graph and of the encoder: keeping one
-    /// time base end to end means no rounding between stages.
+    /// Time base of the frames we are given and of the graph.
+    time_base: Rational,
+    /// Built from the first frame so it matches what the decoder really produces (pixel
+    /// format, size) rather than what the container header claimed.
+    graph: Option<filter::Graph>,
+    /// Reused output frame.
+    scaled: frame::Video,
+}
+
+impl VideoScaler {
+    /// A scaler to each of `targets` (upright sizes) from frames in `time_base`, turned by
+    /// `rotation` first.
+    pub fn new(targets: Vec<Target>, time_base: Rational, rotation: Rotation) -> Self {
+        Self {
+            targets,
+            rotation,
+            time_base,
+            graph: None,
+            scaled: frame::Video::empty(),
+        }
+    }
+
+    /// Scales one decoded frame to every target, handing each picture that comes out to
+    /// `each` with its target's index.
+    pub fn push(
+        &mut self,
+        frame: &frame::Video,
+        each: impl FnMut(usize, &mut frame::Video) -> Result<(), TranscodeError>,
+    ) -> Result<(), TranscodeError> {
+        if self.graph.is_none() {
+            self.graph = Some(self.build_graph(frame)?);
+        }
+        let graph = self.graph.as_mut().expect("built above");
+        source(graph)
+            .source()
+            .add(frame)
+            .map_err(TranscodeError::ffmpeg("scaling video"))?;
+        self.drain(each)
+    }
+
+    /// Flushes the graph at the end of the input, handing out what it still held.
+    pub fn finish(
+        &mut self,
+        each: impl FnMut(usize, &mut frame::Video) -> Result<(), TranscodeError>,
+    ) -> Result<(), TranscodeError> {
+        let Some(graph) = self.graph.as_mut() else {
+            return Ok(());
+        };
+        source(graph)
+            .source()
+            .flush()
+            .map_err(TranscodeError::ffmpeg("flushing the video scaler"))?;
+        self.drain(each)
+    }
+
+    fn drain(
+        &mut self,
+        mut each: impl FnMut(usize, &mut frame::Video) -> Result<(), TranscodeError>,
+    ) -> Result<(), TranscodeError> {
+        let Some(graph) = self.graph.as_mut() else {
+            return Ok(());
+        };
+        for index in 0..self.targets.len() {
+            let mut sink = graph
+                .get(&branch_sink(index))
+                .expect("the graph has a sink per target");
+            loop {
+                match sink.sink().frame(&mut self.scaled) {
+                    Ok(()) => each(index, &mut self.scaled)?,
+                    Err(e) if is_drained(e) => break,
+                    Err(e) => return Err(TranscodeError::ffmpeg("scaling video")(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build_graph(&self, first: &frame::Video) -> Result<filter::Graph, TranscodeError> {
+        let during = "building the video scaler";
+        let pix_fmt = first
+            .format()
+            .descriptor()
+            .map(|d| d.name())
+            .ok_or_else(|| {
+                TranscodeError::Undecodable("the video has an unknown pixel format".into())
+            })?;
+        let sar = first.aspect_ratio();
+        let (sar_num, sar_den) = if sar.numerator() > 0 && sar.denominator() > 0 {
+            (sar.numerator(), sar.denominator())
+        } else {
+            (1, 1)
+        };
+        let args = format!(
+            "video_size={}x{}:pix_fmt={pix_fmt}:time_base={}/{}:pixel_aspect={sar_num}/{sar_den}",
+            first.width(),
+            first.height(),
+            self.time_base.numerator(),
+            self.time_base.denominator(),
+        );
+        let turn = self
+            .rotation
+            .filter()
+            .map(|f| format!("{f},"))
+            .unwrap_or_default();
+        let branches: String = (0..self.targets.len()).map(|i| format!("[s{i}]")).collect();
+        let mut spec = format!("[in]{turn}split={}{branches}", self.targets.len());
+        for (i, target) in self.targets.iter().enumerate() {
+            spec.push_str(&format!(
+                ";[s{i}]scale={}:{},setsar=1,format=yuv420p[{}]",
+                target.width,
+                target.height,
+                branch_sink(i)
+            ));
+        }
+        let mut graph = filter::Graph::new();
+        graph
+            .add(&find_filter("buffer")?, "in", &args)
+            .map_err(TranscodeError::ffmpeg(during))?;
+        for i in 0..self.targets.len() {
+            graph
+                .add(&find_filter("buffersink")?, &branch_sink(i), "")
+                .map_err(TranscodeError::ffmpeg(during))?;
+        }
+        let mut parser = graph
+            .output("in", 0)
+            .map_err(TranscodeError::ffmpeg(during))?;
+        for i in 0..self.targets.len() {
+            parser = parser
+                .input(&branch_sink(i), 0)
+                .map_err(TranscodeError::ffmpeg(during))?;
+        }
+        parser
+            .parse(&spec)
+            .map_err(TranscodeError::ffmpeg(during))?;
+        graph.validate().map_err(TranscodeError::ffmpeg(during))?;
+        Ok(graph)
+    }
+}
+
+/// The name of the buffer sink of branch `index` of a [`VideoScaler`]'s graph.
+fn branch_sink(index: usize) -> String {
+    format!("out{index}")
+}
+
+/// Encodes one rendition's scaled pictures with libx264.
+pub(crate) struct VideoEncoder {
+    /// Time base of the frames we are given and of the encoder: keeping one time base end to
+    /// end means no rounding between stages.
     time_base: Rational,
     /// Duration of one frame in `time_base`, stamped on packets the encoder leaves at 0 so the
     /// muxer knows how long the last sample lasts.
     frame_duration: i64,
-    /// `buffer → (transpose | hflip,vflip) → scale → setsar → format → buffersink`, built from the first frame so it
-    /// matches what the decoder really produces (pixel format, size) rather than what the
-    /// container header claimed.
-    graph: Option<filter::Graph>,
     /// The opened libx264 encoder.
     encoder: encoder::Video,
 }
 
 impl VideoEncoder {
-    /// Opens libx264 for `target`. `time_base` is the time base of the frames that will be
-    /// pushed; `frame_rate` is the source's average frame rate, which sets the keyframe
-    /// interval (`segment_seconds` worth of frames, with scene-cut keyframes off so every
-    /// segment boundary falls on the same frame in every rendition). Pictures are turned by
-    /// `rotation` first, so `target` is the upright size.
+    /// Opens libx264 for `target` (its upright size: what the [`VideoScaler`] hands over).
+    /// `time_base` is the time base of the frames that will be encoded; `frame_rate` is the
+    /// source's average frame rate, which sets the keyframe interval (`segment_seconds` worth
+    /// of frames, with scene-cut keyframes off so every segment boundary falls on the same
+    /// frame in every rendition).
     pub fn new(
         target: &Target,
         time_base: Rational,
         frame_rate: Rational,
-        rotation: Rotation,
         cfg: &TranscodeConfig,
     ) -> Result<Self, TranscodeError> {
         let codec = encoder::find_by_name("libx264").ok_or(TranscodeError::Ffmpeg {
@@ -94,11 +240,8 @@ impl VideoEncoder {
 
         let frame_duration = 1i64.rescale(frame_rate.invert(), time_base).max(1);
         Ok(Self {
-            target: target.clone(),
-            rotation,
             time_base,
             frame_duration,
-            graph: None,
             encoder,
         })
     }
@@ -113,109 +256,27 @@ impl VideoEncoder {
         self.time_base
     }
 
-    /// Scales and encodes one decoded frame (its pts in the time base given to
-    /// [`VideoEncoder::new`]), appending any packets that come out to `out`.
-    pub fn push(
+    /// Encodes one scaled picture (its pts in the time base given to [`VideoEncoder::new`]),
+    /// appending any packets that come out to `out`.
+    pub fn encode(
         &mut self,
-        frame: &frame::Video,
+        picture: &mut frame::Video,
         out: &mut Vec<Packet>,
     ) -> Result<(), TranscodeError> {
-        if self.graph.is_none() {
-            self.graph = Some(self.build_graph(frame)?);
-        }
-        let graph = self.graph.as_mut().expect("built above");
-        source(graph)
-            .source()
-            .add(frame)
-            .map_err(TranscodeError::ffmpeg("scaling video"))?;
-        self.drain_graph(out)
+        // The decoder's picture type is a hint libx264 would obey; keyframes are ours to place.
+        picture.set_kind(picture::Type::None);
+        self.encoder
+            .send_frame(picture)
+            .map_err(TranscodeError::ffmpeg("encoding H.264"))?;
+        self.drain_encoder(out)
     }
 
-    /// Flushes the filter graph and the encoder at the end of the input.
+    /// Flushes the encoder at the end of the input.
     pub fn finish(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
-        if let Some(graph) = self.graph.as_mut() {
-            source(graph)
-                .source()
-                .flush()
-                .map_err(TranscodeError::ffmpeg("flushing the video scaler"))?;
-            self.drain_graph(out)?;
-        }
         self.encoder
             .send_eof()
             .map_err(TranscodeError::ffmpeg("flushing the H.264 encoder"))?;
         self.drain_encoder(out)
-    }
-
-    fn build_graph(&self, first: &frame::Video) -> Result<filter::Graph, TranscodeError> {
-        let during = "building the video scaler";
-        let pix_fmt = first
-            .format()
-            .descriptor()
-            .map(|d| d.name())
-            .ok_or_else(|| {
-                TranscodeError::Undecodable("the video has an unknown pixel format".into())
-            })?;
-        let sar = first.aspect_ratio();
-        let (sar_num, sar_den) = if sar.numerator() > 0 && sar.denominator() > 0 {
-            (sar.numerator(), sar.denominator())
-        } else {
-            (1, 1)
-        };
-        let args = format!(
-            "video_size={}x{}:pix_fmt={pix_fmt}:time_base={}/{}:pixel_aspect={sar_num}/{sar_den}",
-            first.width(),
-            first.height(),
-            self.time_base.numerator(),
-            self.time_base.denominator(),
-        );
-        let turn = self
-            .rotation
-            .filter()
-            .map(|f| format!("{f},"))
-            .unwrap_or_default();
-        let spec = format!(
-            "{turn}scale={}:{},setsar=1,format=yuv420p",
-            self.target.width, self.target.height
-        );
-        let mut graph = filter::Graph::new();
-        graph
-            .add(&find_filter("buffer")?, "in", &args)
-            .map_err(TranscodeError::ffmpeg(during))?;
-        graph
-            .add(&find_filter("buffersink")?, "out", "")
-            .map_err(TranscodeError::ffmpeg(during))?;
-        graph
-            .output("in", 0)
-            .and_then(|p| p.input("out", 0))
-            .and_then(|p| p.parse(&spec))
-            .map_err(TranscodeError::ffmpeg(during))?;
-        graph.validate().map_err(TranscodeError::ffmpeg(during))?;
-        Ok(graph)
-    }
-
-    fn drain_graph(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
-        let Some(graph) = self.graph.as_mut() else {
-            return Ok(());
-        };
-        let mut filtered = frame::Video::empty();
-        loop {
-            match sink(graph).sink().frame(&mut filtered) {
-                Ok(()) => {}
-                Err(e) if is_drained(e) => return Ok(()),
-                Err(e) => return Err(TranscodeError::ffmpeg("scaling video")(e)),
-            }
-            // The decoder's picture type is a hint libx264 would obey; keyframes are ours to place.
-            filtered.set_kind(picture::Type::None);
-            self.encoder
-                .send_frame(&filtered)
-                .map_err(TranscodeError::ffmpeg("encoding H.264"))?;
-            drain_encoder(
-                &mut self.encoder,
-                self.frame_duration,
-                out,
-                "encoding H.264",
-            )?;
-        }
     }
 
     fn drain_encoder(&mut self, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {

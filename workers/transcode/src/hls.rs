@@ -12,7 +12,7 @@ use mediahost_core::config::TranscodeConfig;
 
 use crate::TranscodeError;
 use crate::dash;
-use crate::encode::{AudioEncoder, VideoEncoder};
+use crate::encode::{AudioEncoder, VideoEncoder, VideoScaler};
 use crate::ladder::{self, Target};
 use crate::orient::Rotation;
 use crate::package::{self, HlsMuxer, Variant};
@@ -106,6 +106,16 @@ pub fn transcode_hls(
         .map(|t| Output::create(out_dir, t, video.as_ref(), audio_encoder.as_ref(), cfg))
         .collect::<Result<Vec<_>, _>>()?;
 
+    // One scaler for every video rendition, its branches in the order of `outputs`.
+    let mut scaler = video.as_ref().map(|v| {
+        let sizes = outputs
+            .iter()
+            .filter(|o| o.video.is_some())
+            .map(|o| o.target.clone())
+            .collect();
+        VideoScaler::new(sizes, v.time_base, v.rotation)
+    });
+
     // Thumbnails at the best rendition's size, from the same decoded frames.
     let mut thumbs = video
         .as_ref()
@@ -118,6 +128,7 @@ pub fn transcode_hls(
     let mut publisher = Publisher::new(publish, outputs.len(), cfg.segment_seconds);
     let mut sink = Sink {
         outputs: &mut outputs,
+        scaler: scaler.as_mut(),
         audio_encoder: audio_encoder.as_mut(),
         packets: Vec::new(),
         progress: &mut progress,
@@ -223,7 +234,7 @@ struct Shape {
 struct Output {
     /// Name and size.
     target: Target,
-    /// Scaler and H.264 encoder for this size; `None` for the audio-only rendition.
+    /// H.264 encoder for this size; `None` for the audio-only rendition.
     video: Option<VideoEncoder>,
     /// Where this rendition's packets go.
     mux: HlsMuxer,
@@ -240,7 +251,7 @@ impl Output {
         let video = source
             .filter(|_| !target.is_audio_only())
             .map(|s| {
-                VideoEncoder::new(target, s.time_base, s.frame_rate, s.rotation, cfg)
+                VideoEncoder::new(target, s.time_base, s.frame_rate, cfg)
                     .map(|encoder| (encoder, s.frame_rate))
             })
             .transpose()?;
@@ -293,6 +304,8 @@ impl Output {
 /// muxers behind them; segments the muxers complete are announced as they appear.
 struct Sink<'a, 'p> {
     outputs: &'a mut [Output],
+    /// Scales each decoded picture for every rendition with video (none without video).
+    scaler: Option<&'a mut VideoScaler>,
     audio_encoder: Option<&'a mut AudioEncoder>,
     /// Reused buffer of encoded packets between an encoder and a muxer.
     packets: Vec<Packet>,
@@ -332,20 +345,11 @@ impl Sink<'_, '_> {
         if let Some(thumbs) = self.thumbs.as_mut() {
             thumbs.offer(frame, seconds)?;
         }
-        let last = self.outputs.iter().rposition(|o| o.video.is_some());
-        for (i, output) in self.outputs.iter_mut().enumerate() {
-            let Some(encoder) = output.video.as_mut() else {
-                continue;
-            };
-            // The scaler's buffer source takes over the frame's data references and leaves the
-            // frame empty, so every video rendition but the last is given its own copy.
-            if Some(i) != last {
-                encoder.push(&frame.clone(), &mut self.packets)?;
-            } else {
-                encoder.push(frame, &mut self.packets)?;
-            }
-            output.mux.write_video(&mut self.packets)?;
-            self.packets.clear();
+        if let Some(scaler) = self.scaler.as_mut() {
+            let (outputs, packets) = (&mut *self.outputs, &mut self.packets);
+            scaler.push(frame, |branch, picture| {
+                encode(outputs, branch, picture, packets)
+            })?;
         }
         self.publish()
     }
@@ -376,6 +380,10 @@ impl Sink<'_, '_> {
             encoder.finish(&mut self.packets)?;
             self.write_audio()?;
         }
+        if let Some(scaler) = self.scaler.as_mut() {
+            let (outputs, packets) = (&mut *self.outputs, &mut self.packets);
+            scaler.finish(|branch, picture| encode(outputs, branch, picture, packets))?;
+        }
         for output in self.outputs.iter_mut() {
             let Some(encoder) = output.video.as_mut() else {
                 continue;
@@ -386,6 +394,26 @@ impl Sink<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// Encodes a picture of the scaler's `branch` (the `branch`-th rendition with video) and muxes
+/// what comes out.
+fn encode(
+    outputs: &mut [Output],
+    branch: usize,
+    picture: &mut frame::Video,
+    packets: &mut Vec<Packet>,
+) -> Result<(), TranscodeError> {
+    let output = outputs
+        .iter_mut()
+        .filter(|o| o.video.is_some())
+        .nth(branch)
+        .expect("a scaler branch per rendition with video");
+    let encoder = output.video.as_mut().expect("filtered on video above");
+    encoder.encode(picture, packets)?;
+    output.mux.write_video(packets)?;
+    packets.clear();
+    Ok(())
 }
 
 /// Reports decoding progress as a fraction of the source duration, at most every 1%.
