@@ -460,6 +460,32 @@ impl Blobs {
         Ok(size)
     }
 
+    /// The object at `key` as a new local file at `dest`, **to be read only**: on local storage
+    /// a hard link to the object (the temp dir is on the data dir's filesystem), so a gigabyte
+    /// source costs nothing to fetch; objects are replaced by renaming, never rewritten in
+    /// place, so the link keeps the bytes it was made with whatever happens to the key. On S3,
+    /// or when linking fails, it is downloaded. Returns the size.
+    pub async fn fetch_for_reading(&self, key: &str, dest: &Path) -> Result<u64, BlobError> {
+        if let Some(local) = &self.target(key).await?.local {
+            let src = local.path_to_filesystem(&object_path(key)?)?;
+            let link = dest.to_owned();
+            let linked = tokio::task::spawn_blocking(move || {
+                std::fs::hard_link(&src, &link)?;
+                std::fs::metadata(&link).map(|m| m.len())
+            })
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
+            match linked {
+                Ok(size) => return Ok(size),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(BlobError::NotFound(key.to_owned()));
+                }
+                Err(e) => tracing::debug!(key, error = %e, "hard link failed; copying instead"),
+            }
+        }
+        self.download(key, dest).await
+    }
+
     /// The object at `key` as a stream.
     pub async fn get(&self, key: &str) -> Result<Object, BlobError> {
         self.get_opts(key, object_store::GetOptions::default())

@@ -17,6 +17,7 @@ mediahost_blob::backend_tests!(
     large_file_goes_up_in_several_parts,
     finished_files_and_tus_parts_reach_the_store,
     tus_parts_in_object_storage_carry_an_upload_across_processes,
+    a_file_fetched_for_reading_keeps_its_bytes_whatever_happens_to_the_object,
     storage_answers_readiness_probes,
 );
 
@@ -292,6 +293,43 @@ async fn tus_parts_in_object_storage_carry_an_upload_across_processes(t: TestBlo
     assert_eq!(read_all(&second, "tenants/t9/videos/v/source").await, body);
     assert!(matches!(
         first.read_part_head(part, 1).await,
+        Err(BlobError::NotFound(_))
+    ));
+}
+
+/// What a worker fetches to read (the source): linked on local storage, downloaded from S3;
+/// either way replacing or deleting the object afterwards does not change the fetched file.
+async fn a_file_fetched_for_reading_keeps_its_bytes_whatever_happens_to_the_object(t: TestBlobs) {
+    let blobs = &t.blobs;
+    let work = blobs.temp_workdir().unwrap();
+    blobs
+        .put_bytes("t/v/source", Bytes::from("first"))
+        .await
+        .unwrap();
+    let fetched = work.path().join("source");
+    assert_eq!(
+        blobs
+            .fetch_for_reading("t/v/source", &fetched)
+            .await
+            .unwrap(),
+        5
+    );
+    if t.s3.is_none() {
+        use std::os::unix::fs::MetadataExt;
+        let links = std::fs::metadata(&fetched).unwrap().nlink();
+        assert_eq!(links, 2, "a hard link to the object, not a copy");
+    }
+    blobs
+        .put_bytes("t/v/source", Bytes::from("second!"))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&fetched).unwrap(), b"first");
+    blobs.delete("t/v/source").await.unwrap();
+    assert_eq!(std::fs::read(&fetched).unwrap(), b"first");
+    assert!(matches!(
+        blobs
+            .fetch_for_reading("t/v/source", &work.path().join("again"))
+            .await,
         Err(BlobError::NotFound(_))
     ));
 }

@@ -332,7 +332,7 @@ impl Worker {
         let work = self.blobs.temp_workdir()?;
         let source = work.path().join("source");
         self.blobs
-            .download(&keys::source(tenant_id, video_id), &source)
+            .fetch_for_reading(&keys::source(tenant_id, video_id), &source)
             .await?;
 
         let probe_path = source.clone();
