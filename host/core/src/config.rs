@@ -291,7 +291,7 @@ impl Default for TranscodeConfig {
     fn default() -> Self {
         Self {
             segment_seconds: 4,
-            max_height: 720,
+            max_height: 1080,
             x264_preset: "veryfast".into(),
             crf: 23,
             audio_bitrate: 128_000,
