@@ -10,7 +10,7 @@
 //! an edge never answers a URL past its `exp` from the cache.
 
 use mediahost_core::config::EdgePeer;
-use mediahost_grpc::{Outgoing, endpoint};
+use mediahost_grpc::{ClientError, Outgoing, endpoint};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
@@ -22,17 +22,6 @@ use crate::grpc::proto::{PurgeRequest, purge_request::Target};
 
 /// How long a remote purge may take, connecting included.
 const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why the fleet could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum FleetError {
-    /// An edge's URL is not a URL.
-    #[error(transparent)]
-    Url(#[from] mediahost_grpc::BadUrl),
-    /// The token cannot be sent as metadata.
-    #[error(transparent)]
-    Token(#[from] mediahost_grpc::auth::InvalidToken),
-}
 
 /// One edge process of the deployment.
 struct Peer {
@@ -72,7 +61,7 @@ impl Fleet {
         peers: &[EdgePeer],
         cluster_token: Option<&str>,
         operator_key: Option<&str>,
-    ) -> Result<Self, FleetError> {
+    ) -> Result<Self, ClientError> {
         let outgoing = match cluster_token.filter(|t| !t.trim().is_empty()) {
             Some(token) => Outgoing::new(Some(token), "cluster.token")?,
             None => Outgoing::new(operator_key, "admin.operator_key")?,
@@ -87,7 +76,7 @@ impl Fleet {
                     channel: endpoint.connect_lazy(),
                 })
             })
-            .collect::<Result<Vec<_>, FleetError>>()?;
+            .collect::<Result<Vec<_>, ClientError>>()?;
         Ok(Self {
             local,
             peers: Arc::new(peers),

@@ -15,6 +15,17 @@ pub struct BadUrl {
     pub message: String,
 }
 
+/// Why clients of other processes cannot be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A configured URL is not a URL.
+    #[error(transparent)]
+    Url(#[from] BadUrl),
+    /// The cluster token cannot be sent as metadata.
+    #[error(transparent)]
+    Token(#[from] crate::auth::InvalidToken),
+}
+
 /// The endpoint at `url`, configured as `setting`, with `timeout` on connecting and on every
 /// call (a process that does not answer must not hold up its caller).
 pub fn endpoint(url: &str, setting: &'static str, timeout: Duration) -> Result<Endpoint, BadUrl> {

@@ -24,7 +24,7 @@ mod services;
 pub mod trace;
 
 pub use auth::{Keys, Outgoing};
-pub use client::{BadUrl, endpoint};
+pub use client::{BadUrl, ClientError, endpoint};
 pub use services::{HEALTH, REFLECTION, Services, mount};
 pub use trace::TraceLayer;
 

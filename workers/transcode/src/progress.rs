@@ -26,17 +26,6 @@ use tonic::transport::Channel;
 /// the job's end waits for the last one.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the api URLs cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ReporterError {
-    /// A URL in `cluster.api_urls` is not a URL.
-    #[error(transparent)]
-    Url(#[from] mediahost_grpc::BadUrl),
-    /// The cluster token cannot be sent.
-    #[error(transparent)]
-    Token(#[from] mediahost_grpc::auth::InvalidToken),
-}
-
 /// Where progress and outcomes go; cheap to clone (one per worker loop).
 #[derive(Clone)]
 pub struct Reporter {
@@ -60,7 +49,11 @@ impl Reporter {
 
     /// Reports to the api processes at `urls` over gRPC with `token` (falling back on
     /// `store`); straight into `store` when `urls` is empty.
-    pub fn new(store: Store, urls: &[String], token: Option<&str>) -> Result<Self, ReporterError> {
+    pub fn new(
+        store: Store,
+        urls: &[String],
+        token: Option<&str>,
+    ) -> Result<Self, mediahost_grpc::ClientError> {
         if urls.is_empty() {
             return Ok(Self::to_store(store));
         }

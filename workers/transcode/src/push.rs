@@ -39,17 +39,6 @@ const PARALLEL_PUSHES: usize = 4;
 /// serves it with: media files never change once written.
 const MAX_AGE_SECONDS: u64 = 31_536_000;
 
-/// Why the push edges cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    /// An edge's URL is not a URL.
-    #[error(transparent)]
-    Url(#[from] mediahost_grpc::BadUrl),
-    /// The cluster token cannot be sent.
-    #[error(transparent)]
-    Token(#[from] mediahost_grpc::auth::InvalidToken),
-}
-
 /// One file on its way to an edge.
 struct Pushed {
     /// The playback URL path viewers request it by (no signature: see the module doc).
@@ -75,7 +64,10 @@ pub struct Pusher {
 impl Pusher {
     /// Starts a sender task for every edge of `peers` in push mode, calling with `token`.
     /// Must run inside the Tokio runtime.
-    pub fn new(peers: &[EdgePeer], token: Option<&str>) -> Result<Self, PushError> {
+    pub fn new(
+        peers: &[EdgePeer],
+        token: Option<&str>,
+    ) -> Result<Self, mediahost_grpc::ClientError> {
         let outgoing = Outgoing::new(token, "cluster.token")?;
         let mut edges = Vec::new();
         for peer in peers.iter().filter(|p| p.mode == EdgeMode::Push) {
