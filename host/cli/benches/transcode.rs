@@ -26,7 +26,8 @@
 //!    - **ffmpeg CLI**: one command (printed at the start of the run) decoding the source once,
 //!      `split` to every video rendition mediahost made (`scale=W:H,setsar=1,format=yuv420p`, the
 //!      chain the worker builds), libx264 with the worker's settings (`TranscodeConfig`'s
-//!      defaults: preset, CRF, keyframes every segment with `scenecut=0`, VBV maxrate and a
+//!      defaults: preset, CRF, keyframes only where forced, on the worker's segment boundaries (a short
+//!      first segment, then every `segment_seconds`) with `scenecut=0`, VBV maxrate and a
 //!      2× bufsize per rung as `workers/transcode/src/ladder.rs` caps them), AAC at the same
 //!      bitrate after the same resampling chain, muxed by the `hls` muxer as fMP4 segments of
 //!      the same length with a master playlist (`var_stream_map`), plus an audio-only variant
@@ -52,7 +53,7 @@ mod support;
 
 use anyhow::{Context, bail, ensure};
 use mediahost_core::config::TranscodeConfig;
-use mediahost_transcode::cap_kbps;
+use mediahost_transcode::{Schedule, cap_kbps};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -121,7 +122,6 @@ fn cli_args(
     let audio_only = renditions.iter().any(|r| !r.is_video());
     // One AAC encoder per output stream: the hls muxer puts a stream in one variant only.
     let audio_outputs = video.len() + usize::from(audio_only);
-    let gop = SOURCE_FPS * cfg.segment_seconds.max(1);
 
     let mut graph = format!("[0:v]split={}", video.len());
     for i in 0..video.len() {
@@ -168,12 +168,21 @@ fn cli_args(
             .map(str::to_owned),
     );
     args.push(cfg.crf.to_string());
-    args.extend(["-g".into(), gop.to_string()]);
+    // The worker's segment boundaries: a keyframe on the first frame at or after each.
+    let schedule = Schedule::new(cfg);
+    args.extend([
+        "-force_key_frames".into(),
+        format!(
+            "expr:gte(t,{}+{}*n_forced)",
+            schedule.first_s(),
+            schedule.rest_s()
+        ),
+    ]);
     for (i, r) in video.iter().enumerate() {
         let kbps = cap_kbps(r.height);
         args.push(format!("-x264-params:v:{i}"));
         args.push(format!(
-            "keyint={gop}:min-keyint={gop}:scenecut=0:vbv-maxrate={kbps}:vbv-bufsize={}",
+            "keyint=infinite:scenecut=0:vbv-maxrate={kbps}:vbv-bufsize={}",
             2 * kbps
         ));
     }

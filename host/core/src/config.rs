@@ -270,8 +270,13 @@ impl Default for QueueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscodeConfig {
-    /// Target HLS segment length in seconds (keyframes are forced on this grid).
+    /// Target HLS and DASH segment length in seconds (keyframes are forced on this grid).
     pub segment_seconds: u32,
+    /// Length in seconds of the first segment, so that a player can start after this much has
+    /// been encoded rather than a whole `segment_seconds` (the rest follow every
+    /// `segment_seconds` from its end). `0`, or anything above `segment_seconds`, makes it
+    /// as long as the others.
+    pub first_segment_seconds: u32,
     /// Largest output height; smaller sources keep their size (never upscaled).
     pub max_height: u32,
     /// libx264 preset (`ultrafast` … `veryslow`).
@@ -291,6 +296,7 @@ impl Default for TranscodeConfig {
     fn default() -> Self {
         Self {
             segment_seconds: 4,
+            first_segment_seconds: 1,
             max_height: 1080,
             x264_preset: "veryfast".into(),
             crf: 23,

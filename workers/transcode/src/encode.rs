@@ -15,6 +15,7 @@ use mediahost_core::config::TranscodeConfig;
 use crate::TranscodeError;
 use crate::ladder::Target;
 use crate::orient::Rotation;
+use crate::schedule::{KeyframeClock, Schedule};
 
 /// AAC-LC sample rates we pass through; anything else is resampled to 48 kHz.
 const AAC_RATES: [u32; 5] = [32_000, 44_100, 48_000, 88_200, 96_000];
@@ -181,6 +182,8 @@ pub(crate) struct VideoEncoder {
     /// Duration of one frame in `time_base`, stamped on packets the encoder leaves at 0 so the
     /// muxer knows how long the last sample lasts.
     frame_duration: i64,
+    /// Which pictures start a segment.
+    keyframes: KeyframeClock,
     /// The opened libx264 encoder.
     encoder: encoder::Video,
 }
@@ -188,9 +191,11 @@ pub(crate) struct VideoEncoder {
 impl VideoEncoder {
     /// Opens libx264 for `target` (its upright size: what the [`VideoScaler`] hands over).
     /// `time_base` is the time base of the frames that will be encoded; `frame_rate` is the
-    /// source's average frame rate, which sets the keyframe interval (`segment_seconds` worth
-    /// of frames, with scene-cut keyframes off so every segment boundary falls on the same
-    /// frame in every rendition).
+    /// source's average, for the duration of the last frame. Keyframes come only where we
+    /// force them, on the first picture at or after each segment boundary of the
+    /// [`Schedule`] (x264's own interval is infinite and scene cuts are off), so segment
+    /// boundaries fall on the same frame in every rendition and on the same times as the
+    /// audio-only rendition's, whatever the frame rate does.
     pub fn new(
         target: &Target,
         time_base: Rational,
@@ -201,9 +206,6 @@ impl VideoEncoder {
             during: "looking up the libx264 encoder (is ffmpeg built with x264?)",
             source: ffmpeg::Error::EncoderNotFound,
         })?;
-        let fps = f64::from(frame_rate);
-        let gop = ((fps * f64::from(cfg.segment_seconds.max(1))).round() as u32).max(1);
-
         let mut enc = codec::Context::new_with_codec(codec)
             .encoder()
             .video()
@@ -214,7 +216,6 @@ impl VideoEncoder {
         enc.set_aspect_ratio((1, 1));
         enc.set_time_base(time_base);
         enc.set_frame_rate(Some(frame_rate));
-        enc.set_gop(gop);
         // The HLS muxer writes codec headers once, in init.mp4, not in every keyframe.
         // `set_flags` replaces the flags libx264's defaults set, among them `cgop`: without
         // it x264 makes open GOPs, whose segments start on a non-IDR picture that earlier
@@ -228,7 +229,7 @@ impl VideoEncoder {
         opts.set("threads", "auto");
         opts.set("preset", &cfg.x264_preset);
         opts.set("crf", &cfg.crf.to_string());
-        let mut params = format!("keyint={gop}:min-keyint={gop}:scenecut=0");
+        let mut params = String::from("keyint=infinite:scenecut=0");
         if let Some(kbps) = target.max_video_kbps.filter(|k| *k > 0) {
             // Capped CRF: quality-driven, but never above the rung's bitrate over a 2 s buffer.
             params.push_str(&format!(":vbv-maxrate={kbps}:vbv-bufsize={}", kbps * 2));
@@ -242,6 +243,7 @@ impl VideoEncoder {
         Ok(Self {
             time_base,
             frame_duration,
+            keyframes: KeyframeClock::new(Schedule::new(cfg), time_base),
             encoder,
         })
     }
@@ -263,8 +265,16 @@ impl VideoEncoder {
         picture: &mut frame::Video,
         out: &mut Vec<Packet>,
     ) -> Result<(), TranscodeError> {
-        // The decoder's picture type is a hint libx264 would obey; keyframes are ours to place.
-        picture.set_kind(picture::Type::None);
+        // libx264 obeys the picture type (an I picture becomes an IDR frame with closed GOPs),
+        // so the decoder's types are cleared and ours set.
+        let starts_segment = picture
+            .pts()
+            .is_some_and(|pts| self.keyframes.is_keyframe(pts));
+        picture.set_kind(if starts_segment {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
         self.encoder
             .send_frame(picture)
             .map_err(TranscodeError::ffmpeg("encoding H.264"))?;

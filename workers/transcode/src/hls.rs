@@ -139,6 +139,7 @@ pub fn transcode_hls(
             frame_rate: video
                 .as_ref()
                 .and_then(|v| positive_f64(v.frame_rate).map(|_| ratio(v.frame_rate))),
+            segment_seconds: cfg.segment_seconds,
         },
     };
 
@@ -228,6 +229,8 @@ struct Shape {
     has_audio: bool,
     /// The source's frame rate as a fraction, when it declares one.
     frame_rate: Option<(i32, i32)>,
+    /// The configured segment length, which the playlists' target duration starts from.
+    segment_seconds: u32,
 }
 
 /// One rendition being produced: its encoder and its muxer.
@@ -276,7 +279,7 @@ impl Output {
     fn variant(&self, shape: Shape) -> Result<Variant, TranscodeError> {
         let dir = self.mux.dir();
         let segments = self.mux.segments().to_vec();
-        let stats = package::playlist_stats(dir, &segments)?;
+        let stats = package::playlist_stats(dir, &segments, shape.segment_seconds)?;
         let codecs = match (&self.video, shape.has_audio) {
             (Some(_), true) => format!("{},mp4a.40.2", package::avc1_codec(dir)?),
             (Some(_), false) => package::avc1_codec(dir)?,

@@ -15,10 +15,11 @@
 //!    a source with sound also gets the `audio` rendition, AAC alone, listed last.
 //! 2. `hls` demuxes and decodes the source **once** and hands every decoded frame to each
 //!    rendition, so a ladder costs one decode plus one scale+encode per rendition.
-//! 3. `encode` scales (libavfilter) and encodes H.264 with libx264, keyframes every
-//!    `segment_seconds` worth of frames and no scene-cut keyframes, so segment boundaries fall
-//!    on the same frames in every rendition; audio is resampled and encoded to AAC-LC once and
-//!    shared by all renditions (muxed beside each video stream, and alone in `audio`).
+//! 3. `encode` scales (libavfilter) and encodes H.264 with libx264, keyframes on the segment
+//!    boundaries of `schedule` (a `first_segment_seconds` segment, then one every
+//!    `segment_seconds`) and no scene-cut keyframes, so segment boundaries fall on the same
+//!    frames in every rendition; audio is resampled and encoded to AAC-LC once and shared by
+//!    all renditions (muxed beside each video stream, and alone in `audio`).
 //! 4. `package` muxes each rendition with libavformat's `hls` muxer as CMAF (fMP4) segments,
 //!    learns from the muxer which segments are complete, and writes the playlists itself:
 //!    media playlists (`EVENT` while running, `VOD` at the end) and `master.m3u8`, with
@@ -40,7 +41,7 @@
 //! manifest.mpd         DASH (isoff-live), BaseURL ../hls/ → the same segments
 //! 360p/index.m3u8      media playlist (EXT-X-MAP → init.mp4)
 //! 360p/init.mp4        fMP4 initialization segment
-//! 360p/seg_00000.m4s   ~segment_seconds each
+//! 360p/seg_00000.m4s   first_segment_seconds, then ~segment_seconds each
 //! audio/…              the same files for the audio-only rendition (AAC alone)
 //! poster.jpg           still from ~10% into the video (at most 5 s), best rendition size
 //! storyboard.jpg       sprite of 160-px-wide tiles, 10 per row
@@ -73,6 +74,7 @@ mod probe;
 pub mod progress;
 mod publish;
 pub mod push;
+mod schedule;
 mod thumbs;
 mod upload;
 pub mod worker;
@@ -82,6 +84,7 @@ pub use hls::transcode_hls;
 pub use ladder::{Target, cap_kbps};
 pub use probe::probe;
 pub use publish::Publish;
+pub use schedule::Schedule;
 pub use thumbs::{POSTER, STORYBOARD_IMAGE, STORYBOARD_VTT};
 
 /// Initialises libav* once per process and turns its logging down to errors, so workers do not

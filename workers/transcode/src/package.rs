@@ -17,6 +17,7 @@ use mediahost_core::config::TranscodeConfig;
 
 use crate::TranscodeError;
 use crate::ladder::Target;
+use crate::schedule::Schedule;
 
 /// Name of each rendition's media playlist inside its folder.
 pub(crate) const MEDIA_PLAYLIST: &str = "index.m3u8";
@@ -43,8 +44,14 @@ pub(crate) struct HlsMuxer {
     /// Size of the muxer's playlist when last read: it only grows (one entry per segment,
     /// then the end tag), so a new size means new segments, for the price of a `stat`.
     listed_len: u64,
-    /// The complete segments, in order, as the muxer's playlist lists them.
+    /// The complete segments, in order: as the muxer's playlist lists them, or as joined
+    /// from its pieces by `joiner`.
     segments: Vec<Segment>,
+    /// For the audio-only rendition, whose muxer cuts pieces that are joined into segments.
+    joiner: Option<Joiner>,
+    /// For renditions with video, which the muxer cuts at every keyframe: where the segments
+    /// start and the media ends, which make the segment durations.
+    timing: Option<Timing>,
     /// The muxer.
     output: format::context::Output,
     /// The H.264 stream (none in the audio-only rendition).
@@ -55,8 +62,9 @@ pub(crate) struct HlsMuxer {
 
 impl HlsMuxer {
     /// Creates the rendition folder and starts the muxer with a video stream from `video` and
-    /// an audio stream from `audio`, each when given; segments are cut on keyframes every
-    /// `segment_seconds` (on any packet without video).
+    /// an audio stream from `audio`, each when given. Segments end on the boundaries of the
+    /// [`Schedule`]: with video at every keyframe (the encoder places them there), without
+    /// video by joining pieces the muxer cuts on a finer grid (see [`crate::schedule`]).
     pub fn create(
         out_dir: &Path,
         target: &Target,
@@ -96,10 +104,23 @@ impl HlsMuxer {
             None => None,
         };
 
-        let segment_pattern = dir.join("seg_%05d.m4s");
+        let schedule = Schedule::new(cfg);
+        let (hls_time, file_pattern, joiner) = match video_index {
+            Some(_) => (schedule.first_s(), "seg_%05d.m4s", None),
+            None => (
+                schedule.piece_s(),
+                "piece_%05d.m4s",
+                Some(Joiner {
+                    schedule,
+                    pieces: Vec::new(),
+                    used: 0,
+                }),
+            ),
+        };
+        let segment_pattern = dir.join(file_pattern);
         let mut opts = Dictionary::new();
         opts.set("hls_segment_type", "fmp4");
-        opts.set("hls_time", &cfg.segment_seconds.max(1).to_string());
+        opts.set("hls_time", &hls_time.to_string());
         // EVENT makes the muxer list each segment as soon as it is closed (see the module doc).
         opts.set("hls_playlist_type", "event");
         opts.set("hls_list_size", "0");
@@ -140,6 +161,8 @@ impl HlsMuxer {
             dir,
             listed_len: 0,
             segments: Vec::new(),
+            timing: video.map(|_| Timing::default()),
+            joiner,
             output,
             video,
             audio,
@@ -164,9 +187,16 @@ impl HlsMuxer {
         self.listed_len = len;
         let text = std::fs::read_to_string(&path).map_err(TranscodeError::io(&path))?;
         let listed = parse_segments(&text);
-        let added = listed.len() > self.segments.len();
-        self.segments = listed;
-        Ok(added)
+        let before = self.segments.len();
+        match (self.joiner.as_mut(), &self.timing) {
+            (Some(joiner), _) => {
+                joiner.pieces = listed;
+                joiner.join(&self.dir, false, &mut self.segments)?;
+            }
+            (None, Some(timing)) => self.segments = timing.durations(listed),
+            (None, None) => self.segments = listed,
+        }
+        Ok(self.segments.len() > before)
     }
 
     /// The complete segments found by [`HlsMuxer::poll`], in order.
@@ -185,6 +215,9 @@ impl HlsMuxer {
             return Ok(());
         };
         for packet in packets {
+            if let Some(timing) = self.timing.as_mut() {
+                timing.video(packet, map.encoder_time_base);
+            }
             write(&mut self.output, &self.dir, map, packet)?;
         }
         Ok(())
@@ -197,6 +230,9 @@ impl HlsMuxer {
             return Ok(());
         };
         for packet in packets {
+            if let Some(timing) = self.timing.as_mut() {
+                timing.ends_after(packet, map.encoder_time_base);
+            }
             write(&mut self.output, &self.dir, map, &mut packet.clone())?;
         }
         Ok(())
@@ -210,8 +246,120 @@ impl HlsMuxer {
             .write_trailer()
             .map_err(|e| output_error(&playlist, e))?;
         self.poll()?;
+        if let Some(joiner) = self.joiner.as_mut() {
+            joiner.join(&self.dir, true, &mut self.segments)?;
+        }
         Ok(())
     }
+}
+
+/// Segment times of a rendition with video, from the packets written. The muxer's `EXTINF`s
+/// add up packet durations, which a variable-frame-rate source makes wrong (its frames last
+/// longer than the average rate says), so the durations are taken from where segments start:
+/// at 0 (the output's start), then at every keyframe after the first, which is where the
+/// muxer cuts (keyframes are only forced on segment boundaries).
+#[derive(Default)]
+struct Timing {
+    /// Where each segment starts, in seconds.
+    starts: Vec<f64>,
+    /// Where the latest packet written ends, in seconds.
+    end_s: f64,
+}
+
+impl Timing {
+    /// Takes note of a video packet (stamped in `time_base`) about to be written.
+    fn video(&mut self, packet: &Packet, time_base: Rational) {
+        if packet.is_key() {
+            match (self.starts.is_empty(), packet.pts()) {
+                (true, _) => self.starts.push(0.0),
+                (false, Some(pts)) => self.starts.push(seconds(pts, time_base)),
+                (false, None) => {}
+            }
+        }
+        self.ends_after(packet, time_base);
+    }
+
+    /// Takes note of where a packet (stamped in `time_base`) about to be written ends.
+    fn ends_after(&mut self, packet: &Packet, time_base: Rational) {
+        if let Some(pts) = packet.pts() {
+            self.end_s = self
+                .end_s
+                .max(seconds(pts + packet.duration().max(0), time_base));
+        }
+    }
+
+    /// `listed`, the muxer's segments, with durations from the segment starts: up to the next
+    /// start, the last one (once the muxer listed it, at the end) up to the end of the media.
+    /// Should the count not match, the muxer's own durations stay.
+    fn durations(&self, mut listed: Vec<Segment>) -> Vec<Segment> {
+        if listed.len() > self.starts.len() {
+            return listed;
+        }
+        for (i, segment) in listed.iter_mut().enumerate() {
+            let end = self.starts.get(i + 1).copied().unwrap_or(self.end_s);
+            segment.duration_s = end - self.starts[i];
+        }
+        listed
+    }
+}
+
+fn seconds(ts: i64, time_base: Rational) -> f64 {
+    ts as f64 * f64::from(time_base)
+}
+
+/// Joins the audio-only muxer's pieces into segments of the [`Schedule`]: fMP4 fragments
+/// carry their own decode times, so a segment of several is their files end to end.
+struct Joiner {
+    schedule: Schedule,
+    /// The complete pieces, as the muxer's playlist lists them.
+    pieces: Vec<Segment>,
+    /// How many of them are already in a segment.
+    used: usize,
+}
+
+impl Joiner {
+    /// Appends to `segments` every segment whose pieces are all complete (`at_end`: the
+    /// media is over, and the last segment takes what is left) and removes those pieces.
+    fn join(
+        &mut self,
+        dir: &Path,
+        at_end: bool,
+        segments: &mut Vec<Segment>,
+    ) -> Result<(), TranscodeError> {
+        loop {
+            let index = segments.len();
+            let wanted = self.schedule.pieces_in(index);
+            let left = self.pieces.len() - self.used;
+            if left == 0 || (left < wanted && !at_end) {
+                return Ok(());
+            }
+            let pieces = &self.pieces[self.used..self.used + wanted.min(left)];
+            let uri = format!("seg_{index:05}.m4s");
+            concatenate(dir, pieces, &uri)?;
+            segments.push(Segment {
+                uri,
+                duration_s: pieces.iter().map(|p| p.duration_s).sum(),
+            });
+            self.used += pieces.len();
+        }
+    }
+}
+
+/// Writes `pieces` (files under `dir`) end to end as `dir/name`, and removes them.
+fn concatenate(dir: &Path, pieces: &[Segment], name: &str) -> Result<(), TranscodeError> {
+    let path = dir.join(name);
+    if let [piece] = pieces {
+        let from = dir.join(&piece.uri);
+        return std::fs::rename(&from, &path).map_err(TranscodeError::io(&from));
+    }
+    let mut out = std::fs::File::create(&path).map_err(TranscodeError::io(&path))?;
+    for piece in pieces {
+        let from = dir.join(&piece.uri);
+        let mut file = std::fs::File::open(&from).map_err(TranscodeError::io(&from))?;
+        std::io::copy(&mut file, &mut out).map_err(TranscodeError::io(&path))?;
+        std::fs::remove_file(&from).map_err(TranscodeError::io(&from))?;
+    }
+    Ok(())
 }
 
 fn write(
@@ -253,14 +401,16 @@ pub(crate) struct Segment {
 /// Bit rates of a rendition's segments, measured from their files.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PlaylistStats {
-    /// Highest bit rate of any one segment (bytes·8 / EXTINF), for `BANDWIDTH`.
+    /// The peak segment bit rate as RFC 8216 defines it for `BANDWIDTH`: the highest bit rate
+    /// of any run of consecutive segments lasting 0.5 to 1.5 target durations (so the short
+    /// first segment, its keyframe included, counts with the next one), or of all of them
+    /// when together they last less.
     pub peak_bps: u64,
     /// Total segment bytes·8 / total duration, for `AVERAGE-BANDWIDTH`.
     pub average_bps: u64,
     /// Sum of the segment durations in seconds.
     pub duration_s: f64,
 }
-
 /// The segments a media playlist lists, in order (`EXTINF` then URI).
 pub(crate) fn parse_segments(text: &str) -> Vec<Segment> {
     let mut segments = Vec::new();
@@ -281,35 +431,62 @@ pub(crate) fn parse_segments(text: &str) -> Vec<Segment> {
     segments
 }
 
-/// Sizes `segments`, files under `dir`, into bit rates.
+/// Sizes `segments`, files under `dir`, into bit rates; `segment_seconds` is the configured
+/// length the target duration starts from.
 pub(crate) fn playlist_stats(
     dir: &Path,
     segments: &[Segment],
+    segment_seconds: u32,
 ) -> Result<PlaylistStats, TranscodeError> {
-    let mut peak = 0f64;
-    let mut total_bits = 0f64;
-    let mut total_s = 0f64;
-    for s in segments {
-        let path = dir.join(&s.uri);
-        let bytes = std::fs::metadata(&path)
-            .map_err(TranscodeError::io(&path))?
-            .len();
-        let bits = bytes as f64 * 8.0;
-        if s.duration_s > 0.0 {
-            peak = peak.max(bits / s.duration_s);
-        }
-        total_bits += bits;
-        total_s += s.duration_s;
-    }
-    Ok(PlaylistStats {
-        peak_bps: peak.ceil() as u64,
-        average_bps: if total_s > 0.0 {
-            (total_bits / total_s).ceil() as u64
+    let bits = segments
+        .iter()
+        .map(|s| {
+            let path = dir.join(&s.uri);
+            let bytes = std::fs::metadata(&path)
+                .map_err(TranscodeError::io(&path))?
+                .len();
+            Ok(bytes as f64 * 8.0)
+        })
+        .collect::<Result<Vec<f64>, TranscodeError>>()?;
+    let total_bits: f64 = bits.iter().sum();
+    let total_s: f64 = segments.iter().map(|s| s.duration_s).sum();
+    let rate = |bits: f64, seconds: f64| {
+        if seconds > 0.0 {
+            (bits / seconds).ceil() as u64
         } else {
             0
-        },
+        }
+    };
+    let target = f64::from(target_duration(segments, segment_seconds));
+    let (shortest, longest) = (target / 2.0, target * 1.5);
+    let mut peak = None;
+    for start in 0..segments.len() {
+        let (mut run_bits, mut run_s) = (0.0, 0.0);
+        for (s, b) in segments[start..].iter().zip(&bits[start..]) {
+            run_bits += b;
+            run_s += s.duration_s;
+            if run_s > longest {
+                break;
+            }
+            if run_s >= shortest {
+                peak = peak.max(Some(rate(run_bits, run_s)));
+            }
+        }
+    }
+    Ok(PlaylistStats {
+        peak_bps: peak.unwrap_or_else(|| rate(total_bits, total_s)),
+        average_bps: rate(total_bits, total_s),
         duration_s: total_s,
     })
+}
+
+/// `EXT-X-TARGETDURATION`: the configured segment length unless a segment rounds to more;
+/// with keyframes forced on the schedule that only happens for variable-frame-rate sources.
+fn target_duration(segments: &[Segment], segment_seconds: u32) -> u32 {
+    segments
+        .iter()
+        .map(|s| s.duration_s.round() as u32)
+        .fold(segment_seconds.max(1), u32::max)
 }
 
 /// Whether a media playlist is still growing or final.
@@ -321,18 +498,14 @@ pub(crate) enum PlaylistType {
     Vod,
 }
 
-/// A media playlist over `segments` (fMP4 with [`INIT_SEGMENT`]). The target duration is the
-/// configured segment length unless a segment rounds to more; with keyframes forced every
-/// `segment_seconds` that only happens for variable-frame-rate sources.
+/// A media playlist over `segments` (fMP4 with [`INIT_SEGMENT`]), with the
+/// [`target_duration`] for `segment_seconds`.
 pub(crate) fn media_playlist(
     segments: &[Segment],
     segment_seconds: u32,
     kind: PlaylistType,
 ) -> String {
-    let target = segments
-        .iter()
-        .map(|s| s.duration_s.round() as u32)
-        .fold(segment_seconds.max(1), u32::max);
+    let target = target_duration(segments, segment_seconds);
     let kind_name = match kind {
         PlaylistType::Event => "EVENT",
         PlaylistType::Vod => "VOD",
@@ -444,10 +617,33 @@ mod tests {
         );
         std::fs::write(dir.path().join("a.m4s"), vec![0u8; 1000]).unwrap();
         std::fs::write(dir.path().join("b.m4s"), vec![0u8; 1000]).unwrap();
-        let s = playlist_stats(dir.path(), &segments).unwrap();
+        // Target 4 s: runs of 2 to 6 s count: a (4 s, 2000 bit/s), b (2 s, 4000), a+b (6 s,
+        // 2667).
+        let s = playlist_stats(dir.path(), &segments, 4).unwrap();
         assert_eq!(s.peak_bps, 4000);
         assert_eq!(s.average_bps, 2667);
         assert!((s.duration_s - 6.0).abs() < 1e-9);
+        // Target 10 s: only runs of 5 to 15 s count, i.e. a+b.
+        let s = playlist_stats(dir.path(), &segments, 10).unwrap();
+        assert_eq!(s.peak_bps, 2667);
+    }
+
+    #[test]
+    fn a_short_first_segment_is_measured_with_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = parse_segments(
+            "#EXTINF:1.0,\nfirst.m4s\n#EXTINF:4.0,\nsecond.m4s\n#EXTINF:4.0,\nthird.m4s\n",
+        );
+        // A keyframe-heavy first second: 3000 bytes in 1 s, then 4000 bytes per 4 s.
+        std::fs::write(dir.path().join("first.m4s"), vec![0u8; 3000]).unwrap();
+        std::fs::write(dir.path().join("second.m4s"), vec![0u8; 4000]).unwrap();
+        std::fs::write(dir.path().join("third.m4s"), vec![0u8; 4000]).unwrap();
+        let s = playlist_stats(dir.path(), &segments, 4).unwrap();
+        // first+second: 56000 bits over 5 s, more than any 4 s segment (8000 bit/s).
+        assert_eq!(s.peak_bps, 11_200);
+        // Shorter than half a target duration in all: the whole.
+        let s = playlist_stats(dir.path(), &segments[..1], 4).unwrap();
+        assert_eq!(s.peak_bps, 24_000);
     }
 
     #[test]
@@ -478,6 +674,69 @@ mod tests {
              #EXT-X-STREAM-INF:BANDWIDTH=1000,AVERAGE-BANDWIDTH=900,CODECS=\"mp4a.40.2\"\n\
              audio/index.m3u8\n"
         );
+    }
+
+    #[test]
+    fn audio_pieces_are_joined_into_the_schedules_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TranscodeConfig {
+            first_segment_seconds: 1,
+            segment_seconds: 3,
+            ..TranscodeConfig::default()
+        };
+        let mut joiner = Joiner {
+            schedule: Schedule::new(&cfg),
+            pieces: Vec::new(),
+            used: 0,
+        };
+        let mut listing = String::new();
+        let mut segments = Vec::new();
+        let mut list_piece = |joiner: &mut Joiner, n: usize| {
+            let name = format!("piece_{n:05}.m4s");
+            std::fs::write(dir.path().join(&name), format!("<{n}>")).unwrap();
+            listing.push_str(&format!("#EXTINF:1.000000,\n{name}\n"));
+            joiner.pieces = parse_segments(&listing);
+        };
+        let files = |segments: &[Segment]| {
+            segments
+                .iter()
+                .map(|s| {
+                    let text = std::fs::read_to_string(dir.path().join(&s.uri)).unwrap();
+                    (s.uri.clone(), s.duration_s, text)
+                })
+                .collect::<Vec<_>>()
+        };
+
+        list_piece(&mut joiner, 0);
+        joiner.join(dir.path(), false, &mut segments).unwrap();
+        assert_eq!(
+            files(&segments),
+            [("seg_00000.m4s".into(), 1.0, "<0>".into())]
+        );
+        // The second segment needs three pieces; two are not enough before the end.
+        list_piece(&mut joiner, 1);
+        list_piece(&mut joiner, 2);
+        joiner.join(dir.path(), false, &mut segments).unwrap();
+        assert_eq!(segments.len(), 1);
+        list_piece(&mut joiner, 3);
+        list_piece(&mut joiner, 4);
+        joiner.join(dir.path(), false, &mut segments).unwrap();
+        assert_eq!(
+            files(&segments)[1..],
+            [("seg_00001.m4s".into(), 3.0, "<1><2><3>".into())]
+        );
+        // At the end the last segment takes what is left.
+        joiner.join(dir.path(), true, &mut segments).unwrap();
+        assert_eq!(
+            files(&segments)[2..],
+            [("seg_00002.m4s".into(), 1.0, "<4>".into())]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["seg_00000.m4s", "seg_00001.m4s", "seg_00002.m4s"]);
     }
 
     #[test]
