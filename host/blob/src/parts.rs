@@ -76,7 +76,7 @@ pub struct PartWriter {
     /// The upload whose part this is.
     id: String,
     /// sha256 of the bytes before `position`, when known from the start of the part.
-    digest: Option<Sha256>,
+    digest: Option<Hasher>,
     /// The digest as of the last sync, and the durable offset it covers: handed back to
     /// [`Digests`] when the writer is dropped.
     durable: (u64, Option<Sha256>),
@@ -157,14 +157,14 @@ impl Drop for PartWriter {
 
 impl PartWriter {
     /// Appends `bytes` at the current position.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
         match &mut self.sink {
-            Sink::File(file) => file.write_all(bytes).await?,
-            Sink::Pieces(pieces) => pieces.pending.write_all(bytes).await?,
+            Sink::File(file) => file.write_all(&bytes).await?,
+            Sink::Pieces(pieces) => pieces.pending.write_all(&bytes).await?,
         }
         self.position += bytes.len() as u64;
-        if let Some(digest) = self.digest.as_mut() {
-            digest.update(bytes);
+        if let Some(digest) = self.digest.as_ref() {
+            digest.update(bytes).await?;
         }
         Ok(())
     }
@@ -179,7 +179,11 @@ impl PartWriter {
             }
             Sink::Pieces(pieces) => pieces.store(self.position).await?,
         }
-        self.durable = (self.position, self.digest.clone());
+        let digest = match &self.digest {
+            Some(hasher) => Some(hasher.snapshot().await?),
+            None => None,
+        };
+        self.durable = (self.position, digest);
         Ok(self.position)
     }
 
@@ -214,6 +218,67 @@ impl PartWriter {
         self.digest = None;
         self.durable = (offset, None);
         Ok(())
+    }
+}
+
+/// Chunks a [`Hasher`] may have queued: with request bodies' chunks of a few KiB to a few
+/// hundred, a few MiB at most.
+const HASH_QUEUE: usize = 64;
+
+/// Hashes what a writer appends on a thread of its own: sha256 is the most expensive thing
+/// done per byte received (~0.7 s of CPU per GiB here, more than writing it), and there it
+/// overlaps receiving and writing instead of holding them up. The chunks are shared, not
+/// copied.
+#[derive(Debug)]
+struct Hasher {
+    jobs: tokio::sync::mpsc::Sender<HashJob>,
+}
+
+#[derive(Debug)]
+enum HashJob {
+    /// Bytes to add.
+    Add(Bytes),
+    /// The digest of everything added before, wanted.
+    Snapshot(tokio::sync::oneshot::Sender<Sha256>),
+}
+
+impl Hasher {
+    /// Continues `digest` on a blocking thread, which ends when the hasher is dropped.
+    fn start(digest: Sha256) -> Self {
+        let (jobs, mut queue) = tokio::sync::mpsc::channel(HASH_QUEUE);
+        tokio::task::spawn_blocking(move || {
+            let mut digest = digest;
+            while let Some(job) = queue.blocking_recv() {
+                match job {
+                    HashJob::Add(bytes) => digest.update(&bytes),
+                    HashJob::Snapshot(reply) => {
+                        let _ = reply.send(digest.clone());
+                    }
+                }
+            }
+        });
+        Self { jobs }
+    }
+
+    async fn update(&self, bytes: Bytes) -> Result<(), BlobError> {
+        self.jobs
+            .send(HashJob::Add(bytes))
+            .await
+            .map_err(|_| Self::gone())
+    }
+
+    /// The digest of everything added so far (waits for the thread to catch up).
+    async fn snapshot(&self) -> Result<Sha256, BlobError> {
+        let (reply, digest) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(HashJob::Snapshot(reply))
+            .await
+            .map_err(|_| Self::gone())?;
+        digest.await.map_err(|_| Self::gone())
+    }
+
+    fn gone() -> BlobError {
+        BlobError::Io(std::io::Error::other("the upload's hashing thread ended"))
     }
 }
 
@@ -316,7 +381,7 @@ impl Blobs {
             position: offset,
             id: part.upload.to_owned(),
             durable: (offset, digest.clone()),
-            digest,
+            digest: digest.map(Hasher::start),
             digests: self.digests.clone(),
         })
     }
@@ -413,8 +478,8 @@ impl Blobs {
             let mut bytes = self.part_bytes(source, *len).await?;
             let mut copied = 0;
             while let Some(chunk) = bytes.try_next().await? {
-                writer.write(&chunk).await?;
                 copied += chunk.len() as u64;
+                writer.write(chunk).await?;
             }
             if copied != *len {
                 return Err(BlobError::Io(std::io::Error::other(format!(
@@ -524,12 +589,12 @@ mod tests {
         for blobs in both(dir.path()) {
             blobs.create_part(part("d")).await.unwrap();
             let mut w = blobs.open_part(part("d"), 0).await.unwrap();
-            w.write(b"abc").await.unwrap();
+            w.write(Bytes::from_static(b"abc")).await.unwrap();
             w.sync().await.unwrap();
-            w.write(b"unsynced").await.unwrap();
+            w.write(Bytes::from_static(b"unsynced")).await.unwrap();
             drop(w);
             let mut w = blobs.open_part(part("d"), 3).await.unwrap();
-            w.write(b"def").await.unwrap();
+            w.write(Bytes::from_static(b"def")).await.unwrap();
             w.sync().await.unwrap();
             drop(w);
             let kept = blobs.digests.lock().unwrap().get("d").map(|(at, _)| *at);
@@ -553,7 +618,7 @@ mod tests {
             );
             // A digest of another offset is never continued: the writer keeps none.
             let mut w = blobs.open_part(part("d"), 6).await.unwrap();
-            w.write(b"g").await.unwrap();
+            w.write(Bytes::from_static(b"g")).await.unwrap();
             w.sync().await.unwrap();
             drop(w);
             assert!(blobs.digests.lock().unwrap().is_empty());
@@ -574,14 +639,14 @@ mod tests {
         for blobs in both(dir.path()) {
             blobs.create_part(part("a")).await.unwrap();
             let mut w = blobs.open_part(part("a"), 0).await.unwrap();
-            w.write(b"hello ").await.unwrap();
+            w.write(Bytes::from_static(b"hello ")).await.unwrap();
             assert_eq!(w.sync().await.unwrap(), 6);
-            w.write(b"junk").await.unwrap();
+            w.write(Bytes::from_static(b"junk")).await.unwrap();
             drop(w);
             // Reopening at the durable offset drops the unacknowledged bytes.
             let mut w = blobs.open_part(part("a"), 6).await.unwrap();
-            w.write(b"world").await.unwrap();
-            w.write(b"!!").await.unwrap();
+            w.write(Bytes::from_static(b"world")).await.unwrap();
+            w.write(Bytes::from_static(b"!!")).await.unwrap();
             w.truncate(11).await.unwrap();
             assert_eq!(w.sync().await.unwrap(), 11);
             drop(w);
@@ -598,7 +663,7 @@ mod tests {
 
             blobs.create_part(part("b")).await.unwrap();
             let mut w = blobs.open_part(part("b"), 0).await.unwrap();
-            w.write(b" again").await.unwrap();
+            w.write(Bytes::from_static(b" again")).await.unwrap();
             w.sync().await.unwrap();
             drop(w);
             let total = blobs
@@ -630,21 +695,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let [_, blobs] = both(dir.path());
         let mut w = blobs.open_part(part("p"), 0).await.unwrap();
-        w.write(b"0123").await.unwrap();
+        w.write(Bytes::from_static(b"0123")).await.unwrap();
         w.sync().await.unwrap();
         drop(w);
         // A writer at offset 4 stores a piece, then dies before its offset is recorded.
         let mut w = blobs.open_part(part("p"), 4).await.unwrap();
-        w.write(b"XXXXXXXX").await.unwrap();
+        w.write(Bytes::from_static(b"XXXXXXXX")).await.unwrap();
         w.sync().await.unwrap();
-        w.write(b"YY").await.unwrap();
+        w.write(Bytes::from_static(b"YY")).await.unwrap();
         w.sync().await.unwrap();
         drop(w);
         // The next writer starts again at the durable offset 4, in smaller pieces.
         let mut w = blobs.open_part(part("p"), 4).await.unwrap();
-        w.write(b"45").await.unwrap();
+        w.write(Bytes::from_static(b"45")).await.unwrap();
         w.sync().await.unwrap();
-        w.write(b"6789").await.unwrap();
+        w.write(Bytes::from_static(b"6789")).await.unwrap();
         w.sync().await.unwrap();
         drop(w);
         blobs.digests.lock().unwrap().clear(); // as another process would find it

@@ -161,7 +161,7 @@ pub(super) async fn write_body(
                 ),
             }));
         }
-        writer.write(&chunk).await?;
+        writer.write(chunk.clone()).await?;
         if let Some(c) = checksum.as_mut() {
             c.update(&chunk);
         }
