@@ -21,6 +21,7 @@
 //! `tenants/<id>/`, so [`Blobs`] picks the store from the key itself and no caller can put a
 //! tenant's object in the wrong place.
 
+mod appender;
 mod parts;
 pub mod placement;
 mod s3;
@@ -38,15 +39,13 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use appender::Appender;
 use tokio::io::AsyncWriteExt;
 
 /// Size of the pieces streamed to permanent storage (S3's minimum multipart part is 5 MiB).
 /// Files smaller than this go up in one request.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
-
-/// Bytes gathered before each write to a temp file: the body arrives in pieces of a few KiB to
-/// a few hundred KiB, and every write of a `tokio::fs::File` is a trip to the blocking pool.
-pub(crate) const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// Parts of one multipart upload in flight at once: bounds memory to this many parts while a
 /// slow store applies backpressure to the reader.
@@ -332,8 +331,8 @@ impl Blobs {
             .tempdir_in(&self.temp_dir)?)
     }
 
-    /// Streams `body` into a temp file, hashing on the way. Only one chunk is in memory at a
-    /// time, and the writer awaits the disk before pulling the next chunk, so a fast client is
+    /// Streams `body` into a temp file, hashing on the way (both on a thread of their own,
+    /// [`appender`]). At most a few MiB of the body wait for the disk, so a fast client is
     /// slowed to disk speed rather than buffered.
     pub async fn stage<S, E>(&self, body: S) -> Result<Staged, BlobError>
     where
@@ -343,24 +342,20 @@ impl Blobs {
         let temp = tempfile::Builder::new()
             .prefix("upload-")
             .tempfile_in(&self.temp_dir)?;
-        let (std_file, path) = temp.into_parts();
-        let mut file =
-            tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(std_file));
-        let mut hasher = Sha256::new();
+        let (file, path) = temp.into_parts();
+        let file = Appender::start(file, Some(Sha256::new()));
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| BlobError::Interrupted(e.to_string()))?;
-            hasher.update(&chunk);
             size += chunk.len() as u64;
-            file.write_all(&chunk).await?;
+            file.append(chunk).await?;
         }
-        file.flush().await?;
-        file.get_ref().sync_all().await?;
+        let digest = file.flush(true).await?.expect("started with a digest");
         Ok(Staged {
             file: path,
             size,
-            sha256: hex::encode(hasher.finalize()),
+            sha256: hex::encode(digest.finalize()),
         })
     }
 

@@ -35,9 +35,10 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::{BlobError, Blobs, WRITE_BUFFER, object_path};
+use crate::appender::Appender;
+use crate::{BlobError, Blobs, object_path};
 
 /// Where the parts of uploads in progress are kept.
 #[derive(Debug, Clone)]
@@ -66,65 +67,73 @@ pub struct PartRef<'a> {
     pub upload: &'a str,
 }
 
-/// Appends to one upload's part. Writes are gathered into [`WRITE_BUFFER`]-sized pieces and
-/// left to the OS until [`Self::sync`].
+/// Appends to one upload's part, on a thread of its own ([`Appender`]): bytes are left to the
+/// OS until [`Self::sync`].
 #[derive(Debug)]
 pub struct PartWriter {
-    sink: Sink,
+    /// The upload's file on disk, or the pending bytes of its next piece.
+    file: Appender,
+    /// Set when the part is kept as pieces in object storage.
+    pieces: Option<Pieces>,
     /// Bytes in the part (durable or not).
     position: u64,
+    /// Whether the appender's digest covers the part from its start.
+    hashed: bool,
+    durable: DurableDigest,
+}
+
+/// The digest of a part as of its writer's last sync, and the durable offset it covers: handed
+/// back to [`Digests`] when the writer goes, for the upload's next request.
+#[derive(Debug)]
+struct DurableDigest {
     /// The upload whose part this is.
     id: String,
-    /// sha256 of the bytes before `position`, when known from the start of the part.
-    digest: Option<Hasher>,
-    /// The digest as of the last sync, and the durable offset it covers: handed back to
-    /// [`Digests`] when the writer is dropped.
-    durable: (u64, Option<Sha256>),
+    offset: u64,
+    digest: Option<Sha256>,
     /// Where digests wait between requests.
     digests: Digests,
 }
 
-#[derive(Debug)]
-enum Sink {
-    /// The upload's file, positioned at the end.
-    File(tokio::io::BufWriter<tokio::fs::File>),
-    /// The upload's pieces in object storage.
-    Pieces(Pieces),
+impl Drop for DurableDigest {
+    fn drop(&mut self) {
+        if let Some(digest) = self.digest.take() {
+            self.digests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(std::mem::take(&mut self.id), (self.offset, digest));
+        }
+    }
 }
 
-/// The pieces of one upload, and what has arrived since the last one was stored.
+/// The pieces of one upload: what has arrived since the last one was stored is in the
+/// writer's file (a local temp file, removed on drop).
 #[derive(Debug)]
 struct Pieces {
     blobs: Blobs,
     /// `tenants/<tenant>/uploads/<upload id>`.
     prefix: String,
-    /// Bytes written since the last sync (a local temp file, removed on drop).
-    pending: tokio::io::BufWriter<tokio::fs::File>,
     pending_path: tempfile::TempPath,
     /// Upload offset of the first pending byte: the name of the next piece.
     start: u64,
 }
 
 impl Pieces {
-    /// Stores the pending bytes as the piece at `start`, then starts the next one at `end`.
-    async fn store(&mut self, end: u64) -> Result<(), BlobError> {
+    /// Stores the pending bytes (all written out) as the piece at `start`, then starts the
+    /// next one at `end`.
+    async fn store(&mut self, pending: &Appender, end: u64) -> Result<(), BlobError> {
         if end == self.start {
             return Ok(());
         }
-        self.pending.flush().await?;
         let key = piece_key(&self.prefix, self.start);
         self.blobs.put_file(&key, &self.pending_path).await?;
         self.start = end;
-        self.cut(end).await
+        self.cut(pending, end).await
     }
 
     /// Drops the pending bytes from upload offset `offset` on (all of them when `offset` is
     /// before the first: the next piece then starts there).
-    async fn cut(&mut self, offset: u64) -> Result<(), BlobError> {
-        self.pending.flush().await?;
-        let keep = offset.saturating_sub(self.start);
-        self.pending.get_ref().set_len(keep).await?;
-        self.pending.seek(SeekFrom::Start(keep)).await?;
+    async fn cut(&mut self, pending: &Appender, offset: u64) -> Result<(), BlobError> {
+        pending.set_len(offset.saturating_sub(self.start)).await?;
         self.start = self.start.min(offset);
         Ok(())
     }
@@ -144,46 +153,22 @@ fn piece_key(prefix: &str, offset: u64) -> String {
 /// Running digests of parts at their durable offsets (upload id → offset, digest).
 pub(crate) type Digests = Arc<Mutex<HashMap<String, (u64, Sha256)>>>;
 
-impl Drop for PartWriter {
-    fn drop(&mut self) {
-        if let (offset, Some(digest)) = std::mem::take(&mut self.durable) {
-            self.digests
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(self.id.clone(), (offset, digest));
-        }
-    }
-}
-
 impl PartWriter {
     /// Appends `bytes` at the current position.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
-        match &mut self.sink {
-            Sink::File(file) => file.write_all(&bytes).await?,
-            Sink::Pieces(pieces) => pieces.pending.write_all(&bytes).await?,
-        }
         self.position += bytes.len() as u64;
-        if let Some(digest) = self.digest.as_ref() {
-            digest.update(bytes).await?;
-        }
-        Ok(())
+        self.file.append(bytes).await
     }
 
     /// Makes everything written so far durable (fsync, or a stored piece); returns the
     /// position up to which bytes now are.
     pub async fn sync(&mut self) -> Result<u64, BlobError> {
-        match &mut self.sink {
-            Sink::File(file) => {
-                file.flush().await?;
-                file.get_ref().sync_data().await?;
-            }
-            Sink::Pieces(pieces) => pieces.store(self.position).await?,
+        let digest = self.file.flush(self.pieces.is_none()).await?;
+        if let Some(pieces) = &mut self.pieces {
+            pieces.store(&self.file, self.position).await?;
         }
-        let digest = match &self.digest {
-            Some(hasher) => Some(hasher.snapshot().await?),
-            None => None,
-        };
-        self.durable = (self.position, digest);
+        self.durable.offset = self.position;
+        self.durable.digest = digest.filter(|_| self.hashed);
         Ok(self.position)
     }
 
@@ -194,9 +179,9 @@ impl PartWriter {
 
     /// How long written bytes may wait for a sync while more keep arriving.
     pub fn sync_interval(&self) -> Duration {
-        match self.sink {
-            Sink::File(_) => DISK_SYNC_INTERVAL,
-            Sink::Pieces(_) => PIECE_SYNC_INTERVAL,
+        match self.pieces {
+            None => DISK_SYNC_INTERVAL,
+            Some(_) => PIECE_SYNC_INTERVAL,
         }
     }
 
@@ -204,81 +189,28 @@ impl PartWriter {
     /// object storage, a piece this writer already stored beyond `offset` is replaced by the
     /// next writer's piece at `offset`.
     pub async fn truncate(&mut self, offset: u64) -> Result<(), BlobError> {
-        match &mut self.sink {
-            Sink::File(file) => {
-                file.flush().await?;
-                file.get_ref().set_len(offset).await?;
-                file.seek(SeekFrom::Start(offset)).await?;
-                file.get_ref().sync_data().await?;
+        match &mut self.pieces {
+            None => {
+                self.file.set_len(offset).await?;
+                self.file.flush(true).await?;
             }
-            Sink::Pieces(pieces) => pieces.cut(offset).await?,
+            Some(pieces) => pieces.cut(&self.file, offset).await?,
         }
         self.position = offset;
         // Rare (a failed checksum): the read-back on completion hashes instead.
-        self.digest = None;
-        self.durable = (offset, None);
+        self.hashed = false;
+        self.durable.offset = offset;
+        self.durable.digest = None;
         Ok(())
     }
-}
 
-/// Chunks a [`Hasher`] may have queued: with request bodies' chunks of a few KiB to a few
-/// hundred, a few MiB at most.
-const HASH_QUEUE: usize = 64;
-
-/// Hashes what a writer appends on a thread of its own: sha256 is the most expensive thing
-/// done per byte received (~0.7 s of CPU per GiB here, more than writing it), and there it
-/// overlaps receiving and writing instead of holding them up. The chunks are shared, not
-/// copied.
-#[derive(Debug)]
-struct Hasher {
-    jobs: tokio::sync::mpsc::Sender<HashJob>,
-}
-
-#[derive(Debug)]
-enum HashJob {
-    /// Bytes to add.
-    Add(Bytes),
-    /// The digest of everything added before, wanted.
-    Snapshot(tokio::sync::oneshot::Sender<Sha256>),
-}
-
-impl Hasher {
-    /// Continues `digest` on a blocking thread, which ends when the hasher is dropped.
-    fn start(digest: Sha256) -> Self {
-        let (jobs, mut queue) = tokio::sync::mpsc::channel(HASH_QUEUE);
-        tokio::task::spawn_blocking(move || {
-            let mut digest = digest;
-            while let Some(job) = queue.blocking_recv() {
-                match job {
-                    HashJob::Add(bytes) => digest.update(&bytes),
-                    HashJob::Snapshot(reply) => {
-                        let _ = reply.send(digest.clone());
-                    }
-                }
-            }
-        });
-        Self { jobs }
-    }
-
-    async fn update(&self, bytes: Bytes) -> Result<(), BlobError> {
-        self.jobs
-            .send(HashJob::Add(bytes))
-            .await
-            .map_err(|_| Self::gone())
-    }
-
-    /// The digest of everything added so far (waits for the thread to catch up).
-    async fn snapshot(&self) -> Result<Sha256, BlobError> {
-        let (reply, digest) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(HashJob::Snapshot(reply))
-            .await
-            .map_err(|_| Self::gone())?;
-        digest.await.map_err(|_| Self::gone())
-    }
-
-    fn gone() -> BlobError {
-        BlobError::Io(std::io::Error::other("the upload's hashing thread ended"))
+    /// Ends the writer once nothing more of it can reach the part: bytes not synced are
+    /// dropped, and no write is still in flight when this returns (a writer merely dropped
+    /// lets its thread skip what is queued, but a write under way finishes after), so the
+    /// caller may release the upload's lock to the next writer.
+    pub async fn close(self) {
+        let Self { file, .. } = self;
+        file.close().await;
     }
 }
 
@@ -332,7 +264,7 @@ impl Blobs {
     /// Opens `part` for appending at its durable `offset`, discarding any bytes beyond.
     /// Call only while holding the upload's lock.
     pub async fn open_part(&self, part: PartRef<'_>, offset: u64) -> Result<PartWriter, BlobError> {
-        let sink = match &self.parts {
+        let (file, pieces) = match &self.parts {
             PartsPlace::Disk(dir) => {
                 let path = Self::part_file(dir, part)?;
                 let mut file = tokio::fs::OpenOptions::new()
@@ -351,23 +283,20 @@ impl Blobs {
                     file.set_len(offset).await?;
                 }
                 file.seek(SeekFrom::Start(offset)).await?;
-                Sink::File(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file))
+                (file.into_std().await, None)
             }
             PartsPlace::ObjectStorage => {
                 let (file, pending_path) = tempfile::Builder::new()
                     .prefix("tus-piece-")
                     .tempfile_in(&self.temp_dir)?
                     .into_parts();
-                Sink::Pieces(Pieces {
+                let pieces = Pieces {
                     blobs: self.clone(),
                     prefix: Self::pieces_prefix(part)?,
-                    pending: tokio::io::BufWriter::with_capacity(
-                        WRITE_BUFFER,
-                        tokio::fs::File::from_std(file),
-                    ),
                     pending_path,
                     start: offset,
-                })
+                };
+                (file, Some(pieces))
             }
         };
         let kept = self.take_digest(part.upload);
@@ -377,12 +306,16 @@ impl Blobs {
             _ => None,
         };
         Ok(PartWriter {
-            sink,
+            file: Appender::start(file, digest.clone()),
+            pieces,
             position: offset,
-            id: part.upload.to_owned(),
-            durable: (offset, digest.clone()),
-            digest: digest.map(Hasher::start),
-            digests: self.digests.clone(),
+            hashed: digest.is_some(),
+            durable: DurableDigest {
+                id: part.upload.to_owned(),
+                offset,
+                digest,
+                digests: self.digests.clone(),
+            },
         })
     }
 
@@ -592,11 +525,11 @@ mod tests {
             w.write(Bytes::from_static(b"abc")).await.unwrap();
             w.sync().await.unwrap();
             w.write(Bytes::from_static(b"unsynced")).await.unwrap();
-            drop(w);
+            w.close().await;
             let mut w = blobs.open_part(part("d"), 3).await.unwrap();
             w.write(Bytes::from_static(b"def")).await.unwrap();
             w.sync().await.unwrap();
-            drop(w);
+            w.close().await;
             let kept = blobs.digests.lock().unwrap().get("d").map(|(at, _)| *at);
             assert_eq!(kept, Some(6));
             let expected = hex::encode(Sha256::digest(b"abcdef"));
@@ -620,7 +553,7 @@ mod tests {
             let mut w = blobs.open_part(part("d"), 6).await.unwrap();
             w.write(Bytes::from_static(b"g")).await.unwrap();
             w.sync().await.unwrap();
-            drop(w);
+            w.close().await;
             assert!(blobs.digests.lock().unwrap().is_empty());
             let expected = hex::encode(Sha256::digest(b"abcdefg"));
             assert_eq!(
@@ -642,14 +575,14 @@ mod tests {
             w.write(Bytes::from_static(b"hello ")).await.unwrap();
             assert_eq!(w.sync().await.unwrap(), 6);
             w.write(Bytes::from_static(b"junk")).await.unwrap();
-            drop(w);
+            w.close().await;
             // Reopening at the durable offset drops the unacknowledged bytes.
             let mut w = blobs.open_part(part("a"), 6).await.unwrap();
             w.write(Bytes::from_static(b"world")).await.unwrap();
             w.write(Bytes::from_static(b"!!")).await.unwrap();
             w.truncate(11).await.unwrap();
             assert_eq!(w.sync().await.unwrap(), 11);
-            drop(w);
+            w.close().await;
             assert_eq!(blobs.read_part_head(part("a"), 5).await.unwrap(), b"hello");
             let (size, sha) = blobs
                 .store_part(part("a"), 11, "tenants/t1/videos/a/source")
@@ -665,7 +598,7 @@ mod tests {
             let mut w = blobs.open_part(part("b"), 0).await.unwrap();
             w.write(Bytes::from_static(b" again")).await.unwrap();
             w.sync().await.unwrap();
-            drop(w);
+            w.close().await;
             let total = blobs
                 .concat_parts("t1", &[("a".into(), 11), ("b".into(), 6)], "c")
                 .await
@@ -697,21 +630,21 @@ mod tests {
         let mut w = blobs.open_part(part("p"), 0).await.unwrap();
         w.write(Bytes::from_static(b"0123")).await.unwrap();
         w.sync().await.unwrap();
-        drop(w);
+        w.close().await;
         // A writer at offset 4 stores a piece, then dies before its offset is recorded.
         let mut w = blobs.open_part(part("p"), 4).await.unwrap();
         w.write(Bytes::from_static(b"XXXXXXXX")).await.unwrap();
         w.sync().await.unwrap();
         w.write(Bytes::from_static(b"YY")).await.unwrap();
         w.sync().await.unwrap();
-        drop(w);
+        w.close().await;
         // The next writer starts again at the durable offset 4, in smaller pieces.
         let mut w = blobs.open_part(part("p"), 4).await.unwrap();
         w.write(Bytes::from_static(b"45")).await.unwrap();
         w.sync().await.unwrap();
         w.write(Bytes::from_static(b"6789")).await.unwrap();
         w.sync().await.unwrap();
-        drop(w);
+        w.close().await;
         blobs.digests.lock().unwrap().clear(); // as another process would find it
         let expected = hex::encode(Sha256::digest(b"0123456789"));
         assert_eq!(

@@ -94,21 +94,40 @@ async fn check_head(
 }
 
 /// Streams `body` into the upload at its durable offset (the caller holds `lock` and checked
-/// the client's offset). Returns the new durable offset.
+/// the client's offset). Returns the new durable offset. Nothing of the request is written any
+/// more once this returns, so the caller may release the lock.
 pub(super) async fn write_body(
     state: &SharedState,
     lock: &Lock,
     tenant: &Tenant,
     upload: &Upload,
     body: Body,
+    checksum: Option<Expected>,
+) -> Result<u64, ApiError> {
+    let mut writer = state
+        .blobs
+        .open_part(part_of(upload), upload.offset)
+        .await?;
+    let written = stream_body(state, lock, tenant, upload, body, checksum, &mut writer).await;
+    writer.close().await;
+    written
+}
+
+/// [`write_body`]'s loop over the body's chunks.
+async fn stream_body(
+    state: &SharedState,
+    lock: &Lock,
+    tenant: &Tenant,
+    upload: &Upload,
+    body: Body,
     mut checksum: Option<Expected>,
+    writer: &mut PartWriter,
 ) -> Result<u64, ApiError> {
     let start = upload.offset;
     let limit = match upload.length {
         Some(length) => length,
         None => quota::upload_limit(state, tenant).await?,
     };
-    let mut writer = state.blobs.open_part(part_of(upload), start).await?;
     // Partial uploads are not a file's head; the final upload's head is checked on completion.
     let mut head_checked = upload.head_checked || upload.concat != Concat::None;
     let head_at = upload.length.unwrap_or(u64::MAX).min(HEAD_BYTES as u64);
@@ -125,7 +144,7 @@ pub(super) async fn write_body(
             match tokio::time::timeout_at(due, stream.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    persist(state, lock, &mut writer, upload, &mut durable, head_checked).await?;
+                    persist(state, lock, writer, upload, &mut durable, head_checked).await?;
                     last_sync = Instant::now();
                     continue;
                 }
@@ -140,7 +159,7 @@ pub(super) async fn write_body(
                 if checksum.is_some() {
                     writer.truncate(start).await?;
                 } else if writer.position() > durable {
-                    persist(state, lock, &mut writer, upload, &mut durable, head_checked).await?;
+                    persist(state, lock, writer, upload, &mut durable, head_checked).await?;
                 }
                 return Err(ApiError::BadRequest(format!("upload interrupted: {e}")));
             }
@@ -151,7 +170,7 @@ pub(super) async fn write_body(
             if checksum.is_some() {
                 writer.truncate(start).await?;
             } else if writer.position() > durable {
-                persist(state, lock, &mut writer, upload, &mut durable, head_checked).await?;
+                persist(state, lock, writer, upload, &mut durable, head_checked).await?;
             }
             return Err(ApiError::TooLarge(match upload.length {
                 Some(l) => format!("the body goes beyond Upload-Length ({l} bytes)"),
@@ -174,7 +193,7 @@ pub(super) async fn write_body(
             && (writer.position() - durable >= SYNC_BYTES
                 || last_sync.elapsed() >= writer.sync_interval())
         {
-            persist(state, lock, &mut writer, upload, &mut durable, head_checked).await?;
+            persist(state, lock, writer, upload, &mut durable, head_checked).await?;
             last_sync = Instant::now();
         }
     }
@@ -190,7 +209,7 @@ pub(super) async fn write_body(
         }
     }
     if writer.position() > durable || head_checked != upload.head_checked {
-        persist(state, lock, &mut writer, upload, &mut durable, head_checked).await?;
+        persist(state, lock, writer, upload, &mut durable, head_checked).await?;
     }
     Ok(durable)
 }
