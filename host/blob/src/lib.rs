@@ -343,7 +343,7 @@ impl Blobs {
             .prefix("upload-")
             .tempfile_in(&self.temp_dir)?;
         let (file, path) = temp.into_parts();
-        let file = Appender::start(file, Some(Sha256::new()));
+        let file = Appender::start(file, Some(appender::kept(Sha256::new())));
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
@@ -351,7 +351,8 @@ impl Blobs {
             size += chunk.len() as u64;
             file.append(chunk).await?;
         }
-        let digest = file.flush(true).await?.expect("started with a digest");
+        let promise = file.flush(true).await?.expect("started with a digest");
+        let digest = appender::settle(promise).await?;
         Ok(Staged {
             file: path,
             size,

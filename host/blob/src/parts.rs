@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::appender::Appender;
+use crate::appender::{self, Appender, DigestPromise};
 use crate::{BlobError, Blobs, object_path};
 
 /// Where the parts of uploads in progress are kept.
@@ -82,14 +82,15 @@ pub struct PartWriter {
     durable: DurableDigest,
 }
 
-/// The digest of a part as of its writer's last sync, and the durable offset it covers: handed
-/// back to [`Digests`] when the writer goes, for the upload's next request.
+/// The digest of a part as of its writer's last sync (promised: it may still be being
+/// computed), and the durable offset it covers: handed back to [`Digests`] when the writer
+/// goes, for the upload's next request.
 #[derive(Debug)]
 struct DurableDigest {
     /// The upload whose part this is.
     id: String,
     offset: u64,
-    digest: Option<Sha256>,
+    digest: Option<DigestPromise>,
     /// Where digests wait between requests.
     digests: Digests,
 }
@@ -150,8 +151,8 @@ fn piece_key(prefix: &str, offset: u64) -> String {
     format!("{prefix}/{offset:020}")
 }
 
-/// Running digests of parts at their durable offsets (upload id → offset, digest).
-pub(crate) type Digests = Arc<Mutex<HashMap<String, (u64, Sha256)>>>;
+/// Running digests of parts at their durable offsets (upload id → offset, digest promised).
+pub(crate) type Digests = Arc<Mutex<HashMap<String, (u64, DigestPromise)>>>;
 
 impl PartWriter {
     /// Appends `bytes` at the current position.
@@ -228,7 +229,7 @@ fn valid_id(id: &str) -> Result<(), BlobError> {
 
 impl Blobs {
     /// Removes and returns the running digest kept for upload `id`.
-    fn take_digest(&self, id: &str) -> Option<(u64, Sha256)> {
+    fn take_digest(&self, id: &str) -> Option<(u64, DigestPromise)> {
         self.digests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -301,21 +302,23 @@ impl Blobs {
         };
         let kept = self.take_digest(part.upload);
         let digest = match kept {
-            _ if offset == 0 => Some(Sha256::new()),
+            _ if offset == 0 => Some(appender::kept(Sha256::new())),
             Some((at, digest)) if at == offset => Some(digest),
             _ => None,
         };
+        let hashed = digest.is_some();
+        let file = Appender::start(file, digest);
         Ok(PartWriter {
-            file: Appender::start(file, digest.clone()),
-            pieces,
-            position: offset,
-            hashed: digest.is_some(),
             durable: DurableDigest {
                 id: part.upload.to_owned(),
                 offset,
-                digest,
+                digest: file.digest(),
                 digests: self.digests.clone(),
             },
+            file,
+            pieces,
+            position: offset,
+            hashed,
         })
     }
 
@@ -436,9 +439,13 @@ impl Blobs {
         len: u64,
         key: &str,
     ) -> Result<(u64, String), BlobError> {
-        let mut sha256 = match self.take_digest(part.upload) {
-            Some((at, digest)) if at == len => Sha256Of::Known(hex::encode(digest.finalize())),
-            _ => Sha256Of::Passing(Sha256::new()),
+        let known = match self.take_digest(part.upload) {
+            Some((at, promise)) if at == len => appender::settle(promise).await.ok(),
+            _ => None,
+        };
+        let mut sha256 = match known {
+            Some(digest) => Sha256Of::Known(hex::encode(digest.finalize())),
+            None => Sha256Of::Passing(Sha256::new()),
         };
         let mut size = 0u64;
         match &self.parts {
