@@ -19,10 +19,12 @@
 //!
 //! Each writer hashes what it appends, continuing the digest the previous request of the same
 //! upload left at its durable offset *in this process*, so [`Blobs::store_part`] on completion
-//! usually finalises a digest instead of reading the whole upload back. The digest is only
-//! trusted at exactly the offset it covers (bytes before a durable offset never change; a writer
-//! that finds another offset, e.g. after a restart or when another process took the previous
-//! PATCH, starts none), and the read-back stays the fallback.
+//! usually finalises a digest instead of reading the whole upload back. Digests are promised
+//! ([`crate::appender`]): a request is answered once its bytes are durable, and the next one's
+//! hashing continues when the previous hashing gets there. The digest is only trusted at exactly
+//! the offset it covers (bytes before a durable offset never change; a writer that finds another
+//! offset, e.g. after a restart or when another process took the previous PATCH, starts none),
+//! and the read-back stays the fallback (also when a promise was broken).
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
