@@ -13,7 +13,10 @@
 //! 3. prints the median MB/s (10^6 bytes/s) of each case, the ratios the targets are about and
 //!    both servers' peak RSS (`VmHWM`). Each case has two figures: *answered* (the time until the
 //!    last answer) and *durable* (plus a `sync` run right after it, timed: the time until the
-//!    bytes are on disk, whoever wrote them);
+//!    bytes are on disk, whoever wrote them). Beside them, the CPU seconds per GiB the server
+//!    (user + system, its threads and children) and the client (this process) used: on a
+//!    machine with few cores, client, server and kernel share them, so throughput alone hides
+//!    what each server costs;
 //! 4. on a fresh mediahost server, one `PUT` of twice the file's size over HTTP/1.1 and one over
 //!    h2c (the file sent twice in one body), with the server's RSS before and peak RSS after each:
 //!    memory must stay flat however big the body is. `INGEST_BENCH_BIG=0` skips this part.
@@ -35,7 +38,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{
-    MIB, Server, env_number, free_port, loadavg, median, put_upload, random_file, tus_upload,
+    MIB, Server, clock_ticks_per_s, cpu_ticks_of, env_number, free_port, loadavg, median,
+    put_upload, random_file, tree_cpu_ticks, tus_upload,
 };
 
 /// What one run measures, from the environment.
@@ -164,6 +168,15 @@ impl Case {
         Case::NodeTus64,
     ];
 
+    /// Whether mediahost (true) or @tus/server (false) takes this case; `None` for dd.
+    fn to_mediahost(self) -> Option<bool> {
+        match self {
+            Case::Dd => None,
+            Case::OursTus8 | Case::OursTus64 | Case::OursPutH2c => Some(true),
+            Case::NodeTus8 | Case::NodeTus64 => Some(false),
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Case::Dd => "dd bs=8M conv=fsync",
@@ -175,6 +188,20 @@ impl Case {
         }
     }
 }
+
+/// CPU ticks (user + system) so far of `server` with its threads and children, and of this
+/// process, the client (its own only: its children are the servers).
+fn cpu_ticks(server: u32) -> (u64, u64) {
+    let client = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| Some(cpu_ticks_of(stat.rsplit_once(')')?.1)))
+        .unwrap_or(0);
+    (tree_cpu_ticks(server), client)
+}
+
+/// One case's figures, a value per round: answered MB/s, durable MB/s, and the (server,
+/// client) CPU seconds per GiB.
+type CaseRounds = (Case, Vec<f64>, Vec<f64>, Vec<(f64, f64)>);
 
 fn mb_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
@@ -204,14 +231,19 @@ async fn main() -> anyhow::Result<()> {
     let h1 = reqwest::Client::builder().http1_only().build()?;
     let h2c = reqwest::Client::builder().http2_prior_knowledge().build()?;
 
-    // Per case: answered and durable MB/s of each round.
-    let mut results: Vec<(Case, Vec<f64>, Vec<f64>)> = Case::ALL
+    let mut results: Vec<CaseRounds> = Case::ALL
         .iter()
-        .map(|c| (*c, Vec::new(), Vec::new()))
+        .map(|c| (*c, Vec::new(), Vec::new(), Vec::new()))
         .collect();
+    let gib = settings.size as f64 / (1024.0 * MIB as f64);
+    let ticks_per_gib = clock_ticks_per_s() * gib;
     for round in 1..=settings.rounds {
-        for (case, speeds, durable_speeds) in results.iter_mut() {
+        for (case, speeds, durable_speeds, cpu) in results.iter_mut() {
             sync()?;
+            let server = case
+                .to_mediahost()
+                .map(|ours_case| if ours_case { &ours } else { &node }.child.id());
+            let cpu_before = server.map(cpu_ticks);
             let uploads = format!("{ours_base}/v1/uploads");
             let (s, m) = (settings.size, MIB);
             let time = match case {
@@ -238,6 +270,13 @@ async fn main() -> anyhow::Result<()> {
                         .0
                 }
             };
+            if let (Some(server), Some((server_before, client_before))) = (server, cpu_before) {
+                let (server_after, client_after) = cpu_ticks(server);
+                cpu.push((
+                    (server_after - server_before) as f64 / ticks_per_gib,
+                    (client_after - client_before) as f64 / ticks_per_gib,
+                ));
+            }
             let synced = Instant::now();
             sync()?;
             let durable = time + synced.elapsed();
@@ -259,23 +298,33 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let find = |case: Case| results.iter().find(|(c, ..)| *c == case).expect("case");
+    let cpu_median =
+        |case: Case, side: fn(&(f64, f64)) -> f64| median(find(case).3.iter().map(side).collect());
     let median_of = |case: Case| median(find(case).1.clone());
     let durable_median_of = |case: Case| median(find(case).2.clone());
     println!(
         "\nmedians of {} round(s), MB/s = 10^6 bytes/s:",
         settings.rounds
     );
-    println!("| case | answered MB/s (median) | min | max | durable MB/s (median) |");
-    println!("|---|---:|---:|---:|---:|");
-    for (case, speeds, durable_speeds) in &results {
+    println!(
+        "| case | answered MB/s (median) | min | max | durable MB/s (median) | server CPU s/GiB | client CPU s/GiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (case, speeds, durable_speeds, cpu) in &results {
         let (min, max) = speeds
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+        let cpu_of = |side: fn(&(f64, f64)) -> f64| match cpu.is_empty() {
+            true => "-".to_owned(),
+            false => format!("{:.2}", median(cpu.iter().map(side).collect())),
+        };
         println!(
-            "| {} | {:.1} | {min:.1} | {max:.1} | {:.1} |",
+            "| {} | {:.1} | {min:.1} | {max:.1} | {:.1} | {} | {} |",
             case.label(),
             median(speeds.clone()),
-            median(durable_speeds.clone())
+            median(durable_speeds.clone()),
+            cpu_of(|c| c.0),
+            cpu_of(|c| c.1)
         );
     }
     let dd_speed = median_of(Case::Dd);
@@ -289,6 +338,10 @@ async fn main() -> anyhow::Result<()> {
             "| mediahost / @tus/server, tus {what} | {:.2} | {:.2} |",
             median_of(ours_case) / median_of(node_case),
             durable_median_of(ours_case) / durable_median_of(node_case)
+        );
+        println!(
+            "| server CPU per byte, @tus/server / mediahost, tus {what} | {:.2} | |",
+            cpu_median(node_case, |c| c.0) / cpu_median(ours_case, |c| c.0)
         );
         println!(
             "| mediahost tus {what} / dd | {:.2} | {:.2} |",

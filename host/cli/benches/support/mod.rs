@@ -351,7 +351,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 
 /// utime + stime from the fields of a `/proc/…/stat` line after the command name (fields 14
 /// and 15 of the line, 11 and 12 after the name).
-fn cpu_ticks_of(fields: &str) -> u64 {
+pub fn cpu_ticks_of(fields: &str) -> u64 {
     fields
         .split_whitespace()
         .skip(11)
