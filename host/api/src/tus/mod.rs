@@ -262,12 +262,14 @@ async fn write_locked(
             )));
         }
         let checksum = headers::checksum(headers)?;
-        let offset = write_body(state, &lock, tenant, &upload, body, checksum).await?;
-        let upload = find(state, tenant, id).await?;
-        if upload.is_full() && upload.completed_at.is_none() {
+        let written = write_body(state, &lock, tenant, &upload, body, checksum).await?;
+        // The row changed only by our hand while we hold the lock: no need to read it again.
+        upload.offset = written.offset;
+        upload.head_checked = written.head_checked;
+        if upload.is_full() {
             complete(state, tenant, &upload).await?;
         }
-        Ok::<_, ApiError>(offset)
+        Ok::<_, ApiError>(written.offset)
     }
     .await;
     // Released before answering, on errors too: a client retrying at once must not run into

@@ -94,8 +94,9 @@ async fn check_head(
 }
 
 /// Streams `body` into the upload at its durable offset (the caller holds `lock` and checked
-/// the client's offset). Returns the new durable offset. Nothing of the request is written any
-/// more once this returns, so the caller may release the lock.
+/// the client's offset). Returns what the upload's row now says: the durable offset and
+/// whether `check-head` ran (so the caller needs no re-read). Nothing of the request is written
+/// any more once this returns, so the caller may release the lock.
 pub(super) async fn write_body(
     state: &SharedState,
     lock: &Lock,
@@ -103,7 +104,7 @@ pub(super) async fn write_body(
     upload: &Upload,
     body: Body,
     checksum: Option<Expected>,
-) -> Result<u64, ApiError> {
+) -> Result<Written, ApiError> {
     let mut writer = state
         .blobs
         .open_part(part_of(upload), upload.offset)
@@ -122,7 +123,7 @@ async fn stream_body(
     body: Body,
     mut checksum: Option<Expected>,
     writer: &mut PartWriter,
-) -> Result<u64, ApiError> {
+) -> Result<Written, ApiError> {
     let start = upload.offset;
     let limit = match upload.length {
         Some(length) => length,
@@ -211,7 +212,18 @@ async fn stream_body(
     if writer.position() > durable || head_checked != upload.head_checked {
         persist(state, lock, writer, upload, &mut durable, head_checked).await?;
     }
-    Ok(durable)
+    Ok(Written {
+        offset: durable,
+        head_checked,
+    })
+}
+
+/// Where a PATCH left its upload, as persisted in the row.
+pub(super) struct Written {
+    /// The durable offset.
+    pub offset: u64,
+    /// Whether `check-head` has run on the upload.
+    pub head_checked: bool,
 }
 
 /// Fsyncs what is written and moves the durable offset (`durable`, in the row and here) to it;
