@@ -57,7 +57,7 @@ pub(super) async fn create_final(
             .await?;
         if !state
             .store
-            .advance_upload(&upload.id, lock.fence(0), total, false)
+            .advance_upload(&upload.id, lock.fence(0), total, false, false)
             .await?
         {
             lock.check()?;

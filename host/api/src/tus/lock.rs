@@ -16,8 +16,9 @@
 //! nothing. Either way a writer also stops at its next chunk once renewal reports the lease lost.
 
 use async_trait::async_trait;
+use mediahost_core::Tenant;
 use mediahost_core::config::{TusConfig, TusLock};
-use mediahost_store::{Fence, Store, StoreError};
+use mediahost_store::{Fence, Store, StoreError, Upload};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,11 +71,58 @@ pub trait UploadLocks: Send + Sync {
     async fn release(&self, id: &str, token: &str) -> Result<(), LockError>;
     /// What a holder of `token` names when it moves the upload's row on from `offset`.
     fn fence<'a>(&self, token: &'a str, offset: u64) -> Fence<'a>;
+    /// Takes the lock of `tenant_id`'s upload `id` and reads its row under the lock. This
+    /// default, for lock servers outside the database, looks the upload up first, so that
+    /// nobody takes the lock of an upload that is not theirs, and reads it again once locked
+    /// (a writer may have moved it on in between).
+    async fn acquire_upload(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        id: &str,
+        lease: Duration,
+    ) -> Result<Acquired, LockError> {
+        if store.upload(tenant_id, id).await?.is_none() {
+            return Ok(Acquired::Unknown);
+        }
+        let Some(token) = self.acquire(id, lease).await? else {
+            return Ok(Acquired::Busy);
+        };
+        let read = store.upload(tenant_id, id).await;
+        match read {
+            Ok(Some(upload)) => Ok(Acquired::Locked { token, upload }),
+            // Deleted in between.
+            Ok(None) => {
+                self.release(id, &token).await?;
+                Ok(Acquired::Unknown)
+            }
+            Err(e) => {
+                let _ = self.release(id, &token).await;
+                Err(e.into())
+            }
+        }
+    }
     /// Whether a lock server of its own answers (`/readyz`); backends without one (the
     /// database's rows, checked as the database) have nothing to ask.
     async fn ping(&self) -> Result<(), LockError> {
         Ok(())
     }
+}
+
+/// What asking for the lock of a tenant's upload came to.
+#[derive(Debug)]
+pub enum Acquired {
+    /// Locked by the caller: the token, and the row as it stands under the lock.
+    Locked {
+        /// This holder's token.
+        token: String,
+        /// The upload's row.
+        upload: Upload,
+    },
+    /// Another live lease holds it.
+    Busy,
+    /// No such upload for this tenant.
+    Unknown,
 }
 
 /// Leases in the upload rows of the metadata database.
@@ -113,6 +161,28 @@ impl UploadLocks for DatabaseLocks {
 
     fn fence<'a>(&self, token: &'a str, _offset: u64) -> Fence<'a> {
         Fence::Token(token)
+    }
+
+    /// One statement locks, checks the tenant and reads the row; a second, only when that
+    /// found nothing, tells a busy upload from an unknown one.
+    async fn acquire_upload(
+        &self,
+        _store: &Store,
+        tenant_id: &str,
+        id: &str,
+        lease: Duration,
+    ) -> Result<Acquired, LockError> {
+        if let Some((token, upload)) = self
+            .store
+            .lock_upload_of(tenant_id, id, millis(lease))
+            .await?
+        {
+            return Ok(Acquired::Locked { token, upload });
+        }
+        Ok(match self.store.upload(tenant_id, id).await? {
+            Some(_) => Acquired::Busy,
+            None => Acquired::Unknown,
+        })
     }
 }
 
@@ -259,20 +329,52 @@ pub(super) struct Lock {
     lost: Arc<AtomicBool>,
     /// The renewal task, stopped on release or drop.
     renew: tokio::task::JoinHandle<()>,
-    /// Released explicitly, so drop has nothing to do.
-    released: bool,
+    /// Released already (explicitly, or by the write that last moved the row), so drop has
+    /// nothing to do.
+    released: AtomicBool,
+}
+
+fn busy(id: &str) -> ApiError {
+    ApiError::UploadLocked(format!(
+        "upload {id} is being written by another request; retry when it ends"
+    ))
 }
 
 impl Lock {
     /// Takes the lock or answers 409 `upload_locked`.
     pub(super) async fn acquire(state: &SharedState, id: &str) -> Result<Self, ApiError> {
-        let lease = Duration::from_secs(state.tus.lock_seconds.max(1));
-        let locks = state.upload_locks.clone();
-        let token = locks.acquire(id, lease).await?.ok_or_else(|| {
-            ApiError::UploadLocked(format!(
-                "upload {id} is being written by another request; retry when it ends"
-            ))
-        })?;
+        let lease = lease(state);
+        let token = state
+            .upload_locks
+            .acquire(id, lease)
+            .await?
+            .ok_or_else(|| busy(id))?;
+        Ok(Self::hold(state.upload_locks.clone(), id, token, lease))
+    }
+
+    /// Takes the lock of `tenant`'s upload `id` and returns it with the upload as it stands
+    /// under the lock; 404 when the tenant has no such upload, 409 `upload_locked`.
+    pub(super) async fn acquire_upload(
+        state: &SharedState,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<(Self, Upload), ApiError> {
+        let lease = lease(state);
+        let locks = &state.upload_locks;
+        match locks
+            .acquire_upload(&state.store, &tenant.id, id, lease)
+            .await?
+        {
+            Acquired::Locked { token, upload } => {
+                Ok((Self::hold(locks.clone(), id, token, lease), upload))
+            }
+            Acquired::Busy => Err(busy(id)),
+            Acquired::Unknown => Err(ApiError::NotFound(format!("no upload with id {id}"))),
+        }
+    }
+
+    /// Holds the lease `token` took, renewing it every third of `lease`.
+    fn hold(locks: Arc<dyn UploadLocks>, id: &str, token: String, lease: Duration) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let renew = tokio::spawn({
             let (locks, id, token, lost) =
@@ -295,14 +397,14 @@ impl Lock {
                 }
             }
         });
-        Ok(Self {
+        Self {
             locks,
             id: id.to_owned(),
             token,
             lost,
             renew,
-            released: false,
-        })
+            released: AtomicBool::new(false),
+        }
     }
 
     /// 409 `upload_locked` once the lease was lost.
@@ -321,19 +423,36 @@ impl Lock {
         self.locks.fence(&self.token, offset)
     }
 
-    /// Releases the lock now.
-    pub(super) async fn release(mut self) -> Result<(), ApiError> {
+    /// Whether the lease is in the upload's row, so the write that moves the row on can
+    /// release it too.
+    pub(super) fn in_row(&self) -> bool {
+        matches!(self.fence(0), Fence::Token(_))
+    }
+
+    /// Records that a write of the row released the lock.
+    pub(super) fn released_by_row(&self) {
         self.renew.abort();
-        self.released = true;
-        self.locks.release(&self.id, &self.token).await?;
+        self.released.store(true, Ordering::SeqCst);
+    }
+
+    /// Releases the lock now (unless the row's last write did).
+    pub(super) async fn release(self) -> Result<(), ApiError> {
+        self.renew.abort();
+        if !self.released.swap(true, Ordering::SeqCst) {
+            self.locks.release(&self.id, &self.token).await?;
+        }
         Ok(())
     }
+}
+
+fn lease(state: &SharedState) -> Duration {
+    Duration::from_secs(state.tus.lock_seconds.max(1))
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
         self.renew.abort();
-        if !self.released {
+        if !self.released.load(Ordering::SeqCst) {
             let (locks, id, token) = (self.locks.clone(), self.id.clone(), self.token.clone());
             tokio::spawn(async move {
                 if let Err(e) = locks.release(&id, &token).await {

@@ -192,11 +192,15 @@ async fn find(state: &SharedState, tenant: &Tenant, id: &str) -> Result<Upload, 
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no upload with id {id}")))?;
     if upload.is_expired(now_ms()) {
-        return Err(ApiError::Gone(format!(
-            "upload {id} expired before it completed; start a new one"
-        )));
+        return Err(expired(id));
     }
     Ok(upload)
+}
+
+fn expired(id: &str) -> ApiError {
+    ApiError::Gone(format!(
+        "upload {id} expired before it completed; start a new one"
+    ))
 }
 
 /// Writes `body` under the lock (after checking the client's offset), then completes the
@@ -210,10 +214,17 @@ async fn write_locked(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<u64, ApiError> {
-    let lock = Lock::acquire(state, id).await?;
+    // The row as it stands under the lock: the offset cannot move while we hold it.
+    let (lock, mut upload) = Lock::acquire_upload(state, tenant, id).await?;
     let written = async {
-        // Re-read under the lock: the offset may have moved since the caller looked.
-        let mut upload = find(state, tenant, id).await?;
+        if upload.is_expired(now_ms()) {
+            return Err(expired(id));
+        }
+        if upload.concat == Concat::Final {
+            return Err(ApiError::Forbidden(
+                "a final upload is built from its partials and takes no PATCH".into(),
+            ));
+        }
         if client_offset != upload.offset {
             return Err(ApiError::OffsetMismatch(format!(
                 "Upload-Offset is {client_offset} but the upload is at {}; resume from HEAD's offset",
@@ -562,12 +573,6 @@ async fn patch(
     let offset = headers::number(&headers, &names::UPLOAD_OFFSET)?
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset is required".into()))?;
     let length = headers::number(&headers, &names::UPLOAD_LENGTH)?;
-    let upload = find(&state, &tenant, &id).await?;
-    if upload.concat == Concat::Final {
-        return Err(ApiError::Forbidden(
-            "a final upload is built from its partials and takes no PATCH".into(),
-        ));
-    }
     let from = offset;
     let offset = write_locked(&state, &tenant, &id, offset, length, &headers, body).await?;
     // Per process, so an operator sees how a load balancer spreads one upload's requests.
@@ -600,12 +605,7 @@ async fn delete(
     AuthTenant(tenant): AuthTenant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let upload = state
-        .store
-        .upload(&tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no upload with id {id}")))?;
-    let lock = Lock::acquire(&state, &id).await?;
+    let (lock, upload) = Lock::acquire_upload(&state, &tenant, &id).await?;
     terminate(&state, &upload).await?;
     drop(lock);
     tracing::info!(tenant = %tenant.name, upload = %id, "tus upload terminated");

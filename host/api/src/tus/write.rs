@@ -96,7 +96,8 @@ async fn check_head(
 /// Streams `body` into the upload at its durable offset (the caller holds `lock` and checked
 /// the client's offset). Returns what the upload's row now says: the durable offset and
 /// whether `check-head` ran (so the caller needs no re-read). Nothing of the request is written
-/// any more once this returns, so the caller may release the lock.
+/// any more once this returns, so the caller may release the lock; when the request leaves
+/// the upload incomplete, the row's last write has released a lock held in the row already.
 pub(super) async fn write_body(
     state: &SharedState,
     lock: &Lock,
@@ -109,9 +110,32 @@ pub(super) async fn write_body(
         .blobs
         .open_part(part_of(upload), upload.offset)
         .await?;
-    let written = stream_body(state, lock, tenant, upload, body, checksum, &mut writer).await;
+    let streamed = stream_body(state, lock, tenant, upload, body, checksum, &mut writer).await;
+    // Closed before the row's last write: the next request may start as soon as that lands,
+    // and finds this one's running digest handed back.
     writer.close().await;
-    written
+    let Streamed {
+        durable,
+        synced,
+        head_checked,
+    } = streamed?;
+    if synced > durable || head_checked != upload.head_checked {
+        // A request that completes the upload keeps its lock for the completion.
+        let release = lock.in_row() && upload.length != Some(synced);
+        advance(state, lock, upload, durable, synced, head_checked, release).await?;
+    }
+    Ok(Written {
+        offset: synced,
+        head_checked,
+    })
+}
+
+/// Where [`stream_body`] left the part: the offset in the row, and the one up to which its
+/// bytes are durable (the row is moved there last).
+struct Streamed {
+    durable: u64,
+    synced: u64,
+    head_checked: bool,
 }
 
 /// [`write_body`]'s loop over the body's chunks.
@@ -123,7 +147,7 @@ async fn stream_body(
     body: Body,
     mut checksum: Option<Expected>,
     writer: &mut PartWriter,
-) -> Result<Written, ApiError> {
+) -> Result<Streamed, ApiError> {
     let start = upload.offset;
     let limit = match upload.length {
         Some(length) => length,
@@ -209,11 +233,14 @@ async fn stream_body(
             )));
         }
     }
-    if writer.position() > durable || head_checked != upload.head_checked {
-        persist(state, lock, writer, upload, &mut durable, head_checked).await?;
-    }
-    Ok(Written {
-        offset: durable,
+    let synced = if writer.position() > durable {
+        writer.sync().await?
+    } else {
+        durable
+    };
+    Ok(Streamed {
+        durable,
+        synced,
         head_checked,
     })
 }
@@ -236,11 +263,26 @@ async fn persist(
     durable: &mut u64,
     head_checked: bool,
 ) -> Result<(), ApiError> {
-    let from = *durable;
     let synced = writer.sync().await?;
+    advance(state, lock, upload, *durable, synced, head_checked, false).await?;
+    *durable = synced;
+    Ok(())
+}
+
+/// Moves the upload's durable offset from `from` to `to` (bytes already durable), releasing a
+/// lock held in the row with it when `release`; fails when the lock was lost.
+async fn advance(
+    state: &SharedState,
+    lock: &Lock,
+    upload: &Upload,
+    from: u64,
+    to: u64,
+    head_checked: bool,
+    release: bool,
+) -> Result<(), ApiError> {
     if !state
         .store
-        .advance_upload(&upload.id, lock.fence(from), synced, head_checked)
+        .advance_upload(&upload.id, lock.fence(from), to, head_checked, release)
         .await?
     {
         lock.check()?;
@@ -249,7 +291,9 @@ async fn persist(
             upload.id
         )));
     }
-    *durable = synced;
+    if release {
+        lock.released_by_row();
+    }
     Ok(())
 }
 
