@@ -33,11 +33,11 @@ use mediahost_core::video::keys;
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use crate::appender::{self, Appender, DigestPromise};
 use crate::{BlobError, Blobs, object_path};
@@ -217,6 +217,23 @@ impl PartWriter {
     }
 }
 
+/// Opens the part file at `path` for appending at `offset`, cutting off any bytes beyond
+/// (written but never made durable).
+fn open_at(path: &std::path::Path, upload: &str, offset: u64) -> Result<std::fs::File, BlobError> {
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let len = file.metadata()?.len();
+    if len < offset {
+        return Err(BlobError::Io(std::io::Error::other(format!(
+            "upload {upload}: temp file holds {len} bytes, fewer than the durable offset {offset}"
+        ))));
+    }
+    if len > offset {
+        file.set_len(offset)?;
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(file)
+}
+
 fn valid_id(id: &str) -> Result<(), BlobError> {
     if !id.is_empty()
         && id
@@ -270,23 +287,13 @@ impl Blobs {
         let (file, pieces) = match &self.parts {
             PartsPlace::Disk(dir) => {
                 let path = Self::part_file(dir, part)?;
-                let mut file = tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .await?;
-                let len = file.metadata().await?.len();
-                if len < offset {
-                    return Err(BlobError::Io(std::io::Error::other(format!(
-                        "upload {}: temp file holds {len} bytes, fewer than the durable offset \
-                         {offset}",
-                        part.upload
-                    ))));
-                }
-                if len > offset {
-                    file.set_len(offset).await?;
-                }
-                file.seek(SeekFrom::Start(offset)).await?;
-                (file.into_std().await, None)
+                let upload = part.upload.to_owned();
+                // One trip to the blocking pool for the four calls (each `tokio::fs` call is a
+                // trip of its own: ~0.5 ms of every PATCH when they were separate).
+                let file = tokio::task::spawn_blocking(move || open_at(&path, &upload, offset))
+                    .await
+                    .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
+                (file, None)
             }
             PartsPlace::ObjectStorage => {
                 let (file, pending_path) = tempfile::Builder::new()
