@@ -40,8 +40,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{
-    MEDIAHOST, MIB, clock_ticks_per_s, env_number, loadavg, make_source, median, put_upload,
-    random_file, tree_cpu_ticks, tus_upload,
+    MEDIAHOST, MIB, Payload, clock_ticks_per_s, env_number, loadavg, make_source, median,
+    put_upload, random_file, tree_cpu_ticks, tus_upload,
 };
 
 /// What one run measures, from the environment.
@@ -252,9 +252,17 @@ async fn concurrent_uploads(
             file.to_owned(),
         );
         let (size, chunk) = (settings.upload_size, settings.chunk);
-        tasks.spawn(
-            async move { tus_upload(&http, &endpoint, Some(&key), &file, size, chunk).await },
-        );
+        tasks.spawn(async move {
+            tus_upload(
+                &http,
+                &endpoint,
+                Some(&key),
+                Payload::File(&file),
+                size,
+                chunk,
+            )
+            .await
+        });
     }
     let mut videos = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -343,7 +351,7 @@ async fn run_jobs(
     let mut first_queued = None;
     let mut pending = Vec::new();
     for _ in 0..jobs {
-        let (id, _) = put_upload(http, NGINX, key, source, 1).await?;
+        let (id, _) = put_upload(http, NGINX, key, Payload::File(source), 1).await?;
         first_queued.get_or_insert_with(Instant::now);
         pending.push(id);
     }

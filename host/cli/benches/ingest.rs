@@ -7,7 +7,9 @@
 //! 1. writes a file of random bytes (`INGEST_BENCH_MIB`, default 1024) under `INGEST_BENCH_DIR`
 //!    (default the system temp dir; every file of the run lives there, so all of it is one disk);
 //! 2. for `INGEST_BENCH_ROUNDS` rounds (default 3), each case once: `dd conv=fsync`, tus with
-//!    8 MiB and 64 MiB PATCHes to mediahost and to @tus/server (the same client), and one
+//!    8 MiB and 64 MiB PATCHes to mediahost and to @tus/server (the same client, which sends
+//!    the file's bytes from memory; `INGEST_BENCH_CLIENT=file` streams them from the file
+//!    instead, at the cost of the client's CPU, which the servers share), and one
 //!    HTTP/2 (h2c, prior knowledge) `PUT /v1/videos/{id}/source` to mediahost. `sync` runs before
 //!    each case (untimed), so one case's dirty pages are not written back during the next;
 //! 3. prints the median MB/s (10^6 bytes/s) of each case, the ratios the targets are about and
@@ -38,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{
-    MIB, Server, clock_ticks_per_s, cpu_ticks_of, env_number, free_port, loadavg, median,
+    MIB, Payload, Server, clock_ticks_per_s, cpu_ticks_of, env_number, free_port, loadavg, median,
     put_upload, random_file, tree_cpu_ticks, tus_upload,
 };
 
@@ -52,6 +54,9 @@ struct Settings {
     big: bool,
     /// Where the file, the servers' data and dd's output go.
     dir: PathBuf,
+    /// Whether the client sends from the file (`INGEST_BENCH_CLIENT=file`) rather than from
+    /// memory (`memory`, the default).
+    client_reads_file: bool,
 }
 
 impl Settings {
@@ -63,6 +68,13 @@ impl Settings {
             dir: std::env::var_os("INGEST_BENCH_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
+            client_reads_file: match std::env::var("INGEST_BENCH_CLIENT").as_deref() {
+                Ok("file") => true,
+                Ok("memory") | Err(_) => false,
+                Ok(other) => {
+                    anyhow::bail!("INGEST_BENCH_CLIENT is `memory` or `file`, not {other:?}")
+                }
+            },
         })
     }
 }
@@ -223,6 +235,21 @@ async fn main() -> anyhow::Result<()> {
     );
     let file = dir.join("random.bin");
     random_file(&file, settings.size)?;
+    let in_memory = match settings.client_reads_file {
+        true => None,
+        false => Some(bytes::Bytes::from(std::fs::read(&file)?)),
+    };
+    let payload = match &in_memory {
+        Some(bytes) => Payload::Memory(bytes),
+        None => Payload::File(&file),
+    };
+    println!(
+        "the client sends {}",
+        match settings.client_reads_file {
+            true => "from the file",
+            false => "from memory",
+        }
+    );
 
     let (ours, key) = start_mediahost(dir)?;
     let ours_base = format!("http://127.0.0.1:{}", ours.port);
@@ -249,23 +276,23 @@ async fn main() -> anyhow::Result<()> {
             let time = match case {
                 Case::Dd => dd(&file, dir)?,
                 Case::OursTus8 => {
-                    tus_upload(&h1, &uploads, Some(&key), &file, s, 8 * m)
+                    tus_upload(&h1, &uploads, Some(&key), payload, s, 8 * m)
                         .await?
                         .0
                 }
                 Case::OursTus64 => {
-                    tus_upload(&h1, &uploads, Some(&key), &file, s, 64 * m)
+                    tus_upload(&h1, &uploads, Some(&key), payload, s, 64 * m)
                         .await?
                         .0
                 }
-                Case::OursPutH2c => put_upload(&h2c, &ours_base, &key, &file, 1).await?.1,
+                Case::OursPutH2c => put_upload(&h2c, &ours_base, &key, payload, 1).await?.1,
                 Case::NodeTus8 => {
-                    tus_upload(&h1, &node_endpoint, None, &file, s, 8 * m)
+                    tus_upload(&h1, &node_endpoint, None, payload, s, 8 * m)
                         .await?
                         .0
                 }
                 Case::NodeTus64 => {
-                    tus_upload(&h1, &node_endpoint, None, &file, s, 64 * m)
+                    tus_upload(&h1, &node_endpoint, None, payload, s, 64 * m)
                         .await?
                         .0
                 }
@@ -362,7 +389,7 @@ async fn main() -> anyhow::Result<()> {
     drop((ours, node));
 
     if settings.big {
-        big_puts(&settings, dir, &file).await?;
+        big_puts(&settings, dir, payload).await?;
     }
     println!("load average at the end: {}", loadavg());
     Ok(())
@@ -370,7 +397,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// One `PUT` of twice the file over HTTP/1.1, then one over h2c, on a fresh server: its RSS
 /// before and its peak RSS after each.
-async fn big_puts(settings: &Settings, dir: &Path, file: &Path) -> anyhow::Result<()> {
+async fn big_puts(settings: &Settings, dir: &Path, payload: Payload<'_>) -> anyhow::Result<()> {
     let (server, key) = start_mediahost(dir)?;
     let base = format!("http://127.0.0.1:{}", server.port);
     let size = 2 * settings.size;
@@ -389,7 +416,7 @@ async fn big_puts(settings: &Settings, dir: &Path, file: &Path) -> anyhow::Resul
     ];
     for (name, http) in clients {
         sync()?;
-        let (_, time) = put_upload(&http, &base, &key, file, 2).await?;
+        let (_, time) = put_upload(&http, &base, &key, payload, 2).await?;
         println!(
             "PUT {} MiB over {name:<8}: {:>8.1} MB/s ({:.2} s); server RSS {:.1} MiB, peak {:.1} MiB",
             size / MIB,

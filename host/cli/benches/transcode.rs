@@ -60,8 +60,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{
-    Server, clock_ticks_per_s, env_number, ffmpeg, loadavg, make_source, median, put_upload, run,
-    version,
+    Payload, Server, clock_ticks_per_s, env_number, ffmpeg, loadavg, make_source, median,
+    put_upload, run, version,
 };
 
 /// The source's picture, as issue 6 states it.
@@ -399,7 +399,8 @@ impl Ours {
         source: &Path,
         keep: Option<&Path>,
     ) -> anyhow::Result<OursRun> {
-        let (id, upload) = put_upload(&self.http, &self.base, &self.key, source, 1).await?;
+        let (id, upload) =
+            put_upload(&self.http, &self.base, &self.key, Payload::File(source), 1).await?;
         let uploaded = Instant::now();
         let pid = self.server.child.id();
         let upload_rss_mib = self.server.peak_rss_mib()?;

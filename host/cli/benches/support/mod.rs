@@ -91,17 +91,75 @@ pub fn start_serve(
     Ok((server, key))
 }
 
-/// `POST /v1/videos` then one `PUT …/source` whose body is `file` sent `times` times, the way
-/// `mediahost upload` sends a file. Returns the video's id and the time from the first request
-/// to the `202` of the `PUT` (the source stored and its transcode queued).
+/// What a bench client uploads: a file streamed from disk (never all in memory), or bytes
+/// already in memory. The ingest bench sends from memory: on two cores the client shares the
+/// CPU with the server it measures, and reading the file back (a copy per byte and fresh buffer
+/// pages) was a third of the client's CPU.
+#[derive(Clone, Copy)]
+pub enum Payload<'a> {
+    /// A file, read in [`CLIENT_READ`] pieces as it is sent.
+    File(&'a Path),
+    /// Bytes held by the client.
+    Memory(&'a bytes::Bytes),
+}
+
+impl Payload<'_> {
+    /// Its length in bytes.
+    pub fn len(&self) -> anyhow::Result<u64> {
+        Ok(match self {
+            Payload::File(path) => std::fs::metadata(path)?.len(),
+            Payload::Memory(bytes) => bytes.len() as u64,
+        })
+    }
+
+    /// `len` bytes from `offset`, as a stream of chunks.
+    async fn chunks(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> anyhow::Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>> {
+        Ok(match self {
+            Payload::File(path) => {
+                let mut file = tokio::fs::File::open(path).await?;
+                file.seek(std::io::SeekFrom::Start(offset)).await?;
+                tokio_util::io::ReaderStream::with_capacity(file.take(len), CLIENT_READ).boxed()
+            }
+            Payload::Memory(bytes) => {
+                let range = bytes.slice(offset as usize..(offset + len) as usize);
+                futures::stream::once(async move { Ok(range) }).boxed()
+            }
+        })
+    }
+
+    /// `len` bytes from `offset`, as a request body.
+    async fn range(&self, offset: u64, len: u64) -> anyhow::Result<reqwest::Body> {
+        Ok(reqwest::Body::wrap_stream(self.chunks(offset, len).await?))
+    }
+
+    /// The whole of it, `times` times over, as one streaming body.
+    async fn repeated(&self, times: usize) -> anyhow::Result<reqwest::Body> {
+        let len = self.len()?;
+        let mut parts = Vec::new();
+        for _ in 0..times {
+            parts.push(self.chunks(0, len).await?);
+        }
+        Ok(reqwest::Body::wrap_stream(
+            futures::stream::iter(parts).flatten(),
+        ))
+    }
+}
+
+/// `POST /v1/videos` then one `PUT …/source` whose body is `payload` sent `times` times, the
+/// way `mediahost upload` sends a file. Returns the video's id and the time from the first
+/// request to the `202` of the `PUT` (the source stored and its transcode queued).
 pub async fn put_upload(
     http: &reqwest::Client,
     base: &str,
     key: &str,
-    file: &Path,
+    payload: Payload<'_>,
     times: usize,
 ) -> anyhow::Result<(String, Duration)> {
-    let size = std::fs::metadata(file)?.len() * times as u64;
+    let size = payload.len()? * times as u64;
     let started = Instant::now();
     let res = http
         .post(format!("{base}/v1/videos"))
@@ -116,7 +174,7 @@ pub async fn put_upload(
         .put(format!("{base}/v1/videos/{id}/source"))
         .bearer_auth(key)
         .header("Content-Length", size)
-        .body(repeated_file(file, times).await?)
+        .body(payload.repeated(times).await?)
         .send()
         .await?;
     ensure!(
@@ -126,21 +184,6 @@ pub async fn put_upload(
         res.text().await?
     );
     Ok((id, started.elapsed()))
-}
-
-/// The whole of `path`, `times` times over, as one streaming body (never all in memory).
-async fn repeated_file(path: &Path, times: usize) -> anyhow::Result<reqwest::Body> {
-    let mut parts = Vec::new();
-    for _ in 0..times {
-        let file = tokio::fs::File::open(path).await?;
-        parts.push(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            CLIENT_READ,
-        ));
-    }
-    Ok(reqwest::Body::wrap_stream(
-        futures::stream::iter(parts).flatten(),
-    ))
 }
 
 /// Writes `size` random bytes (incompressible, nothing for a disk or filesystem to shortcut).
@@ -159,21 +202,13 @@ pub fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `len` bytes of `path` from `offset`, as a streaming request body (never all in memory).
-async fn file_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<reqwest::Body> {
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CLIENT_READ);
-    Ok(reqwest::Body::wrap_stream(stream))
-}
-
-/// A tus 1.0 upload of `file` (`size` bytes) in `chunk`-byte PATCHes, creation included.
+/// A tus 1.0 upload of `payload` (`size` bytes) in `chunk`-byte PATCHes, creation included.
 /// Returns its time and the `Mediahost-Video-Id` the creation answered with (mediahost only).
 pub async fn tus_upload(
     http: &reqwest::Client,
     endpoint: &str,
     key: Option<&str>,
-    file: &Path,
+    payload: Payload<'_>,
     size: u64,
     chunk: u64,
 ) -> anyhow::Result<(Duration, Option<String>)> {
@@ -209,7 +244,7 @@ pub async fn tus_upload(
             .header("Content-Type", "application/offset+octet-stream")
             .header("Upload-Offset", offset)
             .header("Content-Length", n)
-            .body(file_range(file, offset, n).await?)
+            .body(payload.range(offset, n).await?)
             .send()
             .await?;
         ensure!(
