@@ -180,8 +180,14 @@ macro_rules! internal_from {
         }
     )*};
 }
-internal_from!(
-    mediahost_store::StoreError,
-    mediahost_queue::QueueError,
-    mediahost_blob::BlobError
-);
+internal_from!(mediahost_store::StoreError, mediahost_queue::QueueError);
+
+impl From<mediahost_blob::BlobError> for ApiError {
+    fn from(e: mediahost_blob::BlobError) -> Self {
+        match e {
+            // The client may retry as after any lost race for the upload's lock.
+            e @ mediahost_blob::BlobError::PartBusy(_) => Self::UploadLocked(e.to_string()),
+            e => Self::Internal(e.to_string()),
+        }
+    }
+}

@@ -88,6 +88,10 @@ pub enum BlobError {
         /// The store's own error, for the details.
         cause: String,
     },
+    /// A tus part file is still open for writing by an earlier writer of the upload (one whose
+    /// lease lapsed while a write of it was stalled): nobody else may write it until that ends.
+    #[error("upload {0}: an earlier request's writes to it have not ended yet; retry shortly")]
+    PartBusy(String),
     /// Where a tenant's objects are kept cannot be told (its placement is not configured in
     /// this process, or the tenant could not be looked up): nothing is read or written rather
     /// than risk the main store.

@@ -3,15 +3,23 @@
 //! - **disk** (the default): one file per upload, `<parts dir>/<upload id>`, appended to and
 //!   fsynced at each durable offset. Its name is derived from the upload id, so after a crash the
 //!   next PATCH finds it again. Several api processes behind one load balancer must share the
-//!   folder.
-//! - **object storage**: piece objects `tenants/<tenant>/uploads/<upload id>/<offset>` (the
-//!   offset zero-padded to 20 digits) in the tenant's object store. A writer gathers what
-//!   arrives in a local temp file and stores it as one piece at each sync, so the api process
-//!   keeps nothing an upload needs: any process can take the next PATCH. Which pieces make the
-//!   upload follows from the durable offset alone: the piece named 0, then the one named by
-//!   where it ends, and so on up to the durable offset. A piece stored by a writer that died
-//!   before its offset was recorded starts at the durable offset, so the next writer's piece
-//!   replaces it; pieces never reached that way are deleted with the rest when the upload ends.
+//!   folder. A writer holds an exclusive `flock` on the file while its descriptor is open: a
+//!   writer whose lease lapsed while one of its writes was stalled (a hung disk or network
+//!   share) still has it, and its successor is refused ([`BlobError::PartBusy`]) instead of
+//!   having its durable bytes overwritten when the stalled write lands. The lock dies with the
+//!   descriptor, so a crashed process never leaves one behind.
+//! - **object storage**: piece objects `tenants/<tenant>/uploads/<upload id>/<offset>.<writer>`
+//!   (the upload offset where the piece starts, zero-padded to 20 digits, and the writer
+//!   generation of the request that stored it) in the tenant's object store. A writer gathers
+//!   what arrives in a local temp file and stores it as one piece at each sync, so the api
+//!   process keeps nothing an upload needs: any process can take the next PATCH. Which pieces
+//!   make the upload follows from the durable offset alone: at offset 0, then where that piece
+//!   ends, and so on up to the durable offset, the piece of the latest writer at each offset.
+//!   That one is right because every writer takes a new generation with the upload's lock and
+//!   moves the offset only while it is still the latest: a writer that advanced from an offset
+//!   was the last to start there, and a writer it overtook (dead, or a lease lapsed in a long
+//!   pause) only ever stores pieces of older generations, however late they land. Pieces never
+//!   reached that way are deleted with the rest when the upload ends.
 //!
 //! The metadata store holds the *durable offset*; this module promises that bytes before an
 //! offset reported by [`PartWriter::sync`] are stored, and ignores anything written beyond the
@@ -115,6 +123,8 @@ struct Pieces {
     blobs: Blobs,
     /// `tenants/<tenant>/uploads/<upload id>`.
     prefix: String,
+    /// The writer generation of the request storing them.
+    writer: u64,
     pending_path: tempfile::TempPath,
     /// Upload offset of the first pending byte: the name of the next piece.
     start: u64,
@@ -127,7 +137,7 @@ impl Pieces {
         if end == self.start {
             return Ok(());
         }
-        let key = piece_key(&self.prefix, self.start);
+        let key = piece_key(&self.prefix, self.start, self.writer);
         self.blobs.put_file(&key, &self.pending_path).await?;
         self.start = end;
         self.cut(pending, end).await
@@ -149,8 +159,17 @@ enum Sha256Of {
     Passing(Sha256),
 }
 
-fn piece_key(prefix: &str, offset: u64) -> String {
-    format!("{prefix}/{offset:020}")
+fn piece_key(prefix: &str, offset: u64, writer: u64) -> String {
+    format!("{prefix}/{offset:020}.{writer}")
+}
+
+/// The start offset and writer generation a piece's name carries; a name without a generation
+/// is a piece stored before generations existed (generation 0, older than any since).
+fn parse_piece_name(name: &str) -> Option<(u64, u64)> {
+    match name.split_once('.') {
+        Some((offset, writer)) => Some((offset.parse().ok()?, writer.parse().ok()?)),
+        None => Some((name.parse().ok()?, 0)),
+    }
 }
 
 /// Running digests of parts at their durable offsets (upload id → offset, digest promised).
@@ -218,9 +237,20 @@ impl PartWriter {
 }
 
 /// Opens the part file at `path` for appending at `offset`, cutting off any bytes beyond
-/// (written but never made durable).
+/// (written but never made durable), and locks it for as long as the file stays open.
 fn open_at(path: &std::path::Path, upload: &str, offset: u64) -> Result<std::fs::File, BlobError> {
     let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(BlobError::PartBusy(upload.to_owned()));
+        }
+        // A file system that cannot lock (a network share mounted without a lock service)
+        // leaves the lease alone to keep writers apart: the lock is the second guard.
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(upload, error = %e, "cannot lock the tus part file; relying on the upload's lease alone");
+        }
+    }
     let len = file.metadata()?.len();
     if len < offset {
         return Err(BlobError::Io(std::io::Error::other(format!(
@@ -281,9 +311,15 @@ impl Blobs {
         Ok(())
     }
 
-    /// Opens `part` for appending at its durable `offset`, discarding any bytes beyond.
-    /// Call only while holding the upload's lock.
-    pub async fn open_part(&self, part: PartRef<'_>, offset: u64) -> Result<PartWriter, BlobError> {
+    /// Opens `part` for appending at its durable `offset`, discarding any bytes beyond, for
+    /// the request of writer generation `writer`. Call only while holding the upload's lock
+    /// (which gave that generation).
+    pub async fn open_part(
+        &self,
+        part: PartRef<'_>,
+        offset: u64,
+        writer: u64,
+    ) -> Result<PartWriter, BlobError> {
         let (file, pieces) = match &self.parts {
             PartsPlace::Disk(dir) => {
                 let path = Self::part_file(dir, part)?;
@@ -303,6 +339,7 @@ impl Blobs {
                 let pieces = Pieces {
                     blobs: self.clone(),
                     prefix: Self::pieces_prefix(part)?,
+                    writer,
                     pending_path,
                     start: offset,
                 };
@@ -339,21 +376,24 @@ impl Blobs {
     ) -> Result<Vec<(String, u64)>, BlobError> {
         let prefix = Self::pieces_prefix(part)?;
         let target = self.target(&prefix).await?;
-        let stored: HashMap<u64, (String, u64)> = target
-            .store
-            .list(Some(&object_path(&prefix)?))
-            .map_err(BlobError::from)
-            .try_filter_map(|meta| async move {
-                let offset = meta.location.filename().and_then(|n| n.parse().ok());
-                Ok(offset.map(|offset| (offset, (meta.location.to_string(), meta.size))))
-            })
-            .try_collect()
-            .await?;
+        // Start offset → the latest writer's piece there: (generation, key, size).
+        let mut latest: HashMap<u64, (u64, String, u64)> = HashMap::new();
+        let mut listing = target.store.list(Some(&object_path(&prefix)?));
+        while let Some(meta) = listing.try_next().await? {
+            let Some((offset, writer)) = meta.location.filename().and_then(parse_piece_name) else {
+                continue;
+            };
+            let piece = (writer, meta.location.to_string(), meta.size);
+            let slot = latest.entry(offset).or_insert_with(|| piece.clone());
+            if writer > slot.0 {
+                *slot = piece;
+            }
+        }
         let mut chain = Vec::new();
         let mut at = 0;
         while at < len {
-            let Some((key, size)) = stored.get(&at).filter(|(_, size)| *size > 0) else {
-                return Err(BlobError::NotFound(piece_key(&prefix, at)));
+            let Some((_, key, size)) = latest.get(&at).filter(|(_, _, size)| *size > 0) else {
+                return Err(BlobError::NotFound(format!("{prefix}/{at:020}.*")));
             };
             let take = (*size).min(len - at);
             chain.push((key.clone(), take));
@@ -411,13 +451,14 @@ impl Blobs {
         tenant: &str,
         sources: &[(String, u64)],
         dest: &str,
+        writer: u64,
     ) -> Result<u64, BlobError> {
         let dest = PartRef {
             tenant,
             upload: dest,
         };
         self.create_part(dest).await?;
-        let mut writer = self.open_part(dest, 0).await?;
+        let mut writer = self.open_part(dest, 0, writer).await?;
         for (id, len) in sources {
             let source = PartRef { tenant, upload: id };
             let mut bytes = self.part_bytes(source, *len).await?;
@@ -537,12 +578,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for blobs in both(dir.path()) {
             blobs.create_part(part("d")).await.unwrap();
-            let mut w = blobs.open_part(part("d"), 0).await.unwrap();
+            let mut w = blobs.open_part(part("d"), 0, 1).await.unwrap();
             w.write(Bytes::from_static(b"abc")).await.unwrap();
             w.sync().await.unwrap();
             w.write(Bytes::from_static(b"unsynced")).await.unwrap();
             w.close().await;
-            let mut w = blobs.open_part(part("d"), 3).await.unwrap();
+            let mut w = blobs.open_part(part("d"), 3, 2).await.unwrap();
             w.write(Bytes::from_static(b"def")).await.unwrap();
             w.sync().await.unwrap();
             w.close().await;
@@ -566,7 +607,7 @@ mod tests {
                 (6, expected)
             );
             // A digest of another offset is never continued: the writer keeps none.
-            let mut w = blobs.open_part(part("d"), 6).await.unwrap();
+            let mut w = blobs.open_part(part("d"), 6, 3).await.unwrap();
             w.write(Bytes::from_static(b"g")).await.unwrap();
             w.sync().await.unwrap();
             w.close().await;
@@ -587,13 +628,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for blobs in both(dir.path()) {
             blobs.create_part(part("a")).await.unwrap();
-            let mut w = blobs.open_part(part("a"), 0).await.unwrap();
+            let mut w = blobs.open_part(part("a"), 0, 1).await.unwrap();
             w.write(Bytes::from_static(b"hello ")).await.unwrap();
             assert_eq!(w.sync().await.unwrap(), 6);
             w.write(Bytes::from_static(b"junk")).await.unwrap();
             w.close().await;
             // Reopening at the durable offset drops the unacknowledged bytes.
-            let mut w = blobs.open_part(part("a"), 6).await.unwrap();
+            let mut w = blobs.open_part(part("a"), 6, 2).await.unwrap();
             w.write(Bytes::from_static(b"world")).await.unwrap();
             w.write(Bytes::from_static(b"!!")).await.unwrap();
             w.truncate(11).await.unwrap();
@@ -611,12 +652,12 @@ mod tests {
             );
 
             blobs.create_part(part("b")).await.unwrap();
-            let mut w = blobs.open_part(part("b"), 0).await.unwrap();
+            let mut w = blobs.open_part(part("b"), 0, 1).await.unwrap();
             w.write(Bytes::from_static(b" again")).await.unwrap();
             w.sync().await.unwrap();
             w.close().await;
             let total = blobs
-                .concat_parts("t1", &[("a".into(), 11), ("b".into(), 6)], "c")
+                .concat_parts("t1", &[("a".into(), 11), ("b".into(), 6)], "c", 1)
                 .await
                 .unwrap();
             assert_eq!(total, 17);
@@ -639,28 +680,29 @@ mod tests {
         }
     }
 
+    /// Each offset's piece is the latest writer's: a dead writer's leftovers, and pieces a
+    /// writer that lost its lock stores after its successor's (a long pause, a partition), are
+    /// passed over.
     #[tokio::test]
-    async fn pieces_follow_the_durable_offset_past_a_dead_writers_leftovers() {
+    async fn pieces_follow_the_durable_offset_past_dead_and_overtaken_writers() {
         let dir = tempfile::tempdir().unwrap();
         let [_, blobs] = both(dir.path());
-        let mut w = blobs.open_part(part("p"), 0).await.unwrap();
-        w.write(Bytes::from_static(b"0123")).await.unwrap();
-        w.sync().await.unwrap();
-        w.close().await;
-        // A writer at offset 4 stores a piece, then dies before its offset is recorded.
-        let mut w = blobs.open_part(part("p"), 4).await.unwrap();
-        w.write(Bytes::from_static(b"XXXXXXXX")).await.unwrap();
-        w.sync().await.unwrap();
-        w.write(Bytes::from_static(b"YY")).await.unwrap();
-        w.sync().await.unwrap();
-        w.close().await;
-        // The next writer starts again at the durable offset 4, in smaller pieces.
-        let mut w = blobs.open_part(part("p"), 4).await.unwrap();
-        w.write(Bytes::from_static(b"45")).await.unwrap();
-        w.sync().await.unwrap();
-        w.write(Bytes::from_static(b"6789")).await.unwrap();
-        w.sync().await.unwrap();
-        w.close().await;
+        let write = async |offset, writer, chunks: &[&'static [u8]]| {
+            let mut w = blobs.open_part(part("p"), offset, writer).await.unwrap();
+            for chunk in chunks {
+                w.write(Bytes::from_static(chunk)).await.unwrap();
+                w.sync().await.unwrap();
+            }
+            w.close().await;
+        };
+        write(0, 1, &[b"0123"]).await;
+        // Writer 2 at offset 4 stores pieces, then dies before its offset is recorded.
+        write(4, 2, &[b"XXXXXXXX", b"YY"]).await;
+        // Writer 3 starts again at the durable offset 4, in smaller pieces.
+        write(4, 3, &[b"45", b"6789"]).await;
+        // Writer 2 was only paused: its late pieces land after writer 3's, at the same offsets.
+        write(4, 2, &[b"ZZ"]).await;
+        write(6, 2, &[b"ZZZZ"]).await;
         blobs.digests.lock().unwrap().clear(); // as another process would find it
         let expected = hex::encode(Sha256::digest(b"0123456789"));
         assert_eq!(
@@ -677,14 +719,54 @@ mod tests {
         // A hole (no piece at the offset the chain reaches) is an error, not short data.
         assert!(matches!(
             blobs.store_part(part("p"), 13, "tenants/t1/videos/q/source").await,
-            Err(BlobError::NotFound(key)) if key.ends_with("/00000000000000000010")
+            Err(BlobError::NotFound(key)) if key.ends_with("/00000000000000000010.*")
         ));
         blobs.remove_part(part("p")).await.unwrap();
         assert!(
             blobs
-                .get_bytes("tenants/t1/uploads/p/00000000000000000000")
+                .get_bytes("tenants/t1/uploads/p/00000000000000000000.1")
                 .await
                 .is_err()
         );
+    }
+
+    /// A part file on disk is written by one writer at a time, whatever the leases say: a
+    /// writer whose descriptor is still open (its lease lapsed during a stalled write) keeps
+    /// its successor out until it is gone.
+    #[tokio::test]
+    async fn a_part_file_open_for_writing_refuses_a_second_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let [blobs, _] = both(dir.path());
+        blobs.create_part(part("f")).await.unwrap();
+        let mut stalled = blobs.open_part(part("f"), 0, 1).await.unwrap();
+        stalled.write(Bytes::from_static(b"abc")).await.unwrap();
+        stalled.sync().await.unwrap();
+        assert!(matches!(
+            blobs.open_part(part("f"), 3, 2).await,
+            Err(BlobError::PartBusy(id)) if id == "f"
+        ));
+        // Another process (another `Blobs` on the same folder) is refused alike.
+        let other = Blobs::local(&dir.path().join("disk")).unwrap();
+        assert!(matches!(
+            other.open_part(part("f"), 3, 2).await,
+            Err(BlobError::PartBusy(_))
+        ));
+        stalled.close().await;
+        let mut next = other.open_part(part("f"), 3, 2).await.unwrap();
+        next.write(Bytes::from_static(b"def")).await.unwrap();
+        assert_eq!(next.sync().await.unwrap(), 6);
+        next.close().await;
+        assert_eq!(other.read_part_head(part("f"), 6).await.unwrap(), b"abcdef");
+    }
+
+    #[test]
+    fn piece_names_carry_offset_and_generation() {
+        let key = piece_key("tenants/t/uploads/u", 10, 7);
+        assert_eq!(key, "tenants/t/uploads/u/00000000000000000010.7");
+        assert_eq!(parse_piece_name(&key[20..]), Some((10, 7)));
+        // Pieces stored before generations existed are older than any since.
+        assert_eq!(parse_piece_name("00000000000000000010"), Some((10, 0)));
+        assert_eq!(parse_piece_name("notes.txt"), None);
+        assert_eq!(parse_piece_name("10.x"), None);
     }
 }

@@ -230,7 +230,7 @@ async fn finished_files_and_tus_parts_reach_the_store(t: TestBlobs) {
     };
     blobs.create_part(part).await.unwrap();
     assert!(t.dir.path().join("tmp/tus/up1").exists());
-    let mut w = blobs.open_part(part, 0).await.unwrap();
+    let mut w = blobs.open_part(part, 0, 1).await.unwrap();
     w.write(bytes::Bytes::from_static(b"resumable"))
         .await
         .unwrap();
@@ -272,14 +272,14 @@ async fn tus_parts_in_object_storage_carry_an_upload_across_processes(t: TestBlo
     let (a, b) = body.split_at(PART_SIZE + 777);
 
     first.create_part(part).await.unwrap();
-    let mut w = first.open_part(part, 0).await.unwrap();
+    let mut w = first.open_part(part, 0, 1).await.unwrap();
     w.write(bytes::Bytes::copy_from_slice(a)).await.unwrap();
     assert_eq!(w.sync().await.unwrap(), a.len() as u64);
     drop(w);
     // Nothing of the upload stays on the first process's disk.
     assert!(!t.dir.path().join("tmp/tus").exists());
 
-    let mut w = second.open_part(part, a.len() as u64).await.unwrap();
+    let mut w = second.open_part(part, a.len() as u64, 2).await.unwrap();
     w.write(bytes::Bytes::copy_from_slice(b)).await.unwrap();
     assert_eq!(w.sync().await.unwrap(), body.len() as u64);
     drop(w);

@@ -27,7 +27,7 @@ pub mod testing;
 
 pub use plugin_catalog::CatalogPlugin;
 pub use tenants::{ApiKeyInfo, hash_api_key};
-pub use uploads::{Concat, Fence, NewUpload, Upload, now_ms};
+pub use uploads::{Concat, NewUpload, Upload, now_ms};
 pub use videos::{DEFAULT_EDGE_GROUP, NewVideo};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

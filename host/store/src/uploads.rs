@@ -3,9 +3,9 @@
 //! The lock (when the deployment keeps it in the database, the default) is a lease in the row
 //! (`lock_token`, `locked_until`), taken with one conditional `UPDATE`, so it holds across every
 //! api process sharing the database, and a process that dies mid-write stops renewing it and the
-//! lease lapses by itself. Every write that moves the offset names a [`Fence`]: the token, so a
-//! writer that lost its lease cannot move the offset any more; or, when the lock is held
-//! elsewhere (Redis), the offset the writer started from.
+//! lease lapses by itself. Whoever holds the lock (here or in Redis) takes a new *writer
+//! generation* with it ([`Upload::writer`], one more than the last), and every write that moves
+//! the upload on names it: a writer that lost its lease and was taken over changes nothing.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -73,6 +73,9 @@ pub struct Upload {
     pub completed_at: Option<i64>,
     /// When an incomplete upload expires (ms since the epoch).
     pub expires_at: i64,
+    /// The generation of its writers: bumped by every writer that takes the upload's lock, so
+    /// read under a lock it is that writer's own, the fence of its writes.
+    pub writer: u64,
 }
 
 impl Upload {
@@ -104,43 +107,11 @@ pub struct NewUpload {
     pub expires_at: i64,
 }
 
-/// What a write to an upload row must still find for it to go through: the writer's proof that
-/// it still holds the upload's lock, or at least that nobody moved the upload on meanwhile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fence<'a> {
-    /// The lock token in the row (locks kept in the database): a writer whose lease lapsed and
-    /// was taken over changes nothing.
-    Token(&'a str),
-    /// The durable offset the writer last saw (locks kept outside the database, where the row
-    /// holds no token): a writer that lost its lock and was overtaken changes nothing.
-    Offset(u64),
-}
-
-impl Fence<'_> {
-    /// The condition on the row, with its value as parameter `$n`.
-    fn condition(&self, n: usize) -> String {
-        match self {
-            Self::Token(_) => format!("lock_token = ${n}"),
-            Self::Offset(_) => format!("upload_offset = ${n}"),
-        }
-    }
-
-    fn bind<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        match *self {
-            Self::Token(token) => query.bind(token.to_owned()),
-            Self::Offset(offset) => query.bind(offset as i64),
-        }
-    }
-}
-
 /// `head_checked` is INTEGER 0/1 on SQLite and BOOLEAN on PostgreSQL; the CASE reads both as
 /// an integer.
 const COLUMNS: &str = "id, tenant_id, video_id, upload_length, upload_offset, metadata, concat, \
                        CASE WHEN head_checked THEN 1 ELSE 0 END AS head_checked, completed_at, \
-                       expires_at";
+                       expires_at, writer";
 
 fn upload_from_row(row: &AnyRow) -> Result<Upload, StoreError> {
     let length: Option<i64> = row.get("upload_length");
@@ -157,6 +128,7 @@ fn upload_from_row(row: &AnyRow) -> Result<Upload, StoreError> {
         head_checked: row.get::<i64, _>("head_checked") != 0,
         completed_at: row.get("completed_at"),
         expires_at: row.get("expires_at"),
+        writer: row.get::<i64, _>("writer") as u64,
     })
 }
 
@@ -189,6 +161,7 @@ impl Store {
             head_checked: false,
             completed_at: None,
             expires_at: new.expires_at,
+            writer: 0,
         })
     }
 
@@ -204,28 +177,11 @@ impl Store {
         row.as_ref().map(upload_from_row).transpose()
     }
 
-    /// Takes the write lock for `lease_ms` unless another live lease holds it. Returns the
-    /// lock token, or `None` when the upload is locked (or gone).
-    pub async fn lock_upload(&self, id: &str, lease_ms: i64) -> Result<Option<String>, StoreError> {
-        let token = new_id();
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE uploads SET lock_token = $1, locked_until = $2 \
-             WHERE id = $3 AND (locked_until IS NULL OR locked_until <= $4)",
-        )
-        .bind(&token)
-        .bind(now + lease_ms)
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok((done.rows_affected() == 1).then_some(token))
-    }
-
-    /// Takes the write lock of `tenant_id`'s upload `id` as [`Self::lock_upload`] does and
-    /// returns it with the row as it stands under the lock, in one statement: the lock, the
-    /// tenant check and the read a writer needs cost one round trip. `None` when the upload is
-    /// locked, another tenant's or gone ([`Self::upload`] tells which).
+    /// Takes the write lock of `tenant_id`'s upload `id` for `lease_ms` unless another live
+    /// lease holds it, with a new writer generation, and returns the lock token with the row as
+    /// it stands under the lock, in one statement: the lock, the tenant check and the read a
+    /// writer needs cost one round trip. `None` when the upload is locked, another tenant's or
+    /// gone ([`Self::upload`] tells which).
     pub async fn lock_upload_of(
         &self,
         tenant_id: &str,
@@ -235,7 +191,7 @@ impl Store {
         let token = new_id();
         let now = now_ms();
         let row = sqlx::query(&format!(
-            "UPDATE uploads SET lock_token = $1, locked_until = $2 \
+            "UPDATE uploads SET lock_token = $1, locked_until = $2, writer = writer + 1 \
              WHERE id = $3 AND tenant_id = $4 AND (locked_until IS NULL OR locked_until <= $5) \
              RETURNING {COLUMNS}"
         ))
@@ -249,6 +205,25 @@ impl Store {
         row.as_ref()
             .map(|row| Ok((token.clone(), upload_from_row(row)?)))
             .transpose()
+    }
+
+    /// Takes a new writer generation for `tenant_id`'s upload `id`, whose lock the caller
+    /// holds outside the database (Redis), and returns the row as it stands under that lock
+    /// ([`Upload::writer`] is the caller's); `None` when the tenant has no such upload.
+    pub async fn claim_upload(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<Upload>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE uploads SET writer = writer + 1 WHERE id = $1 AND tenant_id = $2 \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(upload_from_row).transpose()
     }
 
     /// Extends the lease; false when the lock was lost (lapsed and taken by another writer).
@@ -282,12 +257,12 @@ impl Store {
 
     /// Moves the durable offset (call only after the bytes are fsynced) and records whether the
     /// head was checked; with `release`, also releases a lock held in the row (the writer's
-    /// last move: one write instead of two). False when the `fence` no longer holds (the lock
-    /// was lost).
+    /// last move: one write instead of two). False when `writer` is no longer the upload's
+    /// writer generation (its lock was lost and taken).
     pub async fn advance_upload(
         &self,
         id: &str,
-        fence: Fence<'_>,
+        writer: u64,
         offset: u64,
         head_checked: bool,
         release: bool,
@@ -299,32 +274,35 @@ impl Store {
         };
         let sql = format!(
             "UPDATE uploads SET upload_offset = $1, head_checked = (head_checked OR $2){unlock} \
-             WHERE id = $3 AND {}",
-            fence.condition(4)
+             WHERE id = $3 AND writer = $4"
         );
-        let query = sqlx::query(&sql)
+        let done = sqlx::query(&sql)
             .bind(offset as i64)
             .bind(head_checked)
-            .bind(id);
-        let done = fence.bind(query).execute(&self.pool).await?;
+            .bind(id)
+            .bind(writer as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Fixes a deferred length (once). False when the length was already set or the `fence` no
-    /// longer holds.
+    /// Fixes a deferred length (once). False when the length was already set or `writer` is no
+    /// longer the upload's writer generation.
     pub async fn set_upload_length(
         &self,
         id: &str,
-        fence: Fence<'_>,
+        writer: u64,
         length: u64,
     ) -> Result<bool, StoreError> {
-        let sql = format!(
+        let done = sqlx::query(
             "UPDATE uploads SET upload_length = $1 \
-             WHERE id = $2 AND upload_length IS NULL AND {}",
-            fence.condition(3)
-        );
-        let query = sqlx::query(&sql).bind(length as i64).bind(id);
-        let done = fence.bind(query).execute(&self.pool).await?;
+             WHERE id = $2 AND upload_length IS NULL AND writer = $3",
+        )
+        .bind(length as i64)
+        .bind(id)
+        .bind(writer as i64)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -407,18 +385,14 @@ mod tests {
             assert_eq!(store.upload(&t.id, &u.id).await.unwrap(), Some(u.clone()));
             assert_eq!(store.upload(&other.id, &u.id).await.unwrap(), None);
 
-            let token = store.lock_upload(&u.id, 60_000).await.unwrap().unwrap();
-            assert_eq!(store.lock_upload(&u.id, 60_000).await.unwrap(), None);
-            let fence = Fence::Token(&token);
-            assert!(store.advance_upload(&u.id, fence, 10, true, false).await.unwrap());
-            assert!(
-                !store
-                    .advance_upload(&u.id, Fence::Token("stale"), 20, false, false)
-                    .await
-                    .unwrap()
-            );
-            assert!(store.set_upload_length(&u.id, fence, 30).await.unwrap());
-            assert!(!store.set_upload_length(&u.id, fence, 40).await.unwrap());
+            let (token, row) = store.lock_upload_of(&t.id, &u.id, 60_000).await.unwrap().unwrap();
+            assert_eq!(store.lock_upload_of(&t.id, &u.id, 60_000).await.unwrap(), None);
+            let writer = row.writer;
+            assert_eq!(writer, u.writer + 1);
+            assert!(store.advance_upload(&u.id, writer, 10, true, false).await.unwrap());
+            assert!(!store.advance_upload(&u.id, u.writer, 20, false, false).await.unwrap());
+            assert!(store.set_upload_length(&u.id, writer, 30).await.unwrap());
+            assert!(!store.set_upload_length(&u.id, writer, 40).await.unwrap());
             let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
             assert_eq!(
                 (got.offset, got.length, got.head_checked),
@@ -435,9 +409,9 @@ mod tests {
             store.unlock_upload(&u.id, &token).await.unwrap();
             let expired = store.expired_uploads(now_ms(), 10).await.unwrap();
             assert_eq!(expired.len(), 1);
-            let short = store.lock_upload(&u.id, 0).await.unwrap().unwrap();
+            let (short, _) = store.lock_upload_of(&t.id, &u.id, 0).await.unwrap().unwrap();
             assert!(
-                store.lock_upload(&u.id, 1000).await.unwrap().is_some(),
+                store.lock_upload_of(&t.id, &u.id, 1000).await.unwrap().is_some(),
                 "{short} lapsed"
             );
 
@@ -465,26 +439,29 @@ mod tests {
             // Another tenant cannot even take the lock of an upload it does not own.
             assert_eq!(store.lock_upload_of(&other.id, &u.id, 60_000).await.unwrap(), None);
             let (token, row) = store.lock_upload_of(&t.id, &u.id, 60_000).await.unwrap().unwrap();
-            assert_eq!(row, u);
+            assert_eq!(row, Upload { writer: u.writer + 1, ..u.clone() });
             assert_eq!(store.lock_upload_of(&t.id, &u.id, 60_000).await.unwrap(), None);
-            assert_eq!(store.lock_upload(&u.id, 60_000).await.unwrap(), None);
             // A move that keeps the lock, then the last one, which releases it.
-            let fence = Fence::Token(&token);
-            assert!(store.advance_upload(&u.id, fence, 10, false, false).await.unwrap());
-            assert_eq!(store.lock_upload(&u.id, 60_000).await.unwrap(), None);
-            assert!(store.advance_upload(&u.id, fence, 40, true, true).await.unwrap());
+            let writer = row.writer;
+            assert!(store.advance_upload(&u.id, writer, 10, false, false).await.unwrap());
+            assert_eq!(store.lock_upload_of(&t.id, &u.id, 60_000).await.unwrap(), None);
+            assert!(store.advance_upload(&u.id, writer, 40, true, true).await.unwrap());
             assert!(!store.renew_upload_lock(&u.id, &token, 60_000).await.unwrap());
             let (next, row) = store.lock_upload_of(&t.id, &u.id, 60_000).await.unwrap().unwrap();
             assert_ne!(next, token);
             assert_eq!((row.offset, row.head_checked), (40, true));
-            // The released holder's fence no longer holds.
-            assert!(!store.advance_upload(&u.id, fence, 50, false, true).await.unwrap());
+            // The released holder's generation no longer moves anything.
+            assert_eq!(row.writer, writer + 1);
+            assert!(!store.advance_upload(&u.id, writer, 50, false, true).await.unwrap());
             assert_eq!(store.lock_upload_of(&t.id, "missing", 60_000).await.unwrap(), None);
         }
 
-        /// Locks held outside the database fence offset moves by the offset the writer saw.
-        async fn offset_fence_refuses_a_writer_that_was_overtaken(store) {
+        /// A writer whose lock is held outside the database (Redis) claims a generation of its
+        /// own; one that lost its lock to a later writer moves nothing, even before that one
+        /// moved anything.
+        async fn a_claimed_generation_fences_out_the_writer_before(store) {
             let (t, _) = store.create_tenant("a").await.unwrap();
+            let (other, _) = store.create_tenant("b").await.unwrap();
             let u = store
                 .create_upload(&NewUpload {
                     tenant_id: t.id.clone(),
@@ -496,12 +473,16 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            assert!(store.advance_upload(&u.id, Fence::Offset(0), 10, false, false).await.unwrap());
-            // A writer still at 0 (it lost its lock to the one that moved on) changes nothing.
-            assert!(!store.advance_upload(&u.id, Fence::Offset(0), 20, false, false).await.unwrap());
-            assert!(!store.set_upload_length(&u.id, Fence::Offset(0), 30).await.unwrap());
-            assert!(store.set_upload_length(&u.id, Fence::Offset(10), 30).await.unwrap());
-            assert!(store.advance_upload(&u.id, Fence::Offset(10), 30, true, false).await.unwrap());
+            assert_eq!(store.claim_upload(&other.id, &u.id).await.unwrap(), None);
+            let first = store.claim_upload(&t.id, &u.id).await.unwrap().unwrap();
+            assert!(store.advance_upload(&u.id, first.writer, 10, false, false).await.unwrap());
+            let second = store.claim_upload(&t.id, &u.id).await.unwrap().unwrap();
+            assert_eq!((second.writer, second.offset), (first.writer + 1, 10));
+            // The first writer, still holding bytes from 10 on, changes nothing any more.
+            assert!(!store.advance_upload(&u.id, first.writer, 20, false, false).await.unwrap());
+            assert!(!store.set_upload_length(&u.id, first.writer, 30).await.unwrap());
+            assert!(store.set_upload_length(&u.id, second.writer, 30).await.unwrap());
+            assert!(store.advance_upload(&u.id, second.writer, 30, true, false).await.unwrap());
             let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
             assert_eq!((got.offset, got.length, got.head_checked), (30, Some(30), true));
         }
@@ -529,9 +510,10 @@ mod tests {
                 let lockers: Vec<_> = (0..4)
                     .map(|i| {
                         let (s, id, start) = (stores[i % 2].clone(), u.id.clone(), start.clone());
+                        let tenant = t.id.clone();
                         tokio::spawn(async move {
                             start.wait().await;
-                            s.lock_upload(&id, 60_000).await.unwrap()
+                            s.lock_upload_of(&tenant, &id, 60_000).await.unwrap().map(|(token, _)| token)
                         })
                     })
                     .collect();

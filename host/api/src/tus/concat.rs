@@ -50,14 +50,14 @@ pub(super) async fn create_final(
 
     let upload = create_upload(state, tenant, metadata, Some(total), Concat::Final).await?;
     let built = async {
-        let lock = Lock::acquire(state, &upload.id).await?;
+        let (lock, locked) = Lock::acquire_upload(state, tenant, &upload.id).await?;
         state
             .blobs
-            .concat_parts(&tenant.id, &parts, &upload.id)
+            .concat_parts(&tenant.id, &parts, &upload.id, lock.writer())
             .await?;
         if !state
             .store
-            .advance_upload(&upload.id, lock.fence(0), total, false, false)
+            .advance_upload(&upload.id, lock.writer(), total, false, false)
             .await?
         {
             lock.check()?;
@@ -68,7 +68,7 @@ pub(super) async fn create_final(
         }
         let full = Upload {
             offset: total,
-            ..upload.clone()
+            ..locked
         };
         complete(state, tenant, &full).await?;
         lock.release().await?;

@@ -10,15 +10,16 @@
 //!   times the lease, so the api processes' clocks do not matter.
 //!
 //! Fencing: a request that lost its lease (a long pause, a partition) must not move the upload
-//! on. The database backend's token is in the row and every offset move names it
-//! ([`Fence::Token`]); a Redis lease is not in the row, so offset moves are conditional on the
-//! offset the holder started from ([`Fence::Offset`]), and a holder that was overtaken changes
-//! nothing. Either way a writer also stops at its next chunk once renewal reports the lease lost.
+//! on. Whoever takes the lock, with either backend, also takes the next *writer generation* in
+//! the upload's row ([`Upload::writer`]), and every offset move names its own: a holder that
+//! was taken over changes nothing, even before its successor moved anything, and pieces it
+//! stores late in object storage lose to its successor's. A writer also stops at its next chunk
+//! once renewal reports the lease lost.
 
 use async_trait::async_trait;
 use mediahost_core::Tenant;
 use mediahost_core::config::{TusConfig, TusLock};
-use mediahost_store::{Fence, Store, StoreError, Upload};
+use mediahost_store::{Store, StoreError, Upload};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,45 +63,24 @@ impl From<LockError> for ApiError {
 /// Where upload write locks are held: leases keyed by upload id, each identified by a token.
 #[async_trait]
 pub trait UploadLocks: Send + Sync {
-    /// Takes upload `id`'s lock for `lease` unless a live lease holds it; returns the token, or
-    /// `None` when the upload is locked.
-    async fn acquire(&self, id: &str, lease: Duration) -> Result<Option<String>, LockError>;
-    /// Extends the lease `token` holds; false when it was lost (lapsed, maybe taken over).
-    async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<bool, LockError>;
-    /// Releases the lock if `token` still holds it.
-    async fn release(&self, id: &str, token: &str) -> Result<(), LockError>;
-    /// What a holder of `token` names when it moves the upload's row on from `offset`.
-    fn fence<'a>(&self, token: &'a str, offset: u64) -> Fence<'a>;
-    /// Takes the lock of `tenant_id`'s upload `id` and reads its row under the lock. This
-    /// default, for lock servers outside the database, looks the upload up first, so that
-    /// nobody takes the lock of an upload that is not theirs, and reads it again once locked
-    /// (a writer may have moved it on in between).
+    /// Takes the lock of `tenant_id`'s upload `id` for `lease` unless a live lease holds it,
+    /// with the upload's next writer generation, and reads its row under the lock. Nobody
+    /// takes the lock of an upload that is not theirs.
     async fn acquire_upload(
         &self,
         store: &Store,
         tenant_id: &str,
         id: &str,
         lease: Duration,
-    ) -> Result<Acquired, LockError> {
-        if store.upload(tenant_id, id).await?.is_none() {
-            return Ok(Acquired::Unknown);
-        }
-        let Some(token) = self.acquire(id, lease).await? else {
-            return Ok(Acquired::Busy);
-        };
-        let read = store.upload(tenant_id, id).await;
-        match read {
-            Ok(Some(upload)) => Ok(Acquired::Locked { token, upload }),
-            // Deleted in between.
-            Ok(None) => {
-                self.release(id, &token).await?;
-                Ok(Acquired::Unknown)
-            }
-            Err(e) => {
-                let _ = self.release(id, &token).await;
-                Err(e.into())
-            }
-        }
+    ) -> Result<Acquired, LockError>;
+    /// Extends the lease `token` holds; false when it was lost (lapsed, maybe taken over).
+    async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<bool, LockError>;
+    /// Releases the lock if `token` still holds it.
+    async fn release(&self, id: &str, token: &str) -> Result<(), LockError>;
+    /// Whether the lease is in the upload's row, so the write that moves the row on can
+    /// release it too.
+    fn in_row(&self) -> bool {
+        false
     }
     /// Whether a lock server of its own answers (`/readyz`); backends without one (the
     /// database's rows, checked as the database) have nothing to ask.
@@ -144,10 +124,6 @@ fn millis(lease: Duration) -> i64 {
 
 #[async_trait]
 impl UploadLocks for DatabaseLocks {
-    async fn acquire(&self, id: &str, lease: Duration) -> Result<Option<String>, LockError> {
-        Ok(self.store.lock_upload(id, millis(lease)).await?)
-    }
-
     async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<bool, LockError> {
         Ok(self
             .store
@@ -159,8 +135,8 @@ impl UploadLocks for DatabaseLocks {
         Ok(self.store.unlock_upload(id, token).await?)
     }
 
-    fn fence<'a>(&self, token: &'a str, _offset: u64) -> Fence<'a> {
-        Fence::Token(token)
+    fn in_row(&self) -> bool {
+        true
     }
 
     /// One statement locks, checks the tenant and reads the row; a second, only when that
@@ -234,11 +210,10 @@ impl RedisLocks {
             release: redis::Script::new(RELEASE),
         })
     }
-}
 
-#[async_trait]
-impl UploadLocks for RedisLocks {
-    async fn acquire(&self, id: &str, lease: Duration) -> Result<Option<String>, LockError> {
+    /// Takes upload `id`'s lease for `lease` unless a live one holds it; returns the token, or
+    /// `None` when the upload is locked.
+    pub async fn acquire(&self, id: &str, lease: Duration) -> Result<Option<String>, LockError> {
         let token = mediahost_store::new_id();
         // `SET … NX` answers nil when the key exists: someone else's live lease.
         let set: Option<String> = redis::cmd("SET")
@@ -250,6 +225,39 @@ impl UploadLocks for RedisLocks {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(set.map(|_| token))
+    }
+}
+
+#[async_trait]
+impl UploadLocks for RedisLocks {
+    /// Looks the upload up first, so that nobody takes the lock of an upload that is not
+    /// theirs, then takes the lease and, under it, the row's next writer generation.
+    async fn acquire_upload(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        id: &str,
+        lease: Duration,
+    ) -> Result<Acquired, LockError> {
+        if store.upload(tenant_id, id).await?.is_none() {
+            return Ok(Acquired::Unknown);
+        }
+        let Some(token) = self.acquire(id, lease).await? else {
+            return Ok(Acquired::Busy);
+        };
+        let claimed = store.claim_upload(tenant_id, id).await;
+        match claimed {
+            Ok(Some(upload)) => Ok(Acquired::Locked { token, upload }),
+            // Deleted in between.
+            Ok(None) => {
+                self.release(id, &token).await?;
+                Ok(Acquired::Unknown)
+            }
+            Err(e) => {
+                let _ = self.release(id, &token).await;
+                Err(e.into())
+            }
+        }
     }
 
     async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<bool, LockError> {
@@ -271,10 +279,6 @@ impl UploadLocks for RedisLocks {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
-    }
-
-    fn fence<'a>(&self, _token: &'a str, offset: u64) -> Fence<'a> {
-        Fence::Offset(offset)
     }
 
     async fn ping(&self) -> Result<(), LockError> {
@@ -325,6 +329,8 @@ pub(super) struct Lock {
     id: String,
     /// This holder's token.
     token: String,
+    /// This holder's writer generation ([`Upload::writer`]): the fence of its writes.
+    writer: u64,
     /// Set by the renewal task when the lease was lost; writers stop at the next chunk.
     lost: Arc<AtomicBool>,
     /// The renewal task, stopped on release or drop.
@@ -341,17 +347,6 @@ fn busy(id: &str) -> ApiError {
 }
 
 impl Lock {
-    /// Takes the lock or answers 409 `upload_locked`.
-    pub(super) async fn acquire(state: &SharedState, id: &str) -> Result<Self, ApiError> {
-        let lease = lease(state);
-        let token = state
-            .upload_locks
-            .acquire(id, lease)
-            .await?
-            .ok_or_else(|| busy(id))?;
-        Ok(Self::hold(state.upload_locks.clone(), id, token, lease))
-    }
-
     /// Takes the lock of `tenant`'s upload `id` and returns it with the upload as it stands
     /// under the lock; 404 when the tenant has no such upload, 409 `upload_locked`.
     pub(super) async fn acquire_upload(
@@ -365,16 +360,23 @@ impl Lock {
             .acquire_upload(&state.store, &tenant.id, id, lease)
             .await?
         {
-            Acquired::Locked { token, upload } => {
-                Ok((Self::hold(locks.clone(), id, token, lease), upload))
-            }
+            Acquired::Locked { token, upload } => Ok((
+                Self::hold(locks.clone(), id, token, upload.writer, lease),
+                upload,
+            )),
             Acquired::Busy => Err(busy(id)),
             Acquired::Unknown => Err(ApiError::NotFound(format!("no upload with id {id}"))),
         }
     }
 
     /// Holds the lease `token` took, renewing it every third of `lease`.
-    fn hold(locks: Arc<dyn UploadLocks>, id: &str, token: String, lease: Duration) -> Self {
+    fn hold(
+        locks: Arc<dyn UploadLocks>,
+        id: &str,
+        token: String,
+        writer: u64,
+        lease: Duration,
+    ) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let renew = tokio::spawn({
             let (locks, id, token, lost) =
@@ -401,6 +403,7 @@ impl Lock {
             locks,
             id: id.to_owned(),
             token,
+            writer,
             lost,
             renew,
             released: AtomicBool::new(false),
@@ -418,15 +421,16 @@ impl Lock {
         Ok(())
     }
 
-    /// What this holder names when it moves the upload's row on from `offset`.
-    pub(super) fn fence(&self, offset: u64) -> Fence<'_> {
-        self.locks.fence(&self.token, offset)
+    /// This holder's writer generation, which its writes of the upload's row and its pieces
+    /// name.
+    pub(super) fn writer(&self) -> u64 {
+        self.writer
     }
 
     /// Whether the lease is in the upload's row, so the write that moves the row on can
     /// release it too.
     pub(super) fn in_row(&self) -> bool {
-        matches!(self.fence(0), Fence::Token(_))
+        self.locks.in_row()
     }
 
     /// Records that a write of the row released the lock.
@@ -506,7 +510,6 @@ mod tests {
         let taken = other.acquire(&id, lease).await.unwrap().expect("lapsed");
         assert_ne!(taken, short);
         other.release(&id, &taken).await.unwrap();
-        assert_eq!(locks.fence(&taken, 7), Fence::Offset(7));
     }
 
     #[tokio::test]

@@ -36,7 +36,7 @@ use mediahost_store::{Concat, NewUpload, NewVideo, Store, Upload, now_ms};
 use std::time::Duration;
 
 use self::headers::{ConcatRequest, TUS_VERSION, names};
-use self::lock::{Lock, UploadLocks};
+use self::lock::{Acquired, Lock, UploadLocks};
 use self::write::{complete, terminate, upload_info, write_body};
 use crate::auth::AuthTenant;
 use crate::ingest::validate;
@@ -249,7 +249,7 @@ async fn write_locked(
                     quota::check_length(state, tenant, length).await?;
                     if !state
                         .store
-                        .set_upload_length(id, lock.fence(upload.offset), length)
+                        .set_upload_length(id, lock.writer(), length)
                         .await?
                     {
                         lock.check()?;
@@ -630,7 +630,11 @@ pub async fn sweep_expired(
         for upload in expired {
             // Held while deleting, so a PATCH arriving meanwhile is refused rather than
             // writing into a file being removed.
-            let Some(token) = locks.acquire(&upload.id, Duration::from_secs(60)).await? else {
+            let lease = Duration::from_secs(60);
+            let Acquired::Locked { token, .. } = locks
+                .acquire_upload(store, &upload.tenant_id, &upload.id, lease)
+                .await?
+            else {
                 continue;
             };
             blobs.remove_part(write::part_of(&upload)).await?;

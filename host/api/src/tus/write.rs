@@ -108,7 +108,7 @@ pub(super) async fn write_body(
 ) -> Result<Written, ApiError> {
     let mut writer = state
         .blobs
-        .open_part(part_of(upload), upload.offset)
+        .open_part(part_of(upload), upload.offset, lock.writer())
         .await?;
     let streamed = stream_body(state, lock, tenant, upload, body, checksum, &mut writer).await;
     // Closed before the row's last write: the next request may start as soon as that lands,
@@ -122,7 +122,7 @@ pub(super) async fn write_body(
     if synced > durable || head_checked != upload.head_checked {
         // A request that completes the upload keeps its lock for the completion.
         let release = lock.in_row() && upload.length != Some(synced);
-        advance(state, lock, upload, durable, synced, head_checked, release).await?;
+        advance(state, lock, upload, synced, head_checked, release).await?;
     }
     Ok(Written {
         offset: synced,
@@ -264,25 +264,24 @@ async fn persist(
     head_checked: bool,
 ) -> Result<(), ApiError> {
     let synced = writer.sync().await?;
-    advance(state, lock, upload, *durable, synced, head_checked, false).await?;
+    advance(state, lock, upload, synced, head_checked, false).await?;
     *durable = synced;
     Ok(())
 }
 
-/// Moves the upload's durable offset from `from` to `to` (bytes already durable), releasing a
-/// lock held in the row with it when `release`; fails when the lock was lost.
+/// Moves the upload's durable offset to `to` (bytes already durable), releasing a lock held in
+/// the row with it when `release`; fails when the lock was lost.
 async fn advance(
     state: &SharedState,
     lock: &Lock,
     upload: &Upload,
-    from: u64,
     to: u64,
     head_checked: bool,
     release: bool,
 ) -> Result<(), ApiError> {
     if !state
         .store
-        .advance_upload(&upload.id, lock.fence(from), to, head_checked, release)
+        .advance_upload(&upload.id, lock.writer(), to, head_checked, release)
         .await?
     {
         lock.check()?;
