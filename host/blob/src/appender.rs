@@ -79,13 +79,13 @@ enum Job {
     /// Wants every chunk before written (and with `sync`, fdatasynced).
     Flush {
         sync: bool,
-        reply: oneshot::Sender<std::io::Result<()>>,
+        reply: oneshot::Sender<Result<(), BlobError>>,
     },
     /// Cuts (or extends) the file to `len` bytes and appends from there; the digest is not
     /// touched.
     SetLen {
         len: u64,
-        reply: oneshot::Sender<std::io::Result<()>>,
+        reply: oneshot::Sender<Result<(), BlobError>>,
     },
 }
 
@@ -100,24 +100,39 @@ impl Appender {
     /// Appends to `file` at its current position, continuing the digest `digest` promises
     /// (of the bytes before), when given.
     pub(crate) fn start(file: std::fs::File, digest: Option<DigestPromise>) -> Self {
+        Self::opening(move || Ok(file), digest)
+    }
+
+    /// Like [`Self::start`], with the file `open` gives, called first thing on the writing
+    /// thread: the caller goes on receiving meanwhile instead of waiting for a trip to the
+    /// blocking pool. Its error is reported by every [`Self::flush`] and [`Self::set_len`].
+    pub(crate) fn opening<F>(open: F, digest: Option<DigestPromise>) -> Self
+    where
+        F: FnOnce() -> Result<std::fs::File, BlobError> + Send + 'static,
+    {
         let (jobs, queue) = mpsc::unbounded_channel();
         let abandoned = Arc::new(AtomicBool::new(false));
-        let thread = Writing {
-            file,
-            failed: None,
-            abandoned: abandoned.clone(),
-        };
         let hashing = digest.map(|start| {
             let (hashing, queue) = mpsc::unbounded_channel();
             tokio::task::spawn_blocking(move || hash(start, queue));
             hashing
         });
+        let thread = {
+            let abandoned = abandoned.clone();
+            move || {
+                Writing {
+                    file: open(),
+                    abandoned,
+                }
+                .run(queue)
+            }
+        };
         Self {
             jobs,
             hashing,
             budget: Arc::new(Semaphore::new(QUEUED_BYTES)),
             abandoned,
-            writing: Some(tokio::task::spawn_blocking(move || thread.run(queue))),
+            writing: Some(tokio::task::spawn_blocking(thread)),
         }
     }
 
@@ -172,7 +187,7 @@ impl Appender {
         self.jobs
             .send(Job::SetLen { len, reply })
             .map_err(|_| gone())?;
-        Ok(answer.await.map_err(|_| gone())??)
+        answer.await.map_err(|_| gone())?
     }
 
     /// Ends the writing thread, dropping what was appended and not flushed, and waits until it
@@ -218,9 +233,9 @@ fn hash(start: DigestPromise, mut queue: mpsc::UnboundedReceiver<HashJob>) {
 
 /// The writing thread and what it owns.
 struct Writing {
-    file: std::fs::File,
-    /// The first write error, reported to every later flush.
-    failed: Option<(std::io::ErrorKind, String)>,
+    /// The file, or the first error (opening it or writing), reported to every later flush
+    /// (the file is closed then).
+    file: Result<std::fs::File, BlobError>,
     abandoned: Arc<AtomicBool>,
 }
 
@@ -259,50 +274,62 @@ impl Writing {
     }
 
     fn append(&mut self, batch: &[Arc<Chunk>]) {
-        if self.failed.is_some() || self.abandoned.load(Ordering::Acquire) {
+        if self.abandoned.load(Ordering::Acquire) {
             return;
         }
-        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(&c.bytes)).collect();
-        let mut slices = slices.as_mut_slice();
-        while !slices.is_empty() {
-            match self.file.write_vectored(slices) {
-                Ok(0) => {
-                    self.failed = Some((
-                        std::io::ErrorKind::WriteZero,
-                        "the file took no more bytes".into(),
-                    ));
-                    return;
-                }
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.failed = Some((e.kind(), e.to_string()));
-                    return;
-                }
-            }
+        let Ok(file) = &mut self.file else { return };
+        if let Err(e) = write_all(file, batch) {
+            self.file = Err(e);
         }
     }
 
-    fn check(&self) -> std::io::Result<()> {
-        match &self.failed {
-            Some((kind, message)) => Err(std::io::Error::new(*kind, message.clone())),
-            None => Ok(()),
-        }
+    /// The file, unless opening or an earlier write failed: then that error, again.
+    fn file(&mut self) -> Result<&mut std::fs::File, BlobError> {
+        self.file.as_mut().map_err(|failed| again(failed))
     }
 
-    fn flush(&mut self, sync: bool) -> std::io::Result<()> {
-        self.check()?;
+    fn flush(&mut self, sync: bool) -> Result<(), BlobError> {
+        let file = self.file()?;
         if sync {
-            self.file.sync_data()?;
+            file.sync_data()?;
         }
         Ok(())
     }
 
-    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
-        self.check()?;
-        self.file.set_len(len)?;
-        self.file.seek(SeekFrom::Start(len))?;
+    fn set_len(&mut self, len: u64) -> Result<(), BlobError> {
+        let file = self.file()?;
+        file.set_len(len)?;
+        file.seek(SeekFrom::Start(len))?;
         Ok(())
+    }
+}
+
+/// Writes every chunk of `batch`, in order, with as few system calls as the file takes.
+fn write_all(file: &mut std::fs::File, batch: &[Arc<Chunk>]) -> Result<(), BlobError> {
+    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(&c.bytes)).collect();
+    let mut slices = slices.as_mut_slice();
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => {
+                return Err(BlobError::Io(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the file took no more bytes",
+                )));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The error `failed` stands for, once more (for each flush after it).
+fn again(failed: &BlobError) -> BlobError {
+    match failed {
+        BlobError::PartBusy(upload) => BlobError::PartBusy(upload.clone()),
+        BlobError::Io(e) => BlobError::Io(std::io::Error::new(e.kind(), e.to_string())),
+        other => BlobError::Io(std::io::Error::other(other.to_string())),
     }
 }
 
@@ -350,6 +377,23 @@ mod tests {
         assert!(appender.set_len(0).await.is_err());
         appender.close().await;
         assert_eq!(std::fs::read(&path).unwrap(), b"x");
+    }
+
+    #[tokio::test]
+    async fn a_file_that_cannot_be_opened_fails_every_flush_and_takes_nothing() {
+        let appender = Appender::opening(|| Err(BlobError::PartBusy("u1".into())), None);
+        appender.append(Bytes::from_static(b"abc")).await.unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                appender.flush(true).await,
+                Err(BlobError::PartBusy(id)) if id == "u1"
+            ));
+        }
+        assert!(matches!(
+            appender.set_len(0).await,
+            Err(BlobError::PartBusy(_))
+        ));
+        appender.close().await;
     }
 
     #[tokio::test]
