@@ -344,9 +344,14 @@ mod tests {
         let file = std::fs::File::create(&path).unwrap();
         let appender = Appender::start(file, Some(kept(Sha256::new())));
         let mut expected = Vec::new();
-        // More chunks than one batch, and more bytes than the queue budget.
+        // More chunks than one batch, and more bytes than the queue budget; now and then a
+        // chunk bigger than the whole budget.
         for i in 0..200u32 {
-            let chunk = vec![(i % 251) as u8; 64 * 1024 + i as usize];
+            let size = match i % 50 {
+                49 => QUEUED_BYTES + 1000,
+                _ => 64 * 1024 + i as usize,
+            };
+            let chunk = vec![(i % 251) as u8; size];
             expected.extend_from_slice(&chunk);
             appender.append(Bytes::from(chunk)).await.unwrap();
         }

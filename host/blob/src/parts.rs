@@ -194,6 +194,12 @@ impl PartWriter {
         Ok(self.position)
     }
 
+    /// Hands nothing on from the last [`Self::sync`]: moving the durable offset to it was
+    /// refused or failed, so its digest must not be taken for the upload's at that offset.
+    pub fn forget_last_sync(&mut self) {
+        self.durable.digest = None;
+    }
+
     /// Bytes in the part so far.
     pub fn position(&self) -> u64 {
         self.position
@@ -366,6 +372,30 @@ impl Blobs {
             position: offset,
             hashed,
         })
+    }
+
+    /// Forgets what the writer of generation `writer` synced from upload offset `from` on,
+    /// once moving the durable offset past `from` was refused (another writer took the upload
+    /// over, or it is gone). Its piece in object storage is deleted: no other writer stores
+    /// under its generation, and no chain can reach it, since whoever moves the offset on from
+    /// `from` is of a later generation and stores its own piece there. Without this, a piece
+    /// landing after the upload ended (and its pieces were deleted) would stay in the bucket.
+    /// A running digest handed back for the upload is dropped too: it may cover those bytes
+    /// rather than the ones accepted (completion then hashes what is stored).
+    pub async fn forget_refused(
+        &self,
+        part: PartRef<'_>,
+        from: u64,
+        writer: u64,
+    ) -> Result<(), BlobError> {
+        self.take_digest(part.upload);
+        match &self.parts {
+            PartsPlace::Disk(_) => Ok(()),
+            PartsPlace::ObjectStorage => {
+                self.delete(&piece_key(&Self::pieces_prefix(part)?, from, writer))
+                    .await
+            }
+        }
     }
 
     /// The pieces holding `part`'s first `len` bytes, in order, with how many bytes of each.
@@ -728,6 +758,54 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    /// A writer taken over stores its last piece after the upload ended (its pieces deleted);
+    /// its offset move is refused, and what it stored goes with it: nothing is left in the
+    /// bucket, and its digest is not handed on.
+    #[tokio::test]
+    async fn what_a_refused_writer_stored_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        for blobs in both(dir.path()) {
+            blobs.create_part(part("z")).await.unwrap();
+            let mut w = blobs.open_part(part("z"), 0, 1).await.unwrap();
+            w.write(Bytes::from_static(b"0123")).await.unwrap();
+            w.sync().await.unwrap();
+            w.close().await;
+            // The zombie (generation 2) took the upload at offset 4, with its digest, then
+            // stalled while the upload was taken over and completed.
+            let mut zombie = blobs.open_part(part("z"), 4, 2).await.unwrap();
+            zombie.write(Bytes::from_static(b"late")).await.unwrap();
+            blobs.remove_part(part("z")).await.unwrap();
+            // On disk the sync may fail (the file went before the zombie opened it) or land in
+            // the unlinked file: nothing is left either way.
+            let synced = zombie.sync().await;
+            // In the order a request meets it: the refusal, then the writer's end.
+            blobs.forget_refused(part("z"), 4, 2).await.unwrap();
+            zombie.forget_last_sync();
+            zombie.close().await;
+            assert!(blobs.digests.lock().unwrap().is_empty());
+            if synced.is_ok() {
+                assert!(
+                    blobs
+                        .get_bytes("tenants/t1/uploads/z/00000000000000000004.2")
+                        .await
+                        .is_err()
+                );
+            }
+            let uploads = object_path("tenants/t1/uploads").unwrap();
+            let left: Vec<_> = blobs
+                .target("tenants/t1/uploads")
+                .await
+                .unwrap()
+                .store
+                .list(Some(&uploads))
+                .map_ok(|meta| meta.location.to_string())
+                .try_collect()
+                .await
+                .unwrap();
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
     }
 
     /// A part file on disk is written by one writer at a time, whatever the leases say: a

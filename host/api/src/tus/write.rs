@@ -122,7 +122,7 @@ pub(super) async fn write_body(
     if synced > durable || head_checked != upload.head_checked {
         // A request that completes the upload keeps its lock for the completion.
         let release = lock.in_row() && upload.length != Some(synced);
-        advance(state, lock, upload, synced, head_checked, release).await?;
+        advance(state, lock, upload, durable, synced, head_checked, release).await?;
     }
     Ok(Written {
         offset: synced,
@@ -264,17 +264,22 @@ async fn persist(
     head_checked: bool,
 ) -> Result<(), ApiError> {
     let synced = writer.sync().await?;
-    advance(state, lock, upload, synced, head_checked, false).await?;
+    if let Err(e) = advance(state, lock, upload, *durable, synced, head_checked, false).await {
+        writer.forget_last_sync();
+        return Err(e);
+    }
     *durable = synced;
     Ok(())
 }
 
-/// Moves the upload's durable offset to `to` (bytes already durable), releasing a lock held in
-/// the row with it when `release`; fails when the lock was lost.
+/// Moves the upload's durable offset from `from` to `to` (bytes already durable), releasing a
+/// lock held in the row with it when `release`; fails when the lock was lost, and then forgets
+/// what this writer stored from `from` on (nobody will ever read it).
 async fn advance(
     state: &SharedState,
     lock: &Lock,
     upload: &Upload,
+    from: u64,
     to: u64,
     head_checked: bool,
     release: bool,
@@ -284,6 +289,14 @@ async fn advance(
         .advance_upload(&upload.id, lock.writer(), to, head_checked, release)
         .await?
     {
+        if to > from
+            && let Err(e) = state
+                .blobs
+                .forget_refused(part_of(upload), from, lock.writer())
+                .await
+        {
+            tracing::warn!(upload = %upload.id, error = %e, "could not delete the piece of a writer that was taken over");
+        }
         lock.check()?;
         return Err(ApiError::UploadLocked(format!(
             "upload {} lost its write lock",
