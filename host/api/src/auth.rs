@@ -1,6 +1,7 @@
 //! Bearer-key authentication: every `/v1` call names its tenant by API key.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use mediahost_core::Tenant;
@@ -17,18 +18,23 @@ impl FromRequestParts<SharedState> for AuthTenant {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let key = bearer_key(
-            parts,
-            "missing API key: send `Authorization: Bearer <key>`",
-            "malformed Authorization header: expected `Bearer <key>`",
-        )?;
-        state
-            .store
-            .tenant_for_key(key)
-            .await?
-            .map(AuthTenant)
-            .ok_or(ApiError::Unauthorized("unknown or revoked API key"))
+        let key = tenant_key(&parts.headers)?;
+        known_tenant(state.store.tenant_for_key(key).await?).map(AuthTenant)
     }
+}
+
+/// The tenant API key in `Authorization: Bearer <key>`; 401 when it is missing or malformed.
+pub(crate) fn tenant_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+    bearer_key(
+        headers,
+        "missing API key: send `Authorization: Bearer <key>`",
+        "malformed Authorization header: expected `Bearer <key>`",
+    )
+}
+
+/// The tenant a key lookup `found`; 401 when the key is unknown or revoked.
+pub(crate) fn known_tenant(found: Option<Tenant>) -> Result<Tenant, ApiError> {
+    found.ok_or(ApiError::Unauthorized("unknown or revoked API key"))
 }
 
 /// The operator, authenticated by the operator key from the config (`[admin] operator_key` or
@@ -54,7 +60,7 @@ impl FromRequestParts<SharedState> for Operator {
             ));
         };
         let key = bearer_key(
-            parts,
+            &parts.headers,
             "missing operator key: send `Authorization: Bearer <operator key>`",
             "malformed Authorization header: expected `Bearer <operator key>`",
         )?;
@@ -73,12 +79,11 @@ impl FromRequestParts<SharedState> for Operator {
 /// The key in `Authorization: Bearer <key>`; 401 with `missing` when there is no such header,
 /// with `malformed` when it is not a non-empty Bearer credential.
 fn bearer_key<'a>(
-    parts: &'a Parts,
+    headers: &'a HeaderMap,
     missing: &'static str,
     malformed: &'static str,
 ) -> Result<&'a str, ApiError> {
-    parts
-        .headers
+    headers
         .get(AUTHORIZATION)
         .ok_or(ApiError::Unauthorized(missing))?
         .to_str()

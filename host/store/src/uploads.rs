@@ -10,6 +10,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::tenants::hash_api_key;
 use crate::{Store, StoreError, corrupt, new_id};
 
 /// Milliseconds since the Unix epoch: the clock of expiry and lock leases.
@@ -188,17 +189,48 @@ impl Store {
         id: &str,
         lease_ms: i64,
     ) -> Result<Option<(String, Upload)>, StoreError> {
+        self.lock_upload_where("tenant_id = $4", tenant_id, id, lease_ms)
+            .await
+    }
+
+    /// Like [`Self::lock_upload_of`], for the tenant of the API key `key` (not revoked): the
+    /// statement checks the key itself, so it needs no tenant looked up before it. `None` also
+    /// when the key is unknown or revoked.
+    pub async fn lock_upload_by_key(
+        &self,
+        key: &str,
+        id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<(String, Upload)>, StoreError> {
+        self.lock_upload_where(
+            "tenant_id = (SELECT tenant_id FROM api_keys WHERE key_hash = $4 AND revoked_at IS NULL)",
+            &hash_api_key(key),
+            id,
+            lease_ms,
+        )
+        .await
+    }
+
+    /// The locking `UPDATE`, for the upload `id` whose tenant `tenant_is` (SQL binding `$4` to
+    /// `tenant`) accepts.
+    async fn lock_upload_where(
+        &self,
+        tenant_is: &str,
+        tenant: &str,
+        id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<(String, Upload)>, StoreError> {
         let token = new_id();
         let now = now_ms();
         let row = sqlx::query(&format!(
             "UPDATE uploads SET lock_token = $1, locked_until = $2, writer = writer + 1 \
-             WHERE id = $3 AND tenant_id = $4 AND (locked_until IS NULL OR locked_until <= $5) \
+             WHERE id = $3 AND {tenant_is} AND (locked_until IS NULL OR locked_until <= $5) \
              RETURNING {COLUMNS}"
         ))
         .bind(&token)
         .bind(now + lease_ms)
         .bind(id)
-        .bind(tenant_id)
+        .bind(tenant)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
@@ -485,6 +517,35 @@ mod tests {
             assert!(store.advance_upload(&u.id, second.writer, 30, true, false).await.unwrap());
             let got = store.upload(&t.id, &u.id).await.unwrap().unwrap();
             assert_eq!((got.offset, got.length, got.head_checked), (30, Some(30), true));
+        }
+
+        /// A PATCH's lock can be taken with its API key alone: the key's own tenant gets it,
+        /// another tenant's key, a revoked or an unknown one gets nothing, and neither does a
+        /// second writer while the lease lives.
+        async fn the_lock_is_taken_by_the_owners_key_only(store) {
+            let (t, key) = store.create_tenant("a").await.unwrap();
+            let (_, other_key) = store.create_tenant("b").await.unwrap();
+            let u = store
+                .create_upload(&NewUpload {
+                    tenant_id: t.id.clone(),
+                    video_id: None,
+                    length: Some(10),
+                    metadata: String::new(),
+                    concat: Concat::None,
+                    expires_at: now_ms() + 60_000,
+                })
+                .await
+                .unwrap();
+            assert_eq!(store.lock_upload_by_key(&other_key, &u.id, 60_000).await.unwrap(), None);
+            assert_eq!(store.lock_upload_by_key("mh_unknown", &u.id, 60_000).await.unwrap(), None);
+            let (token, got) = store.lock_upload_by_key(&key, &u.id, 60_000).await.unwrap().unwrap();
+            assert_eq!((got.id.as_str(), got.writer), (u.id.as_str(), u.writer + 1));
+            assert_eq!(store.lock_upload_by_key(&key, &u.id, 60_000).await.unwrap(), None);
+            store.unlock_upload(&u.id, &token).await.unwrap();
+            let spare = store.add_api_key("a").await.unwrap();
+            store.revoke_api_key("a", &spare).await.unwrap();
+            assert_eq!(store.lock_upload_by_key(&spare, &u.id, 60_000).await.unwrap(), None);
+            assert!(store.lock_upload_by_key(&key, &u.id, 60_000).await.unwrap().is_some());
         }
 
         /// Api processes racing for one upload's write lock: exactly one gets it, on every

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::{ApiError, SharedState};
+use crate::{ApiError, SharedState, auth};
 
 /// Why a lock operation failed (not: the lock is held, which is an answer, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -148,18 +148,29 @@ impl UploadLocks for DatabaseLocks {
         id: &str,
         lease: Duration,
     ) -> Result<Acquired, LockError> {
-        if let Some((token, upload)) = self
+        let locked = self
             .store
             .lock_upload_of(tenant_id, id, millis(lease))
-            .await?
-        {
-            return Ok(Acquired::Locked { token, upload });
-        }
-        Ok(match self.store.upload(tenant_id, id).await? {
-            Some(_) => Acquired::Busy,
-            None => Acquired::Unknown,
-        })
+            .await?;
+        Ok(locked_or_why_not(&self.store, tenant_id, id, locked).await?)
     }
+}
+
+/// What a locking `UPDATE` that returned `locked` came to: when it found nothing, a read tells
+/// a busy upload from one the tenant does not have.
+async fn locked_or_why_not(
+    store: &Store,
+    tenant_id: &str,
+    id: &str,
+    locked: Option<(String, Upload)>,
+) -> Result<Acquired, StoreError> {
+    if let Some((token, upload)) = locked {
+        return Ok(Acquired::Locked { token, upload });
+    }
+    Ok(match store.upload(tenant_id, id).await? {
+        Some(_) => Acquired::Busy,
+        None => Acquired::Unknown,
+    })
 }
 
 /// Extends the lease only while the key holds the caller's token.
@@ -355,13 +366,59 @@ impl Lock {
         id: &str,
     ) -> Result<(Self, Upload), ApiError> {
         let lease = lease(state);
-        let locks = &state.upload_locks;
-        match locks
+        let acquired = state
+            .upload_locks
             .acquire_upload(&state.store, &tenant.id, id, lease)
-            .await?
-        {
+            .await?;
+        Self::held(state, id, acquired, lease)
+    }
+
+    /// Authenticates the API key `key` and takes the lock of its tenant's upload `id`: the
+    /// tenant, the lock and the upload as it stands under it; 401 for an unknown or revoked
+    /// key, else as [`Self::acquire_upload`]. With leases in the upload rows, the key's lookup
+    /// and the locking `UPDATE` (which checks the key itself) run side by side on two database
+    /// connections: a PATCH waits for one round trip before its body, not two in a row.
+    pub(super) async fn acquire_with_key(
+        state: &SharedState,
+        key: &str,
+        id: &str,
+    ) -> Result<(Tenant, Self, Upload), ApiError> {
+        if !state.upload_locks.in_row() {
+            let tenant = auth::known_tenant(state.store.tenant_for_key(key).await?)?;
+            let (lock, upload) = Self::acquire_upload(state, &tenant, id).await?;
+            return Ok((tenant, lock, upload));
+        }
+        let lease = lease(state);
+        let (tenant, locked) = tokio::join!(
+            state.store.tenant_for_key(key),
+            state.store.lock_upload_by_key(key, id, millis(lease)),
+        );
+        let tenant = match tenant.map_err(ApiError::from).and_then(auth::known_tenant) {
+            Ok(tenant) => tenant,
+            Err(e) => {
+                // The key was revoked between the two statements, or the lookup failed: the
+                // lock its UPDATE may have taken goes.
+                if let Ok(Some((token, _))) = &locked {
+                    state.upload_locks.release(id, token).await?;
+                }
+                return Err(e);
+            }
+        };
+        let acquired = locked_or_why_not(&state.store, &tenant.id, id, locked?).await?;
+        let (lock, upload) = Self::held(state, id, acquired, lease)?;
+        Ok((tenant, lock, upload))
+    }
+
+    /// The lock `acquired` holds, or why there is none (404, 409 `upload_locked`).
+    fn held(
+        state: &SharedState,
+        id: &str,
+        acquired: Acquired,
+        lease: Duration,
+    ) -> Result<(Self, Upload), ApiError> {
+        match acquired {
             Acquired::Locked { token, upload } => Ok((
-                Self::hold(locks.clone(), id, token, upload.writer, lease),
+                Self::hold(state.upload_locks.clone(), id, token, upload.writer, lease),
                 upload,
             )),
             Acquired::Busy => Err(busy(id)),

@@ -38,7 +38,7 @@ use std::time::Duration;
 use self::headers::{ConcatRequest, TUS_VERSION, names};
 use self::lock::{Acquired, Lock, UploadLocks};
 use self::write::{complete, terminate, upload_info, write_body};
-use crate::auth::AuthTenant;
+use crate::auth::{self, AuthTenant};
 use crate::ingest::validate;
 use crate::quota;
 use crate::{ApiError, SharedState};
@@ -203,19 +203,19 @@ fn expired(id: &str) -> ApiError {
     ))
 }
 
-/// Writes `body` under the lock (after checking the client's offset), then completes the
-/// upload when all bytes are there. Returns the durable offset.
+/// Writes `body` under the lock the caller took (given with the upload's row as it stands
+/// under it) after checking the client's offset, then completes the upload when all bytes are there, and
+/// releases the lock. Returns the durable offset.
 async fn write_locked(
     state: &SharedState,
     tenant: &Tenant,
-    id: &str,
+    (lock, mut upload): (Lock, Upload),
     client_offset: u64,
     new_length: Option<u64>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<u64, ApiError> {
-    // The row as it stands under the lock: the offset cannot move while we hold it.
-    let (lock, mut upload) = Lock::acquire_upload(state, tenant, id).await?;
+    let id = &upload.id.clone();
     let written = async {
         if upload.is_expired(now_ms()) {
             return Err(expired(id));
@@ -447,7 +447,11 @@ async fn create(
         complete(&state, &tenant, &upload).await?;
     } else if is_offset_stream(&headers) && content_length(&headers) != Some(0) {
         // creation-with-upload: the body is the first chunk.
-        match write_locked(&state, &tenant, &upload.id, 0, None, &headers, body).await {
+        let written = async {
+            let locked = Lock::acquire_upload(&state, &tenant, &upload.id).await?;
+            write_locked(&state, &tenant, locked, 0, None, &headers, body).await
+        };
+        match written.await {
             Ok(o) => offset = o,
             Err(e) => {
                 let mut r = e.into_response();
@@ -560,11 +564,13 @@ async fn head(
 )]
 async fn patch(
     State(state): State<SharedState>,
-    AuthTenant(tenant): AuthTenant,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Authenticated with the lock below, in one database round trip; the headers are checked
+    // first, so a malformed request costs no lock.
+    let key = auth::tenant_key(&headers)?;
     if !is_offset_stream(&headers) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "PATCH bodies must be sent as Content-Type: {OFFSET_STREAM}"
@@ -574,7 +580,18 @@ async fn patch(
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset is required".into()))?;
     let length = headers::number(&headers, &names::UPLOAD_LENGTH)?;
     let from = offset;
-    let offset = write_locked(&state, &tenant, &id, offset, length, &headers, body).await?;
+    // The row as it stands under the lock: the offset cannot move while we hold it.
+    let (tenant, lock, upload) = Lock::acquire_with_key(&state, key, &id).await?;
+    let offset = write_locked(
+        &state,
+        &tenant,
+        (lock, upload),
+        offset,
+        length,
+        &headers,
+        body,
+    )
+    .await?;
     // Per process, so an operator sees how a load balancer spreads one upload's requests.
     metrics::counter!("mediahost_tus_patches_total").increment(1);
     metrics::counter!("mediahost_tus_received_bytes_total").increment(offset.saturating_sub(from));
