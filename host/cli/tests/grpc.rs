@@ -11,6 +11,7 @@ use mediahost_edge::grpc::proto::{PurgeRequest, purge_request};
 use mediahost_grpc::proto::control::ProgressReport;
 use mediahost_grpc::proto::control::jobs_client::JobsClient;
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -41,7 +42,7 @@ async fn health(base: &str, service: &str) -> ServingStatus {
         match client.check(request).await {
             Ok(reply) => return reply.into_inner().status(),
             Err(status) if status.code() == tonic::Code::NotFound => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(status) => panic!("{service:?}: {status:?}"),
         }
@@ -247,9 +248,9 @@ async fn a_worker_in_another_process_reports_progress_and_outcome_to_the_api() {
         video["progress"]["percent"].as_f64().unwrap() > 0.0,
         "{video}"
     );
-    // The api recorded what the worker sent over gRPC.
-    let metrics = server.metrics().await;
-    let counted = |name: &str| {
+    // The api recorded what the worker sent over gRPC. The worker marks the video ready in
+    // the database before it reports the outcome, so the report may land a moment later.
+    let counted = |metrics: &str, name: &str| {
         metrics
             .lines()
             .find(|l| l.starts_with(name))
@@ -257,15 +258,20 @@ async fn a_worker_in_another_process_reports_progress_and_outcome_to_the_api() {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    let outcome = "mediahost_job_outcome_reports_total{outcome=\"ready\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = server.metrics().await;
+        if counted(&metrics, outcome) >= 1.0 || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
-        counted("mediahost_progress_reports_total{via=\"grpc\"}") >= 1.0,
+        counted(&metrics, "mediahost_progress_reports_total{via=\"grpc\"}") >= 1.0,
         "{metrics}"
     );
-    assert_eq!(
-        counted("mediahost_job_outcome_reports_total{outcome=\"ready\"}"),
-        1.0,
-        "{metrics}"
-    );
+    assert_eq!(counted(&metrics, outcome), 1.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -356,7 +362,7 @@ async fn a_health_watch_ends_with_not_serving_at_shutdown_and_does_not_hold_the_
     // SIGTERM: the process must exit well within its 30 s grace period although the watch
     // is open, and the watcher must see NOT_SERVING and a cleanly ended stream.
     let restarted = tokio::task::spawn_blocking(move || {
-        server.restart(std::time::Duration::from_secs(10));
+        server.restart(Duration::from_secs(10));
         server
     });
     let mut seen = Vec::new();
