@@ -594,6 +594,22 @@ mod tests {
         }
     }
 
+    /// Writer generation `writer` of upload `id`, from `offset` on, syncing after each chunk.
+    async fn write_synced(
+        blobs: &Blobs,
+        id: &str,
+        offset: u64,
+        writer: u64,
+        chunks: &[&'static [u8]],
+    ) {
+        let mut w = blobs.open_part(part(id), offset, writer).await.unwrap();
+        for chunk in chunks {
+            w.write(Bytes::from_static(chunk)).await.unwrap();
+            w.sync().await.unwrap();
+        }
+        w.close().await;
+    }
+
     /// Local storage with parts on disk, and the same with parts in object storage.
     fn both(dir: &std::path::Path) -> [Blobs; 2] {
         let disk = Blobs::local(&dir.join("disk")).unwrap();
@@ -717,14 +733,8 @@ mod tests {
     async fn pieces_follow_the_durable_offset_past_dead_and_overtaken_writers() {
         let dir = tempfile::tempdir().unwrap();
         let [_, blobs] = both(dir.path());
-        let write = async |offset, writer, chunks: &[&'static [u8]]| {
-            let mut w = blobs.open_part(part("p"), offset, writer).await.unwrap();
-            for chunk in chunks {
-                w.write(Bytes::from_static(chunk)).await.unwrap();
-                w.sync().await.unwrap();
-            }
-            w.close().await;
-        };
+        let write =
+            async |offset, writer, chunks| write_synced(&blobs, "p", offset, writer, chunks).await;
         write(0, 1, &[b"0123"]).await;
         // Writer 2 at offset 4 stores pieces, then dies before its offset is recorded.
         write(4, 2, &[b"XXXXXXXX", b"YY"]).await;
@@ -768,10 +778,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for blobs in both(dir.path()) {
             blobs.create_part(part("z")).await.unwrap();
-            let mut w = blobs.open_part(part("z"), 0, 1).await.unwrap();
-            w.write(Bytes::from_static(b"0123")).await.unwrap();
-            w.sync().await.unwrap();
-            w.close().await;
+            write_synced(&blobs, "z", 0, 1, &[b"0123"]).await;
             // The zombie (generation 2) took the upload at offset 4, with its digest, then
             // stalled while the upload was taken over and completed.
             let mut zombie = blobs.open_part(part("z"), 4, 2).await.unwrap();

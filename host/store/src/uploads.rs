@@ -395,6 +395,18 @@ mod tests {
     use super::*;
     use crate::NewVideo;
 
+    /// A new upload of `tenant_id` without a video or metadata, expiring in a minute.
+    fn live_upload(tenant_id: &str, length: Option<u64>, concat: Concat) -> NewUpload {
+        NewUpload {
+            tenant_id: tenant_id.to_owned(),
+            video_id: None,
+            length,
+            metadata: String::new(),
+            concat,
+            expires_at: now_ms() + 60_000,
+        }
+    }
+
     crate::backend_tests! {
         async fn lock_offset_expiry_and_delete(store) {
             let (t, _) = store.create_tenant("a").await.unwrap();
@@ -458,14 +470,7 @@ mod tests {
             let (t, _) = store.create_tenant("a").await.unwrap();
             let (other, _) = store.create_tenant("b").await.unwrap();
             let u = store
-                .create_upload(&NewUpload {
-                    tenant_id: t.id.clone(),
-                    video_id: None,
-                    length: Some(100),
-                    metadata: String::new(),
-                    concat: Concat::Partial,
-                    expires_at: now_ms() + 60_000,
-                })
+                .create_upload(&live_upload(&t.id, Some(100), Concat::Partial))
                 .await
                 .unwrap();
             // Another tenant cannot even take the lock of an upload it does not own.
@@ -495,14 +500,7 @@ mod tests {
             let (t, _) = store.create_tenant("a").await.unwrap();
             let (other, _) = store.create_tenant("b").await.unwrap();
             let u = store
-                .create_upload(&NewUpload {
-                    tenant_id: t.id.clone(),
-                    video_id: None,
-                    length: None,
-                    metadata: String::new(),
-                    concat: Concat::Partial,
-                    expires_at: now_ms() + 60_000,
-                })
+                .create_upload(&live_upload(&t.id, None, Concat::Partial))
                 .await
                 .unwrap();
             assert_eq!(store.claim_upload(&other.id, &u.id).await.unwrap(), None);
@@ -526,14 +524,7 @@ mod tests {
             let (t, key) = store.create_tenant("a").await.unwrap();
             let (_, other_key) = store.create_tenant("b").await.unwrap();
             let u = store
-                .create_upload(&NewUpload {
-                    tenant_id: t.id.clone(),
-                    video_id: None,
-                    length: Some(10),
-                    metadata: String::new(),
-                    concat: Concat::None,
-                    expires_at: now_ms() + 60_000,
-                })
+                .create_upload(&live_upload(&t.id, Some(10), Concat::None))
                 .await
                 .unwrap();
             assert_eq!(store.lock_upload_by_key(&other_key, &u.id, 60_000).await.unwrap(), None);
@@ -557,14 +548,7 @@ mod tests {
             let stores = [(*store).clone(), store.reopen().await];
             for round in 0..10 {
                 let u = store
-                    .create_upload(&NewUpload {
-                        tenant_id: t.id.clone(),
-                        video_id: None,
-                        length: Some(1),
-                        metadata: String::new(),
-                        concat: Concat::Partial,
-                        expires_at: now_ms() + 60_000,
-                    })
+                    .create_upload(&live_upload(&t.id, Some(1), Concat::Partial))
                     .await
                     .unwrap();
                 let start = std::sync::Arc::new(tokio::sync::Barrier::new(4));

@@ -204,8 +204,8 @@ fn expired(id: &str) -> ApiError {
 }
 
 /// Writes `body` under the lock the caller took (given with the upload's row as it stands
-/// under it) after checking the client's offset, then completes the upload when all bytes are there, and
-/// releases the lock. Returns the durable offset.
+/// under it) after checking the client's offset, completes the upload when all bytes are
+/// there, and releases the lock. Returns the durable offset.
 async fn write_locked(
     state: &SharedState,
     tenant: &Tenant,
