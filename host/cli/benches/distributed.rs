@@ -266,8 +266,12 @@ async fn concurrent_uploads(
     }
     let mut videos = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        let (_, video) = done??;
-        videos.push(video.context("no Mediahost-Video-Id on the tus creation")?);
+        let upload = done??;
+        videos.push(
+            upload
+                .video
+                .context("no Mediahost-Video-Id on the tus creation")?,
+        );
     }
     Ok((started.elapsed(), videos))
 }

@@ -19,7 +19,10 @@
 //!    (user + system, its threads and children) and the client (this process) used: on a
 //!    machine with few cores, client, server and kernel share them, so throughput alone hides
 //!    what each server costs;
-//! 4. on a fresh mediahost server, one `PUT` of twice the file's size over HTTP/1.1 and one over
+//! 4. the per-request cost: on each server, two uploads of `INGEST_BENCH_SMALL_PATCHES` (default
+//!    1000; 0 skips this) PATCHes of 1 KiB, alternating, one request at a time on a kept-alive
+//!    connection; prints the median, 90th and 99th percentile time of a PATCH;
+//! 5. on a fresh mediahost server, one `PUT` of twice the file's size over HTTP/1.1 and one over
 //!    h2c (the file sent twice in one body), with the server's RSS before and peak RSS after each:
 //!    memory must stay flat however big the body is. `INGEST_BENCH_BIG=0` skips this part.
 //!
@@ -57,7 +60,13 @@ struct Settings {
     /// Whether the client sends from the file (`INGEST_BENCH_CLIENT=file`) rather than from
     /// memory (`memory`, the default).
     client_reads_file: bool,
+    /// PATCHes of [`SMALL_PATCH`] bytes sent to each server for the per-request cost (0: none).
+    small_patches: u64,
 }
+
+/// The body of each PATCH that measures a request's cost rather than the bytes': what a
+/// client with small chunks, or a slow link that sends little before each answer, pays.
+const SMALL_PATCH: u64 = 1024;
 
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
@@ -65,6 +74,7 @@ impl Settings {
             size: env_number("INGEST_BENCH_MIB", 1024)? * MIB,
             rounds: env_number("INGEST_BENCH_ROUNDS", 3)?.max(1) as usize,
             big: env_number("INGEST_BENCH_BIG", 1)? != 0,
+            small_patches: env_number("INGEST_BENCH_SMALL_PATCHES", 1000)?,
             dir: std::env::var_os("INGEST_BENCH_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
@@ -278,23 +288,23 @@ async fn main() -> anyhow::Result<()> {
                 Case::OursTus8 => {
                     tus_upload(&h1, &uploads, Some(&key), payload, s, 8 * m)
                         .await?
-                        .0
+                        .time
                 }
                 Case::OursTus64 => {
                     tus_upload(&h1, &uploads, Some(&key), payload, s, 64 * m)
                         .await?
-                        .0
+                        .time
                 }
                 Case::OursPutH2c => put_upload(&h2c, &ours_base, &key, payload, 1).await?.1,
                 Case::NodeTus8 => {
                     tus_upload(&h1, &node_endpoint, None, payload, s, 8 * m)
                         .await?
-                        .0
+                        .time
                 }
                 Case::NodeTus64 => {
                     tus_upload(&h1, &node_endpoint, None, payload, s, 64 * m)
                         .await?
-                        .0
+                        .time
                 }
             };
             if let (Some(server), Some((server_before, client_before))) = (server, cpu_before) {
@@ -381,6 +391,17 @@ async fn main() -> anyhow::Result<()> {
         median_of(Case::OursPutH2c) / dd_speed,
         durable_median_of(Case::OursPutH2c) / dd_durable
     );
+    if settings.small_patches > 0 {
+        let servers = [
+            (
+                "mediahost",
+                format!("{ours_base}/v1/uploads"),
+                Some(key.as_str()),
+            ),
+            ("@tus/server", node_endpoint.clone(), None),
+        ];
+        small_patches(&h1, &servers, payload, settings.small_patches).await?;
+    }
     println!(
         "\npeak RSS (VmHWM): mediahost {:.1} MiB, @tus/server {:.1} MiB",
         ours.peak_rss_mib()?,
@@ -392,6 +413,53 @@ async fn main() -> anyhow::Result<()> {
         big_puts(&settings, dir, payload).await?;
     }
     println!("load average at the end: {}", loadavg());
+    Ok(())
+}
+
+/// The per-request cost of each server: uploads of `count` PATCHes of [`SMALL_PATCH`] bytes,
+/// one request at a time on a kept-alive connection, twice per server, alternating; prints
+/// the median, 90th and 99th percentile time from sending a PATCH to its answer.
+async fn small_patches(
+    http: &reqwest::Client,
+    servers: &[(&str, String, Option<&str>)],
+    payload: Payload<'_>,
+    count: u64,
+) -> anyhow::Result<()> {
+    let mut latencies = vec![Vec::new(); servers.len()];
+    for _ in 0..2 {
+        for ((_, endpoint, key), times) in servers.iter().zip(&mut latencies) {
+            let upload = tus_upload(
+                http,
+                endpoint,
+                *key,
+                payload,
+                count * SMALL_PATCH,
+                SMALL_PATCH,
+            )
+            .await?;
+            times.extend(upload.patches.iter().map(|t| t.as_secs_f64() * 1e6));
+        }
+    }
+    println!(
+        "\nper-request cost, 2 × {count} tus PATCHes of {SMALL_PATCH} bytes each (µs from sending to the answer):"
+    );
+    println!("| server | median | p90 | p99 |\n|---|---:|---:|---:|");
+    let mut medians = Vec::new();
+    for ((name, ..), mut times) in servers.iter().zip(latencies) {
+        times.sort_by(f64::total_cmp);
+        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} |",
+            at(0.5),
+            at(0.9),
+            at(0.99)
+        );
+        medians.push(at(0.5));
+    }
+    println!(
+        "| median, @tus/server / mediahost | {:.2} | | |",
+        medians[1] / medians[0]
+    );
     Ok(())
 }
 

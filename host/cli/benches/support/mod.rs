@@ -202,8 +202,18 @@ pub fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tus 1.0 upload of `payload` (`size` bytes) in `chunk`-byte PATCHes, creation included.
-/// Returns its time and the `Mediahost-Video-Id` the creation answered with (mediahost only).
+/// What one [`tus_upload`] took.
+pub struct TusUpload {
+    /// From the creating `POST` to the answer of the last `PATCH`.
+    pub time: Duration,
+    /// The `Mediahost-Video-Id` the creation answered with (mediahost only).
+    pub video: Option<String>,
+    /// Each `PATCH`'s time, from sending it to its answer, in order.
+    pub patches: Vec<Duration>,
+}
+
+/// A tus 1.0 upload of `payload` (`size` bytes) in `chunk`-byte PATCHes, creation included,
+/// one request at a time on the client's kept-alive connection.
 pub async fn tus_upload(
     http: &reqwest::Client,
     endpoint: &str,
@@ -211,7 +221,7 @@ pub async fn tus_upload(
     payload: Payload<'_>,
     size: u64,
     chunk: u64,
-) -> anyhow::Result<(Duration, Option<String>)> {
+) -> anyhow::Result<TusUpload> {
     let auth = |req: reqwest::RequestBuilder| match key {
         Some(key) => req.bearer_auth(key),
         None => req,
@@ -236,9 +246,11 @@ pub async fn tus_upload(
         .get("mediahost-video-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let mut patches = Vec::new();
     let mut offset = 0;
     while offset < size {
         let n = chunk.min(size - offset);
+        let sent = Instant::now();
         let res = auth(http.patch(url.clone()))
             .header("Tus-Resumable", "1.0.0")
             .header("Content-Type", "application/offset+octet-stream")
@@ -263,9 +275,14 @@ pub async fn tus_upload(
             new_offset == offset + n,
             "offset {new_offset} after PATCH at {offset}"
         );
+        patches.push(sent.elapsed());
         offset = new_offset;
     }
-    Ok((started.elapsed(), video))
+    Ok(TusUpload {
+        time: started.elapsed(),
+        video,
+        patches,
+    })
 }
 
 /// Runs `command` to the end, failing with its stderr unless it succeeds.
