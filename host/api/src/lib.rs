@@ -206,7 +206,8 @@ pub fn app(state: SharedState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state.clone());
     // CORS and tus discovery wrap `/v1` as one service rather than each route, so a browser's
-    // preflight is answered on every path, including those without an OPTIONS route.
+    // preflight is answered on every path, including those without an OPTIONS route; so does
+    // tus's method override, which must act before routing.
     let v1 = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -216,6 +217,7 @@ pub fn app(state: SharedState) -> Router {
         .layer(axum::middleware::from_fn(
             refused_body::close_after_refused_body,
         ))
+        .layer(axum::middleware::from_fn(tus::method_override))
         .service(v1);
     Router::new()
         .route("/healthz", get(ops::healthz))

@@ -1,6 +1,7 @@
 //! The official tus client (tus-js-client from npm, driven by `tests/tus-js/upload.mjs` under
 //! Node) against the real server: an upload interrupted mid-request, a server crash while it is
-//! paused, and the client resuming from the URL it remembered, to a byte-exact source.
+//! paused, and the client resuming from the URL it remembered, to a byte-exact source; and its
+//! PATCHes sent as POSTs with `X-HTTP-Method-Override`, as where PATCH cannot be sent.
 //!
 //! `scripts/setup` installs Node and the client (`npm ci` in `tests/tus-js`).
 
@@ -106,4 +107,34 @@ async fn tus_js_client_resumes_after_an_interruption_and_a_server_crash() {
     assert_eq!(video["size"], len);
     assert_eq!(video["title"], "tus-js-client upload");
     assert_eq!(video["filename"], "clip.mp4");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tus_js_client_can_send_its_patches_as_posts_with_a_method_override() {
+    let server = Server::start(Options::default());
+    let key = server.create_tenant("acme");
+    let client = Client::new(&server, &key);
+    let clip_path = common::clip(server.data_path(), "clip.mp4", 2.0);
+    let clip = std::fs::read(&clip_path).unwrap();
+    let events = run_client(serde_json::json!({
+        "endpoint": server.url("/v1/uploads"),
+        "file": clip_path,
+        "key": key,
+        "chunkSize": clip.len() / 3 + 1,
+        "storage": server.data_path().join("tus-js-urls.json"),
+        "overridePatchMethod": true,
+    }));
+    let video_id = event(&events, "created")["videoId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patches: Vec<_> = events.iter().filter(|e| e["event"] == "patched").collect();
+    assert_eq!(patches.len(), 3, "{events:?}");
+    assert!(patches.iter().all(|p| p["method"] == "POST"), "{patches:?}");
+    assert_eq!(patches[2]["offset"], clip.len());
+    event(&events, "done");
+
+    let video = client.wait_settled(&video_id).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    assert_eq!(video["sha256"], sha256_hex(&clip));
 }

@@ -202,3 +202,51 @@ async fn a_stalled_patch_still_makes_what_it_sent_durable() {
     assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
     assert_eq!(client.tus_offset(&location).await, 32 * 1024);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_method_override_is_taken_for_the_method_it_names() {
+    let server = Server::start(Options::default());
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let (location, _) = client.tus_create(10, &[("filename", "x.bin")]).await;
+    let overridden = |method: &str| {
+        client
+            .tus(Method::POST, &location)
+            .header("X-HTTP-Method-Override", method)
+    };
+
+    // A POST that says PATCH writes.
+    let res = overridden("PATCH")
+        .header("Content-Type", OFFSET_STREAM)
+        .header("Upload-Offset", 0)
+        .body(vec![7; 4])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    assert_eq!(header(&res, "upload-offset"), "4");
+    // One that says HEAD reads the offset (the name is taken in any case).
+    let res = overridden("head").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "upload-offset"), "4");
+
+    // One that names no method is refused, with what to send instead.
+    let res = overridden("PATCH ME").send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(header(&res, "tus-resumable"), "1.0.0");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-HTTP-Method-Override"),
+        "{body}"
+    );
+    assert_eq!(client.tus_offset(&location).await, 4);
+
+    // One that says DELETE terminates.
+    let res = overridden("DELETE").send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    let res = client.tus(Method::HEAD, &location).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}

@@ -27,6 +27,8 @@ pub mod names {
     pub const UPLOAD_CONCAT: HeaderName = HeaderName::from_static("upload-concat");
     pub const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
     pub const VIDEO_ID: HeaderName = HeaderName::from_static("mediahost-video-id");
+    pub const X_HTTP_METHOD_OVERRIDE: HeaderName =
+        HeaderName::from_static("x-http-method-override");
 }
 
 fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, ApiError> {

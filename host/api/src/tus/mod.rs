@@ -15,6 +15,9 @@
 //! An upload is a row in `uploads` (store) plus a temp file named after its id (blob). Creating
 //! one (except a partial) creates its video; completing it promotes the file to the video's
 //! source key and queues the transcode exactly like `PUT /v1/videos/{id}/source`.
+//! A request carrying `X-HTTP-Method-Override` is taken for the method it names, as the spec
+//! requires (clients that cannot send PATCH or DELETE, e.g. tus-js-client's
+//! `overridePatchMethod`, send a POST with it).
 //! Choices the spec leaves open: an expired, incomplete upload answers 410 until the sweep
 //! removes it, then 404; terminating an incomplete upload deletes its video (a completed
 //! upload's video lives on).
@@ -85,6 +88,45 @@ async fn tus_resumable(request: Request, next: Next) -> Response {
     response
 }
 
+/// Whether `uri` is one of the tus paths (`/uploads…`, as nested under `/v1` or not).
+fn is_uploads_path(uri: &axum::http::Uri) -> bool {
+    ["/uploads", "/v1/uploads"]
+        .iter()
+        .any(|p| uri.path().starts_with(p))
+}
+
+/// Takes a tus request with `X-HTTP-Method-Override` for the method it names; wraps `/v1` as
+/// one service (see `app`), so that the method is replaced before routing. A value that is not
+/// a method is answered 400.
+pub(crate) async fn method_override(mut request: Request, next: Next) -> Response {
+    let Some(value) = request
+        .headers()
+        .get(&names::X_HTTP_METHOD_OVERRIDE)
+        .filter(|_| is_uploads_path(request.uri()))
+    else {
+        return next.run(request).await;
+    };
+    match value
+        .to_str()
+        .ok()
+        .and_then(|v| Method::from_bytes(v.trim().to_ascii_uppercase().as_bytes()).ok())
+    {
+        Some(method) => {
+            *request.method_mut() = method;
+            next.run(request).await
+        }
+        None => {
+            let mut r = ApiError::BadRequest(format!(
+                "X-HTTP-Method-Override must name an HTTP method (PATCH, DELETE, HEAD), not {value:?}"
+            ))
+            .into_response();
+            r.headers_mut()
+                .insert(names::TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+            r
+        }
+    }
+}
+
 /// OPTIONS routes exist so routing reaches the CORS layer and [`discovery`], which answer
 /// (this status is what a request that is neither a preflight nor for `/uploads` would get).
 #[utoipa::path(
@@ -126,10 +168,7 @@ pub(crate) async fn discovery(
     request: Request,
     next: Next,
 ) -> Response {
-    let uploads = request.method() == Method::OPTIONS
-        && ["/uploads", "/v1/uploads"]
-            .iter()
-            .any(|p| request.uri().path().starts_with(p));
+    let uploads = request.method() == Method::OPTIONS && is_uploads_path(request.uri());
     let mut response = next.run(request).await;
     if !uploads || !response.status().is_success() {
         return response;

@@ -5,8 +5,11 @@
 //   endpoint, file, key, chunkSize, storage (the FileUrlStorage file),
 //   abortAt (optional): abort the upload (as a closed tab or a dropped connection would) once
 //     this many bytes are confirmed, leaving it resumable;
-//   resume (optional): require a previous upload of the same file and continue it.
-// Prints one JSON line per event on stdout: created, aborted, resumed, done; errors exit 1.
+//   resume (optional): require a previous upload of the same file and continue it;
+//   overridePatchMethod (optional): send each PATCH as a POST with X-HTTP-Method-Override, as
+//     clients do where PATCH cannot be sent.
+// Prints one JSON line per event on stdout: created, patched (with the HTTP method the
+// request went out with), aborted, resumed, done; errors exit 1.
 import * as fs from 'node:fs';
 import { Upload, FileUrlStorage } from 'tus-js-client';
 
@@ -17,6 +20,7 @@ const size = fs.statSync(opts.file).size;
 const upload = new Upload(fs.createReadStream(opts.file), {
   endpoint: opts.endpoint,
   chunkSize: opts.chunkSize,
+  overridePatchMethod: opts.overridePatchMethod ?? false,
   retryDelays: [0, 250, 500, 1000, 2000],
   headers: { Authorization: `Bearer ${opts.key}` },
   metadata: { filename: 'clip.mp4', filetype: 'video/mp4', title: 'tus-js-client upload' },
@@ -24,9 +28,12 @@ const upload = new Upload(fs.createReadStream(opts.file), {
   storeFingerprintForResuming: true,
   removeFingerprintOnSuccess: true,
   onAfterResponse(req, res) {
-    const method = req.getMethod();
+    // With overridePatchMethod the PATCHes go out as POSTs, told apart by the override.
+    const method = req.getHeader('X-HTTP-Method-Override') ?? req.getMethod();
     if (method === 'POST') {
       say({ event: 'created', url: res.getHeader('Location'), videoId: res.getHeader('Mediahost-Video-Id') });
+    } else if (method === 'PATCH') {
+      say({ event: 'patched', method: req.getMethod(), offset: Number(res.getHeader('Upload-Offset')) });
     } else if (method === 'HEAD') {
       say({ event: 'resumed', offset: Number(res.getHeader('Upload-Offset')) });
     }
