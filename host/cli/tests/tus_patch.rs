@@ -42,6 +42,15 @@ async fn several_patches_complete_and_the_video_transcodes() {
         assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
         assert_eq!(header(&res, "upload-offset"), pair[1].to_string());
         assert_eq!(header(&res, "tus-resumable"), "1.0.0");
+        // Until the upload completes, each answer says when it expires.
+        let expires = res.headers().get("upload-expires");
+        match pair[1] < clip.len() {
+            true => assert!(
+                expires.is_some_and(|v| v.to_str().unwrap().ends_with(" GMT")),
+                "{res:?}"
+            ),
+            false => assert!(expires.is_none(), "{res:?}"),
+        }
         assert_eq!(client.tus_offset(&location).await, pair[1] as u64);
     }
 

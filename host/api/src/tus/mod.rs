@@ -253,7 +253,7 @@ async fn write_locked(
     new_length: Option<u64>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<u64, ApiError> {
+) -> Result<Patched, ApiError> {
     let id = &upload.id.clone();
     let written = async {
         if upload.is_expired(now_ms()) {
@@ -301,7 +301,10 @@ async fn write_locked(
             }
         }
         if upload.completed_at.is_some() {
-            return Ok(upload.offset);
+            return Ok(Patched {
+                offset: upload.offset,
+                expires_at: None,
+            });
         }
         if let (Some(length), Some(cl)) = (upload.length, content_length(headers))
             && upload.offset + cl > length
@@ -316,19 +319,33 @@ async fn write_locked(
         // The row changed only by our hand while we hold the lock: no need to read it again.
         upload.offset = written.offset;
         upload.head_checked = written.head_checked;
-        if upload.is_full() {
+        let expires_at = if upload.is_full() {
             complete(state, tenant, &upload).await?;
-        }
-        Ok::<_, ApiError>(written.offset)
+            None
+        } else {
+            Some(upload.expires_at)
+        };
+        Ok::<_, ApiError>(Patched {
+            offset: written.offset,
+            expires_at,
+        })
     }
     .await;
     // Released before answering, on errors too: a client retrying at once must not run into
     // its own request's lock (a release left to `Drop` happens after the answer is sent, and
     // on a database server it can take longer than the client's next request).
     let released = lock.release().await;
-    let offset = written?;
+    let patched = written?;
     released?;
-    Ok(offset)
+    Ok(patched)
+}
+
+/// Where a request that wrote left its upload.
+struct Patched {
+    /// The durable offset.
+    offset: u64,
+    /// When the upload expires, unless it is complete.
+    expires_at: Option<i64>,
 }
 
 /// Title and file name of the video an upload creates, from its metadata.
@@ -491,7 +508,7 @@ async fn create(
             write_locked(&state, &tenant, locked, 0, None, &headers, body).await
         };
         match written.await {
-            Ok(o) => offset = o,
+            Ok(patched) => offset = patched.offset,
             Err(e) => {
                 let mut r = e.into_response();
                 if let Ok(u) = find(&state, &tenant, &upload.id).await {
@@ -588,7 +605,7 @@ async fn head(
     ),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "The next bytes"),
     responses(
-        (status = 204, description = "Stored", headers(("Upload-Offset" = u64, description = "The new durable offset"))),
+        (status = 204, description = "Stored", headers(("Upload-Offset" = u64, description = "The new durable offset"), ("Upload-Expires" = String, description = "When the upload expires (RFC 9110 date), while it is incomplete"))),
         (status = 400, description = "Malformed headers or an interrupted body", body = crate::error::ErrorBody),
         (status = 401, description = "Missing, malformed, unknown or revoked key", body = crate::error::ErrorBody),
         (status = 403, description = "PATCH of a final (concatenated) upload", body = crate::error::ErrorBody),
@@ -621,7 +638,7 @@ async fn patch(
     let from = offset;
     // The row as it stands under the lock: the offset cannot move while we hold it.
     let (tenant, lock, upload) = Lock::acquire_with_key(&state, key, &id).await?;
-    let offset = write_locked(
+    let patched = write_locked(
         &state,
         &tenant,
         (lock, upload),
@@ -633,9 +650,14 @@ async fn patch(
     .await?;
     // Per process, so an operator sees how a load balancer spreads one upload's requests.
     metrics::counter!("mediahost_tus_patches_total").increment(1);
-    metrics::counter!("mediahost_tus_received_bytes_total").increment(offset.saturating_sub(from));
+    metrics::counter!("mediahost_tus_received_bytes_total")
+        .increment(patched.offset.saturating_sub(from));
     let mut h = HeaderMap::new();
-    h.insert(names::UPLOAD_OFFSET, HeaderValue::from(offset));
+    h.insert(names::UPLOAD_OFFSET, HeaderValue::from(patched.offset));
+    // The expiration extension wants it on every PATCH answer of an upload that will expire.
+    if let Some(at) = patched.expires_at {
+        h.insert(names::UPLOAD_EXPIRES, headers::expires(at));
+    }
     Ok((StatusCode::NO_CONTENT, h).into_response())
 }
 
