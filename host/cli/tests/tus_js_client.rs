@@ -1,7 +1,8 @@
 //! The official tus client (tus-js-client from npm, driven by `tests/tus-js/upload.mjs` under
 //! Node) against the real server: an upload interrupted mid-request, a server crash while it is
-//! paused, and the client resuming from the URL it remembered, to a byte-exact source; and its
-//! PATCHes sent as POSTs with `X-HTTP-Method-Override`, as where PATCH cannot be sent.
+//! paused, and the client resuming from the URL it remembered, to a byte-exact source; its
+//! PATCHes sent as POSTs with `X-HTTP-Method-Override`, as where PATCH cannot be sent; and its
+//! parallel uploads, parts sent at once as partial uploads and joined by a final one.
 //!
 //! `scripts/setup` installs Node and the client (`npm ci` in `tests/tus-js`).
 
@@ -109,8 +110,18 @@ async fn tus_js_client_resumes_after_an_interruption_and_a_server_crash() {
     assert_eq!(video["filename"], "clip.mp4");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tus_js_client_can_send_its_patches_as_posts_with_a_method_override() {
+/// What [`upload_clip`] leaves to look at.
+struct Uploaded {
+    /// Keeps the server running while the test looks.
+    _server: Server,
+    client: Client,
+    clip: Vec<u8>,
+    events: Vec<serde_json::Value>,
+}
+
+/// A fresh server, and one upload of a 2-second clip by the client in PATCHes of a
+/// `1 / chunks` of it, with the tus-js-client options `tus` on top of the script's.
+fn upload_clip(chunks: usize, tus: serde_json::Value) -> Uploaded {
     let server = Server::start(Options::default());
     let key = server.create_tenant("acme");
     let client = Client::new(&server, &key);
@@ -120,10 +131,27 @@ async fn tus_js_client_can_send_its_patches_as_posts_with_a_method_override() {
         "endpoint": server.url("/v1/uploads"),
         "file": clip_path,
         "key": key,
-        "chunkSize": clip.len() / 3 + 1,
+        "chunkSize": clip.len() / chunks + 1,
         "storage": server.data_path().join("tus-js-urls.json"),
-        "overridePatchMethod": true,
+        "tus": tus,
     }));
+    Uploaded {
+        _server: server,
+        client,
+        clip,
+        events,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tus_js_client_can_send_its_patches_as_posts_with_a_method_override() {
+    // `_server` is bound, so the server lives to the end of the test.
+    let Uploaded {
+        _server,
+        client,
+        clip,
+        events,
+    } = upload_clip(3, serde_json::json!({"overridePatchMethod": true}));
     let video_id = event(&events, "created")["videoId"]
         .as_str()
         .unwrap()
@@ -137,4 +165,45 @@ async fn tus_js_client_can_send_its_patches_as_posts_with_a_method_override() {
     let video = client.wait_settled(&video_id).await;
     assert_eq!(video["status"], "ready", "{video}");
     assert_eq!(video["sha256"], sha256_hex(&clip));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tus_js_client_parallel_uploads_are_joined_by_concatenation() {
+    // Two parts of two PATCHes each.
+    // `_server` is bound, so the server lives to the end of the test.
+    let Uploaded {
+        _server,
+        client,
+        clip,
+        events,
+    } = upload_clip(4, serde_json::json!({"parallelUploads": 2}));
+    let created: Vec<_> = events.iter().filter(|e| e["event"] == "created").collect();
+    let partials: Vec<_> = created
+        .iter()
+        .filter(|e| e["concat"] == "partial")
+        .collect();
+    assert_eq!(partials.len(), 2, "{events:?}");
+    assert!(
+        partials.iter().all(|p| p["videoId"].is_null()),
+        "{partials:?}"
+    );
+    let finals: Vec<_> = created
+        .iter()
+        .filter(|e| {
+            e["concat"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("final;"))
+        })
+        .collect();
+    assert_eq!(finals.len(), 1, "{events:?}");
+    let video_id = finals[0]["videoId"].as_str().unwrap();
+    let patches = events.iter().filter(|e| e["event"] == "patched").count();
+    assert_eq!(patches, 4, "{events:?}");
+    event(&events, "done");
+
+    let video = client.wait_settled(video_id).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    assert_eq!(video["sha256"], sha256_hex(&clip));
+    assert_eq!(video["size"], clip.len());
+    assert_eq!(video["title"], "tus-js-client upload");
 }

@@ -6,10 +6,11 @@
 //   abortAt (optional): abort the upload (as a closed tab or a dropped connection would) once
 //     this many bytes are confirmed, leaving it resumable;
 //   resume (optional): require a previous upload of the same file and continue it;
-//   overridePatchMethod (optional): send each PATCH as a POST with X-HTTP-Method-Override, as
-//     clients do where PATCH cannot be sent.
-// Prints one JSON line per event on stdout: created, patched (with the HTTP method the
-// request went out with), aborted, resumed, done; errors exit 1.
+//   tus (optional): more tus-js-client options, as they are (e.g. overridePatchMethod,
+//     parallelUploads, uploadLengthDeferred, uploadDataDuringCreation).
+// Prints one JSON line per event on stdout: created (with the request's Upload-Concat),
+// patched (with the HTTP method the request went out with), aborted, resumed, done; errors
+// exit 1.
 import * as fs from 'node:fs';
 import { Upload, FileUrlStorage } from 'tus-js-client';
 
@@ -20,18 +21,23 @@ const size = fs.statSync(opts.file).size;
 const upload = new Upload(fs.createReadStream(opts.file), {
   endpoint: opts.endpoint,
   chunkSize: opts.chunkSize,
-  overridePatchMethod: opts.overridePatchMethod ?? false,
   retryDelays: [0, 250, 500, 1000, 2000],
   headers: { Authorization: `Bearer ${opts.key}` },
   metadata: { filename: 'clip.mp4', filetype: 'video/mp4', title: 'tus-js-client upload' },
   urlStorage: new FileUrlStorage(opts.storage),
   storeFingerprintForResuming: true,
   removeFingerprintOnSuccess: true,
+  ...opts.tus,
   onAfterResponse(req, res) {
     // With overridePatchMethod the PATCHes go out as POSTs, told apart by the override.
     const method = req.getHeader('X-HTTP-Method-Override') ?? req.getMethod();
     if (method === 'POST') {
-      say({ event: 'created', url: res.getHeader('Location'), videoId: res.getHeader('Mediahost-Video-Id') });
+      say({
+        event: 'created',
+        url: res.getHeader('Location'),
+        videoId: res.getHeader('Mediahost-Video-Id') ?? null,
+        concat: req.getHeader('Upload-Concat') ?? null,
+      });
     } else if (method === 'PATCH') {
       say({ event: 'patched', method: req.getMethod(), offset: Number(res.getHeader('Upload-Offset')) });
     } else if (method === 'HEAD') {
