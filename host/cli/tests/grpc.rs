@@ -232,24 +232,9 @@ async fn a_worker_in_another_process_reports_progress_and_outcome_to_the_api() {
     let clip = common::clip(server.data_path(), "clip.mp4", 3.0);
     let id = client.upload("clip", "clip.mp4", &clip).await;
     let video = client.wait_settled(&id).await;
-    let worker_log = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = worker.kill();
-    let _ = worker.wait();
-    assert_eq!(video["status"], "ready", "{video}\n{worker_log}");
-    assert!(
-        worker_log.contains("job started") && worker_log.contains(&id),
-        "the worker process did not run the job:\n{worker_log}"
-    );
-    assert!(
-        !worker_log.contains("report to the api failed"),
-        "{worker_log}"
-    );
-    assert!(
-        video["progress"]["percent"].as_f64().unwrap() > 0.0,
-        "{video}"
-    );
-    // The api recorded what the worker sent over gRPC. The worker marks the video ready in
-    // the database before it reports the outcome, so the report may land a moment later.
+    // The api records what the worker sent over gRPC. The worker marks the video ready in
+    // the database, then acknowledges the job, then reports the outcome: the report lands a
+    // moment after the video shows ready, so the worker must live until it has.
     let counted = |metrics: &str, name: &str| {
         metrics
             .lines()
@@ -267,11 +252,31 @@ async fn a_worker_in_another_process_reports_progress_and_outcome_to_the_api() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let worker_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(video["status"], "ready", "{video}\n{worker_log}");
+    assert!(
+        worker_log.contains("job started") && worker_log.contains(&id),
+        "the worker process did not run the job:\n{worker_log}"
+    );
+    assert!(
+        !worker_log.contains("report to the api failed"),
+        "{worker_log}"
+    );
+    assert!(
+        video["progress"]["percent"].as_f64().unwrap() > 0.0,
+        "{video}"
+    );
     assert!(
         counted(&metrics, "mediahost_progress_reports_total{via=\"grpc\"}") >= 1.0,
         "{metrics}"
     );
-    assert_eq!(counted(&metrics, outcome), 1.0, "{metrics}");
+    assert_eq!(
+        counted(&metrics, outcome),
+        1.0,
+        "{metrics}\n--- worker log ---\n{worker_log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
