@@ -13,6 +13,12 @@
 //!
 //! At most [`QUEUED_BYTES`] wait for the two threads: a client faster than the disk (or the
 //! hashing) is slowed to its speed (backpressure), never buffered.
+//!
+//! A file that will be fsynced has its bytes' writeback started every [`WRITEBACK_BYTES`] as
+//! they are written (`sync_file_range`, as RocksDB's `bytes_per_sync` does). Left alone, the
+//! kernel keeps a fast upload's bytes dirty in memory (its background writeback starts at a
+//! tenth of RAM), so every fsync had to write all of a request's bytes at once while the
+//! client waited for the answer: 3.4 ms of each 8 MiB tus PATCH on this project's test VM.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -28,6 +34,20 @@ const QUEUED_BYTES: usize = 4 * 1024 * 1024;
 
 /// Chunks written by one system call at most (well under `IOV_MAX`).
 const BATCH: usize = 64;
+
+/// Bytes written to a file that will be fsynced before their writeback is started.
+const WRITEBACK_BYTES: u64 = 1024 * 1024;
+
+/// Whether the disk should get an appender's bytes as they come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writeback {
+    /// The file is fsynced at durable points: its writeback starts as bytes arrive, so an
+    /// fsync waits only for the last of them.
+    Early,
+    /// The file is only a way station (a piece stored elsewhere, then deleted): the kernel
+    /// decides, and bytes that go before it writes them never touch the disk.
+    Lazy,
+}
 
 /// The sha256 of what was appended up to some point, once the hashing thread has got there;
 /// a broken promise (the hashing thread ended, or its own starting digest was broken) means the
@@ -99,14 +119,18 @@ enum HashJob {
 impl Appender {
     /// Appends to `file` at its current position, continuing the digest `digest` promises
     /// (of the bytes before), when given.
-    pub(crate) fn start(file: std::fs::File, digest: Option<DigestPromise>) -> Self {
-        Self::opening(move || Ok(file), digest)
+    pub(crate) fn start(
+        file: std::fs::File,
+        digest: Option<DigestPromise>,
+        writeback: Writeback,
+    ) -> Self {
+        Self::opening(move || Ok(file), digest, writeback)
     }
 
     /// Like [`Self::start`], with the file `open` gives, called first thing on the writing
     /// thread: the caller goes on receiving meanwhile instead of waiting for a trip to the
     /// blocking pool. Its error is reported by every [`Self::flush`] and [`Self::set_len`].
-    pub(crate) fn opening<F>(open: F, digest: Option<DigestPromise>) -> Self
+    pub(crate) fn opening<F>(open: F, digest: Option<DigestPromise>, writeback: Writeback) -> Self
     where
         F: FnOnce() -> Result<std::fs::File, BlobError> + Send + 'static,
     {
@@ -120,9 +144,12 @@ impl Appender {
         let thread = {
             let abandoned = abandoned.clone();
             move || {
+                let file = open();
+                let started = file.as_ref().ok().map(|file| Started::at(file, writeback));
                 Writing {
-                    file: open(),
+                    file,
                     abandoned,
+                    started: started.flatten(),
                 }
                 .run(queue)
             }
@@ -237,7 +264,67 @@ struct Writing {
     /// (the file is closed then).
     file: Result<std::fs::File, BlobError>,
     abandoned: Arc<AtomicBool>,
+    /// How far the file's writeback was started, for [`Writeback::Early`].
+    started: Option<Started>,
 }
+
+/// Where an early-writeback file stands.
+struct Started {
+    /// Where the next byte lands.
+    position: u64,
+    /// Bytes before this had their writeback started.
+    upto: u64,
+}
+
+impl Started {
+    /// Tracking `file` from its current position, for [`Writeback::Early`] only.
+    fn at(mut file: &std::fs::File, writeback: Writeback) -> Option<Self> {
+        if writeback == Writeback::Lazy {
+            return None;
+        }
+        let position = file.stream_position().ok()?;
+        Some(Self {
+            position,
+            upto: position,
+        })
+    }
+
+    /// `written` more bytes landed: starts the writeback of the ones not yet started once
+    /// they are [`WRITEBACK_BYTES`].
+    fn wrote(&mut self, file: &std::fs::File, written: u64) {
+        self.position += written;
+        if self.position - self.upto >= WRITEBACK_BYTES {
+            start_writeback(file, self.upto, self.position - self.upto);
+            self.upto = self.position;
+        }
+    }
+
+    /// The file was cut (or extended) to `len` and is appended from there.
+    fn moved_to(&mut self, len: u64) {
+        self.position = len;
+        self.upto = self.upto.min(len);
+    }
+}
+
+/// Starts the writeback of `len` bytes of `file` from `offset` without waiting for it
+/// (`sync_file_range` with `SYNC_FILE_RANGE_WRITE` alone). Best effort: the fsync that follows
+/// is what makes the bytes durable and reports errors; this only lets the disk begin sooner.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // FFI: neither std nor rustix nor nix wrap sync_file_range.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor stays open while `file` is borrowed, and the call takes no
+    // pointers: it cannot touch this process's memory.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
 
 impl Writing {
     fn run(mut self, mut queue: mpsc::UnboundedReceiver<Job>) {
@@ -278,8 +365,13 @@ impl Writing {
             return;
         }
         let Ok(file) = &mut self.file else { return };
-        if let Err(e) = write_all(file, batch) {
-            self.file = Err(e);
+        match write_all(file, batch) {
+            Ok(written) => {
+                if let Some(started) = &mut self.started {
+                    started.wrote(file, written);
+                }
+            }
+            Err(e) => self.file = Err(e),
         }
     }
 
@@ -300,12 +392,17 @@ impl Writing {
         let file = self.file()?;
         file.set_len(len)?;
         file.seek(SeekFrom::Start(len))?;
+        if let Some(started) = &mut self.started {
+            started.moved_to(len);
+        }
         Ok(())
     }
 }
 
-/// Writes every chunk of `batch`, in order, with as few system calls as the file takes.
-fn write_all(file: &mut std::fs::File, batch: &[Arc<Chunk>]) -> Result<(), BlobError> {
+/// Writes every chunk of `batch`, in order, with as few system calls as the file takes;
+/// returns how many bytes that was.
+fn write_all(file: &mut std::fs::File, batch: &[Arc<Chunk>]) -> Result<u64, BlobError> {
+    let total = batch.iter().map(|c| c.bytes.len() as u64).sum();
     let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(&c.bytes)).collect();
     let mut slices = slices.as_mut_slice();
     while !slices.is_empty() {
@@ -321,7 +418,7 @@ fn write_all(file: &mut std::fs::File, batch: &[Arc<Chunk>]) -> Result<(), BlobE
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 /// The error `failed` stands for, once more (for each flush after it).
@@ -339,10 +436,16 @@ mod tests {
 
     #[tokio::test]
     async fn appends_in_order_hashes_and_cuts() {
+        for writeback in [Writeback::Early, Writeback::Lazy] {
+            appends_in_order_hashes_and_cuts_with(writeback).await;
+        }
+    }
+
+    async fn appends_in_order_hashes_and_cuts_with(writeback: Writeback) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = std::fs::File::create(&path).unwrap();
-        let appender = Appender::start(file, Some(kept(Sha256::new())));
+        let appender = Appender::start(file, Some(kept(Sha256::new())), writeback);
         let mut expected = Vec::new();
         // More chunks than one batch, and more bytes than the queue budget; now and then a
         // chunk bigger than the whole budget.
@@ -376,7 +479,7 @@ mod tests {
         std::fs::write(&path, b"x").unwrap();
         // Opened read-only: every write fails.
         let file = std::fs::File::open(&path).unwrap();
-        let appender = Appender::start(file, None);
+        let appender = Appender::start(file, None, Writeback::Early);
         appender.append(Bytes::from_static(b"abc")).await.unwrap();
         assert!(appender.flush(false).await.is_err());
         assert!(appender.set_len(0).await.is_err());
@@ -386,7 +489,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_that_cannot_be_opened_fails_every_flush_and_takes_nothing() {
-        let appender = Appender::opening(|| Err(BlobError::PartBusy("u1".into())), None);
+        let appender = Appender::opening(
+            || Err(BlobError::PartBusy("u1".into())),
+            None,
+            Writeback::Early,
+        );
         appender.append(Bytes::from_static(b"abc")).await.unwrap();
         for _ in 0..2 {
             assert!(matches!(
@@ -405,7 +512,8 @@ mod tests {
     async fn nothing_queued_is_written_after_close() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let appender = Appender::start(std::fs::File::create(&path).unwrap(), None);
+        let appender =
+            Appender::start(std::fs::File::create(&path).unwrap(), None, Writeback::Lazy);
         appender.append(Bytes::from_static(b"kept")).await.unwrap();
         appender.flush(false).await.unwrap();
         for _ in 0..100 {
@@ -430,6 +538,7 @@ mod tests {
         let a = Appender::start(
             std::fs::File::create(dir.path().join("a")).unwrap(),
             Some(later),
+            Writeback::Lazy,
         );
         a.append(Bytes::from_static(b"def")).await.unwrap();
         let promise = a.flush(false).await.unwrap().unwrap();
@@ -445,6 +554,7 @@ mod tests {
         let b = Appender::start(
             std::fs::File::create(dir.path().join("b")).unwrap(),
             Some(never),
+            Writeback::Lazy,
         );
         b.append(Bytes::from_static(b"ghi")).await.unwrap();
         let promise = b.flush(false).await.unwrap().unwrap();

@@ -347,7 +347,11 @@ impl Blobs {
             .prefix("upload-")
             .tempfile_in(&self.temp_dir)?;
         let (file, path) = temp.into_parts();
-        let file = Appender::start(file, Some(appender::kept(Sha256::new())));
+        let file = Appender::start(
+            file,
+            Some(appender::kept(Sha256::new())),
+            appender::Writeback::Early,
+        );
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-use crate::appender::{self, Appender, DigestPromise};
+use crate::appender::{self, Appender, DigestPromise, Writeback};
 use crate::{BlobError, Blobs, object_path};
 
 /// Where the parts of uploads in progress are kept.
@@ -331,11 +331,15 @@ impl Blobs {
         writer: u64,
     ) -> Result<PartWriter, BlobError> {
         type Open = Box<dyn FnOnce() -> Result<std::fs::File, BlobError> + Send>;
-        let (open, pieces): (Open, _) = match &self.parts {
+        let (open, pieces, writeback): (Open, _, _) = match &self.parts {
             PartsPlace::Disk(dir) => {
                 let path = Self::part_file(dir, part)?;
                 let upload = part.upload.to_owned();
-                (Box::new(move || open_at(&path, &upload, offset)), None)
+                (
+                    Box::new(move || open_at(&path, &upload, offset)),
+                    None,
+                    Writeback::Early,
+                )
             }
             PartsPlace::ObjectStorage => {
                 let (file, pending_path) = tempfile::Builder::new()
@@ -349,7 +353,7 @@ impl Blobs {
                     pending_path,
                     start: offset,
                 };
-                (Box::new(move || Ok(file)), Some(pieces))
+                (Box::new(move || Ok(file)), Some(pieces), Writeback::Lazy)
             }
         };
         let kept = self.take_digest(part.upload);
@@ -359,7 +363,7 @@ impl Blobs {
             _ => None,
         };
         let hashed = digest.is_some();
-        let file = Appender::opening(open, digest);
+        let file = Appender::opening(open, digest, writeback);
         Ok(PartWriter {
             durable: DurableDigest {
                 id: part.upload.to_owned(),
