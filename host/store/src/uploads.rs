@@ -6,6 +6,23 @@
 //! lease lapses by itself. Whoever holds the lock (here or in Redis) takes a new *writer
 //! generation* with it ([`Upload::writer`], one more than the last), and every write that moves
 //! the upload on names it: a writer that lost its lease and was taken over changes nothing.
+//!
+//! The statements of an upload in progress (taking, renewing and releasing the lease, a new
+//! writer generation, moving the durable offset) commit on the store's lazy pool: they return
+//! before the disk has the commit. A crash of the process loses none of them. A power loss
+//! may undo the last ones, and that is safe, because those statements only ever record
+//! progress whose bytes are already durable, and the database never keeps a later commit
+//! while it undoes an earlier one:
+//! - an undone offset is an older durable offset: `HEAD` reports it, the client resends from
+//!   there (what a tus client does after any interruption), and the bytes beyond it are cut
+//!   when the next writer opens the part;
+//! - an undone lease or release concerns writers that died with the machine;
+//! - an undone writer generation is taken again by the next writer, whose pieces then replace
+//!   the dead writer's of the same name (in object storage), while a piece the dead writer
+//!   stored elsewhere is beyond the durable offset and never read.
+//!
+//! Whatever else an upload does (creating it, fixing a deferred length, completing it and
+//! queueing its video) commits durably, and with it every lazy commit before.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -232,7 +249,7 @@ impl Store {
         .bind(id)
         .bind(tenant)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.progress)
         .await?;
         row.as_ref()
             .map(|row| Ok((token.clone(), upload_from_row(row)?)))
@@ -253,7 +270,7 @@ impl Store {
         ))
         .bind(id)
         .bind(tenant_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.progress)
         .await?;
         row.as_ref().map(upload_from_row).transpose()
     }
@@ -270,7 +287,7 @@ impl Store {
                 .bind(now_ms() + lease_ms)
                 .bind(id)
                 .bind(token)
-                .execute(&self.pool)
+                .execute(&self.progress)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -282,7 +299,7 @@ impl Store {
         )
         .bind(id)
         .bind(token)
-        .execute(&self.pool)
+        .execute(&self.progress)
         .await?;
         Ok(())
     }
@@ -313,7 +330,7 @@ impl Store {
             .bind(head_checked)
             .bind(id)
             .bind(writer as i64)
-            .execute(&self.pool)
+            .execute(&self.progress)
             .await?;
         Ok(done.rows_affected() == 1)
     }
