@@ -150,11 +150,11 @@ enum Commits {
     /// default): what the server acknowledged survives a power loss.
     Durable,
     /// A commit returns before the disk has it (`synchronous = NORMAL` in SQLite's WAL mode,
-    /// PostgreSQL's `synchronous_commit = off`). A crash of this process (or of PostgreSQL's,
-    /// for the latter) loses nothing on SQLite; an OS crash or a power loss may undo the last
-    /// such commits, never corrupts, and never undoes one while keeping a later one (both
-    /// engines write one log in order, and any durable commit makes everything before it
-    /// durable too).
+    /// PostgreSQL's `synchronous_commit = off`). A crash of this process loses none of them.
+    /// An OS crash or a power loss (and, on PostgreSQL, a crash of the database server) may
+    /// undo the last ones: never corrupting anything, and never undoing one while keeping a
+    /// later one (both engines write one log in order, and a durable commit makes everything
+    /// before it durable too).
     Lazy,
 }
 

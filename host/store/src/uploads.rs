@@ -10,7 +10,8 @@
 //! The statements of an upload in progress (taking, renewing and releasing the lease, a new
 //! writer generation, moving the durable offset) commit on the store's lazy pool: they return
 //! before the disk has the commit. A crash of the process loses none of them. A power loss
-//! may undo the last ones, and that is safe, because those statements only ever record
+//! or an OS crash (or a crash of the PostgreSQL server) may undo the last ones, and that is
+//! safe, because those statements only ever record
 //! progress whose bytes are already durable, and the database never keeps a later commit
 //! while it undoes an earlier one:
 //! - an undone offset is an older durable offset: `HEAD` reports it, the client resends from
