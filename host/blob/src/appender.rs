@@ -145,11 +145,14 @@ impl Appender {
             let abandoned = abandoned.clone();
             move || {
                 let file = open();
-                let started = file.as_ref().ok().map(|file| Started::at(file, writeback));
+                let started = file
+                    .as_ref()
+                    .ok()
+                    .and_then(|file| Started::at(file, writeback));
                 Writing {
                     file,
                     abandoned,
-                    started: started.flatten(),
+                    started,
                 }
                 .run(queue)
             }
