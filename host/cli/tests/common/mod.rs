@@ -82,12 +82,16 @@ pub struct TestQueue {
 impl TestQueue {
     /// A fresh queue name on the broker; `None` without `MEDIAHOST_TEST_AMQP_URL`.
     pub fn create() -> Option<Self> {
+        // The count keeps apart queues that tests running at once in this process create in
+        // the same clock tick (it happened: two tests then shared, and deleted, one queue).
+        static CREATED: AtomicU32 = AtomicU32::new(0);
         let amqp = mediahost_store::testing::amqp_server_url()?;
+        let n = CREATED.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let name = format!("mh-test-{}-{nanos}", std::process::id());
+        let name = format!("mh-test-{}-{n}-{nanos}", std::process::id());
         Some(Self { amqp, name })
     }
 
