@@ -28,7 +28,7 @@ mod s3;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
-pub use parts::{PartRef, PartWriter};
+pub use parts::{PartRef, PartWriter, SyncBehind, Synced};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};

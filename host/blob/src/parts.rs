@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-use crate::appender::{self, Appender, DigestPromise, Writeback};
+use crate::appender::{self, Appender, DigestPromise, SyncingBehind, Writeback};
 use crate::{BlobError, Blobs, object_path};
 
 /// Where the parts of uploads in progress are kept.
@@ -194,6 +194,26 @@ impl PartWriter {
         Ok(self.position)
     }
 
+    /// Starts making everything written so far durable while writing goes on (the fdatasync
+    /// of a part on disk runs beside its writing thread); `None` for a part kept as pieces in
+    /// object storage, whose piece is stored by [`Self::sync`] in line.
+    pub fn sync_behind(&mut self) -> Result<Option<SyncBehind>, BlobError> {
+        if self.pieces.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(SyncBehind {
+            position: self.position,
+            syncing: self.file.sync_behind()?,
+        }))
+    }
+
+    /// Records what a [`SyncBehind`] made durable, once the upload's durable offset was moved
+    /// there (its digest is then handed to the upload's next request).
+    pub fn synced(&mut self, synced: Synced) {
+        self.durable.offset = synced.position;
+        self.durable.digest = synced.digest.filter(|_| self.hashed);
+    }
+
     /// Hands nothing on from the last [`Self::sync`]: moving the durable offset to it was
     /// refused or failed, so its digest must not be taken for the upload's at that offset.
     pub fn forget_last_sync(&mut self) {
@@ -239,6 +259,37 @@ impl PartWriter {
     pub async fn close(self) {
         let Self { file, .. } = self;
         file.close().await;
+    }
+}
+
+/// A sync of a part started by [`PartWriter::sync_behind`].
+#[derive(Debug)]
+pub struct SyncBehind {
+    position: u64,
+    syncing: SyncingBehind,
+}
+
+impl SyncBehind {
+    /// Waits until the bytes are durable.
+    pub async fn done(self) -> Result<Synced, BlobError> {
+        Ok(Synced {
+            position: self.position,
+            digest: self.syncing.done().await?,
+        })
+    }
+}
+
+/// Bytes of a part made durable behind its writing, for [`PartWriter::synced`].
+#[derive(Debug)]
+pub struct Synced {
+    position: u64,
+    digest: Option<DigestPromise>,
+}
+
+impl Synced {
+    /// The position up to which the part's bytes are durable.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 }
 
@@ -671,6 +722,44 @@ mod tests {
                 (7, expected)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_sync_behind_covers_what_came_before_it_while_writing_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let [disk, objects] = both(dir.path());
+        disk.create_part(part("b")).await.unwrap();
+        let mut w = disk.open_part(part("b"), 0, 1).await.unwrap();
+        w.write(Bytes::from_static(b"durable")).await.unwrap();
+        let sync = w
+            .sync_behind()
+            .unwrap()
+            .expect("a part on disk syncs behind");
+        w.write(Bytes::from_static(b" and after")).await.unwrap();
+        let synced = sync.done().await.unwrap();
+        assert_eq!(synced.position(), 7);
+        assert_eq!(w.position(), 17);
+        w.synced(synced);
+        // Only the recorded sync is handed on: the next writer continues from offset 7.
+        w.close().await;
+        let kept = disk.digests.lock().unwrap().get("b").map(|(at, _)| *at);
+        assert_eq!(kept, Some(7));
+        let mut w = disk.open_part(part("b"), 7, 2).await.unwrap();
+        w.write(Bytes::from_static(b"!")).await.unwrap();
+        w.sync().await.unwrap();
+        w.close().await;
+        assert_eq!(
+            disk.store_part(part("b"), 8, "tenants/t1/videos/b/source")
+                .await
+                .unwrap(),
+            (8, hex::encode(Sha256::digest(b"durable!")))
+        );
+        // A piece for object storage is stored in line, by `sync`.
+        objects.create_part(part("o")).await.unwrap();
+        let mut w = objects.open_part(part("o"), 0, 1).await.unwrap();
+        w.write(Bytes::from_static(b"x")).await.unwrap();
+        assert!(w.sync_behind().unwrap().is_none());
+        w.close().await;
     }
 
     #[tokio::test]

@@ -6,15 +6,18 @@
 //! is kept. Without `Upload-Checksum` the offset advances every [`SYNC_BYTES`] or
 //! [`PartWriter::sync_interval`] (also while the body stalls, and when it ends or breaks off),
 //! so an interrupted PATCH keeps what arrived; with a checksum nothing of the request is kept
-//! until the digest matched.
+//! until the digest matched. On disk, those in the middle of a body run behind it: the fdatasync
+//! and the row's update go on while the next bytes are received and written, one at a time.
 
 use axum::body::Body;
 use futures::StreamExt;
-use mediahost_blob::{PartRef, PartWriter};
+use mediahost_blob::{PartRef, PartWriter, SyncBehind, Synced};
 use mediahost_core::Tenant;
 use mediahost_core::video::keys;
 use mediahost_runtime::UploadInfo;
 use mediahost_store::{Concat, Upload};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use super::checksum::Expected;
@@ -159,24 +162,39 @@ async fn stream_body(
     let mut durable = start;
     let mut last_sync = Instant::now();
     let mut stream = body.into_data_stream();
+    // At most one persist runs behind the writing at a time.
+    let mut behind: Option<PersistBehind<'_>> = None;
 
     loop {
         // A body that stalls still gets what it sent made durable once the interval is up,
         // not only when its next bytes arrive (`next` is cancel-safe: nothing is lost).
-        let unsynced = checksum.is_none() && writer.position() > durable;
-        let next = if unsynced {
-            let due = tokio::time::Instant::from_std(last_sync + writer.sync_interval());
-            match tokio::time::timeout_at(due, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    persist(state, lock, writer, upload, &mut durable, head_checked).await?;
-                    last_sync = Instant::now();
-                    continue;
-                }
+        let due = (checksum.is_none() && behind.is_none() && writer.position() > durable)
+            .then(|| tokio::time::Instant::from_std(last_sync + writer.sync_interval()));
+        let next = tokio::select! {
+            // A persist that finished is recorded before more bytes are taken.
+            biased;
+            persisted = async { behind.as_mut().expect("guarded by the condition").await },
+                if behind.is_some() =>
+            {
+                behind = None;
+                record(persisted?, writer, &mut durable);
+                continue;
             }
-        } else {
-            stream.next().await
+            next = async {
+                match due {
+                    Some(due) => tokio::time::timeout_at(due, stream.next()).await.ok(),
+                    None => Some(stream.next().await),
+                }
+            } => next,
         };
+        let Some(next) = next else {
+            persist(state, lock, writer, upload, &mut durable, head_checked).await?;
+            last_sync = Instant::now();
+            continue;
+        };
+        if !matches!(next, Some(Ok(_))) {
+            settle(&mut behind, writer, &mut durable).await?;
+        }
         let chunk = match next {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => {
@@ -192,6 +210,7 @@ async fn stream_body(
         };
         lock.check()?;
         if writer.position() + chunk.len() as u64 > limit {
+            settle(&mut behind, writer, &mut durable).await?;
             if checksum.is_some() {
                 writer.truncate(start).await?;
             } else if writer.position() > durable {
@@ -210,15 +229,31 @@ async fn stream_body(
             c.update(&chunk);
         }
         if !head_checked && writer.position() >= head_at {
+            settle(&mut behind, writer, &mut durable).await?;
             writer.sync().await?;
             check_head(state, tenant, upload, writer.position()).await?;
             head_checked = true;
         }
         if checksum.is_none()
+            && behind.is_none()
             && (writer.position() - durable >= SYNC_BYTES
                 || last_sync.elapsed() >= writer.sync_interval())
         {
-            persist(state, lock, writer, upload, &mut durable, head_checked).await?;
+            // On disk the fdatasync and the row's update run while the body keeps coming; a
+            // piece for object storage is stored in line.
+            match writer.sync_behind()? {
+                Some(sync) => {
+                    behind = Some(persist_behind(
+                        state,
+                        lock,
+                        upload,
+                        durable,
+                        sync,
+                        head_checked,
+                    ));
+                }
+                None => persist(state, lock, writer, upload, &mut durable, head_checked).await?,
+            }
             last_sync = Instant::now();
         }
     }
@@ -243,6 +278,54 @@ async fn stream_body(
         synced,
         head_checked,
     })
+}
+
+/// A persist running behind the writing: the part's bytes up to some position made durable,
+/// then the row's durable offset moved there.
+type PersistBehind<'a> = Pin<Box<dyn Future<Output = Result<Synced, ApiError>> + Send + 'a>>;
+
+/// Starts persisting what `sync` covers, from the durable offset `from`.
+fn persist_behind<'a>(
+    state: &'a SharedState,
+    lock: &'a Lock,
+    upload: &'a Upload,
+    from: u64,
+    sync: SyncBehind,
+    head_checked: bool,
+) -> PersistBehind<'a> {
+    Box::pin(async move {
+        let synced = sync.done().await?;
+        advance(
+            state,
+            lock,
+            upload,
+            from,
+            synced.position(),
+            head_checked,
+            false,
+        )
+        .await?;
+        Ok(synced)
+    })
+}
+
+/// Waits for the persist running behind the writing, if any, and records where it left the
+/// part; fails as it failed.
+async fn settle(
+    behind: &mut Option<PersistBehind<'_>>,
+    writer: &mut PartWriter,
+    durable: &mut u64,
+) -> Result<(), ApiError> {
+    if let Some(persisting) = behind.take() {
+        record(persisting.await?, writer, durable);
+    }
+    Ok(())
+}
+
+/// Takes what a persist behind the writing made durable as the part's durable offset.
+fn record(synced: Synced, writer: &mut PartWriter, durable: &mut u64) {
+    *durable = synced.position();
+    writer.synced(synced);
 }
 
 /// Where a PATCH left its upload, as persisted in the row.
