@@ -12,7 +12,9 @@
 //!   (the upload offset where the piece starts, zero-padded to 20 digits, and the writer
 //!   generation of the request that stored it) in the tenant's object store. A writer gathers
 //!   what arrives in a local temp file and stores it as one piece at each sync, so the api
-//!   process keeps nothing an upload needs: any process can take the next PATCH. Which pieces
+//!   process keeps nothing an upload needs: any process can take the next PATCH. A sync in the
+//!   middle of a body ([`PartWriter::sync_behind`]) hands that file over to be stored and gathers
+//!   the next piece in a new one meanwhile, so receiving does not wait for the upload. Which pieces
 //!   make the upload follows from the durable offset alone: at offset 0, then where that piece
 //!   ends, and so on up to the durable offset, the piece of the latest writer at each offset.
 //!   That one is right because every writer takes a new generation with the upload's lock and
@@ -35,8 +37,9 @@
 //! and the read-back stays the fallback (also when a promise was broken).
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use mediahost_core::video::keys;
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
@@ -47,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-use crate::appender::{self, Appender, DigestPromise, SyncingBehind, Writeback};
+use crate::appender::{self, Appender, DigestPromise, Writeback};
 use crate::{BlobError, Blobs, object_path};
 
 /// Where the parts of uploads in progress are kept.
@@ -143,6 +146,19 @@ impl Pieces {
         self.cut(pending, end).await
     }
 
+    /// Ends the pending piece at upload offset `end`: its file is handed back, to be stored,
+    /// and a new file (returned) takes the bytes of the next piece, from `end` on.
+    fn start_next(&mut self, end: u64) -> Result<(std::fs::File, PendingPiece), BlobError> {
+        let (file, path) = pending_file(&self.blobs.temp_dir)?.into_parts();
+        let piece = PendingPiece {
+            blobs: self.blobs.clone(),
+            key: piece_key(&self.prefix, self.start, self.writer),
+            path: std::mem::replace(&mut self.pending_path, path),
+        };
+        self.start = end;
+        Ok((file, piece))
+    }
+
     /// Drops the pending bytes from upload offset `offset` on (all of them when `offset` is
     /// before the first: the next piece then starts there).
     async fn cut(&mut self, pending: &Appender, offset: u64) -> Result<(), BlobError> {
@@ -150,6 +166,32 @@ impl Pieces {
         self.start = self.start.min(offset);
         Ok(())
     }
+}
+
+/// A piece whose bytes wait in a file of their own to be stored (the file goes with it).
+struct PendingPiece {
+    blobs: Blobs,
+    key: String,
+    path: tempfile::TempPath,
+}
+
+impl PendingPiece {
+    /// Stores the piece once `writing`, the appender of its file, has written all of it; done
+    /// with the promise of the digest of everything appended up to the piece's end, if one is
+    /// kept.
+    async fn store(self, writing: Appender) -> Result<Option<DigestPromise>, BlobError> {
+        let digest = writing.flush(false).await?;
+        writing.close().await;
+        self.blobs.put_file(&self.key, &self.path).await?;
+        Ok(digest)
+    }
+}
+
+/// A new file for the pending bytes of a piece, deleted with its path.
+fn pending_file(temp_dir: &std::path::Path) -> Result<tempfile::NamedTempFile, BlobError> {
+    Ok(tempfile::Builder::new()
+        .prefix("tus-piece-")
+        .tempfile_in(temp_dir)?)
 }
 
 /// The hash of a completed upload: known from the running digest, or computed from the bytes
@@ -194,17 +236,24 @@ impl PartWriter {
         Ok(self.position)
     }
 
-    /// Starts making everything written so far durable while writing goes on (the fdatasync
-    /// of a part on disk runs beside its writing thread); `None` for a part kept as pieces in
-    /// object storage, whose piece is stored by [`Self::sync`] in line.
-    pub fn sync_behind(&mut self) -> Result<Option<SyncBehind>, BlobError> {
-        if self.pieces.is_some() {
-            return Ok(None);
-        }
-        Ok(Some(SyncBehind {
+    /// Starts making everything written so far durable while writing goes on: the fdatasync
+    /// of a part on disk runs beside its writing thread; the pending bytes of a part kept as
+    /// pieces in object storage become a piece stored meanwhile, and the next piece starts in
+    /// a file of its own. The returned sync must be polled (awaited, or raced with the writing)
+    /// for a piece to be stored; dropped, it stores nothing more.
+    pub fn sync_behind(&mut self) -> Result<SyncBehind, BlobError> {
+        let done = match &mut self.pieces {
+            None => self.file.sync_behind()?.done().boxed(),
+            Some(pieces) => {
+                let (next, piece) = pieces.start_next(self.position)?;
+                let next = Appender::start(next, self.file.digest(), Writeback::Lazy);
+                piece.store(std::mem::replace(&mut self.file, next)).boxed()
+            }
+        };
+        Ok(SyncBehind {
             position: self.position,
-            syncing: self.file.sync_behind()?,
-        }))
+            done,
+        })
     }
 
     /// Records what a [`SyncBehind`] made durable, once the upload's durable offset was moved
@@ -263,10 +312,10 @@ impl PartWriter {
 }
 
 /// A sync of a part started by [`PartWriter::sync_behind`].
-#[derive(Debug)]
 pub struct SyncBehind {
     position: u64,
-    syncing: SyncingBehind,
+    /// Done when the bytes are durable, with the promise of their digest if one is kept.
+    done: BoxFuture<'static, Result<Option<DigestPromise>, BlobError>>,
 }
 
 impl SyncBehind {
@@ -274,7 +323,7 @@ impl SyncBehind {
     pub async fn done(self) -> Result<Synced, BlobError> {
         Ok(Synced {
             position: self.position,
-            digest: self.syncing.done().await?,
+            digest: self.done.await?,
         })
     }
 }
@@ -393,10 +442,7 @@ impl Blobs {
                 )
             }
             PartsPlace::ObjectStorage => {
-                let (file, pending_path) = tempfile::Builder::new()
-                    .prefix("tus-piece-")
-                    .tempfile_in(&self.temp_dir)?
-                    .into_parts();
+                let (file, pending_path) = pending_file(&self.temp_dir)?.into_parts();
                 let pieces = Pieces {
                     blobs: self.clone(),
                     prefix: Self::pieces_prefix(part)?,
@@ -727,39 +773,45 @@ mod tests {
     #[tokio::test]
     async fn a_sync_behind_covers_what_came_before_it_while_writing_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let [disk, objects] = both(dir.path());
-        disk.create_part(part("b")).await.unwrap();
-        let mut w = disk.open_part(part("b"), 0, 1).await.unwrap();
-        w.write(Bytes::from_static(b"durable")).await.unwrap();
-        let sync = w
-            .sync_behind()
-            .unwrap()
-            .expect("a part on disk syncs behind");
-        w.write(Bytes::from_static(b" and after")).await.unwrap();
-        let synced = sync.done().await.unwrap();
-        assert_eq!(synced.position(), 7);
-        assert_eq!(w.position(), 17);
-        w.synced(synced);
-        // Only the recorded sync is handed on: the next writer continues from offset 7.
-        w.close().await;
-        let kept = disk.digests.lock().unwrap().get("b").map(|(at, _)| *at);
-        assert_eq!(kept, Some(7));
-        let mut w = disk.open_part(part("b"), 7, 2).await.unwrap();
-        w.write(Bytes::from_static(b"!")).await.unwrap();
-        w.sync().await.unwrap();
-        w.close().await;
-        assert_eq!(
-            disk.store_part(part("b"), 8, "tenants/t1/videos/b/source")
-                .await
-                .unwrap(),
-            (8, hex::encode(Sha256::digest(b"durable!")))
-        );
-        // A piece for object storage is stored in line, by `sync`.
-        objects.create_part(part("o")).await.unwrap();
-        let mut w = objects.open_part(part("o"), 0, 1).await.unwrap();
-        w.write(Bytes::from_static(b"x")).await.unwrap();
-        assert!(w.sync_behind().unwrap().is_none());
-        w.close().await;
+        for blobs in both(dir.path()) {
+            blobs.create_part(part("b")).await.unwrap();
+            let mut w = blobs.open_part(part("b"), 0, 1).await.unwrap();
+            w.write(Bytes::from_static(b"dur")).await.unwrap();
+            let first = w.sync_behind().unwrap();
+            w.write(Bytes::from_static(b"able")).await.unwrap();
+            let synced = first.done().await.unwrap();
+            assert_eq!(synced.position(), 3);
+            w.synced(synced);
+            // The next one, in object storage a piece of its own, while a third fills.
+            let second = w.sync_behind().unwrap();
+            w.write(Bytes::from_static(b" and after")).await.unwrap();
+            let synced = second.done().await.unwrap();
+            assert_eq!(synced.position(), 7);
+            assert_eq!(w.position(), 17);
+            w.synced(synced);
+            // Only what was recorded is handed on: the next writer continues from offset 7.
+            w.close().await;
+            let kept = blobs.digests.lock().unwrap().get("b").map(|(at, _)| *at);
+            assert_eq!(kept, Some(7));
+            let mut w = blobs.open_part(part("b"), 7, 2).await.unwrap();
+            w.write(Bytes::from_static(b"!")).await.unwrap();
+            w.sync().await.unwrap();
+            w.close().await;
+            assert_eq!(
+                blobs
+                    .store_part(part("b"), 8, "tenants/t1/videos/b/source")
+                    .await
+                    .unwrap(),
+                (8, hex::encode(Sha256::digest(b"durable!")))
+            );
+            // No piece's pending file is left behind.
+            let left: Vec<_> = std::fs::read_dir(&blobs.temp_dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|name| name.to_string_lossy().starts_with("tus-piece-"))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+        }
     }
 
     #[tokio::test]

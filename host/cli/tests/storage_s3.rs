@@ -178,6 +178,41 @@ async fn uploads_kept_in_the_bucket_let_any_api_process_take_the_next_patch() {
     }
 }
 
+/// With the parts in the bucket, the pieces of PATCHes longer than the durable step are stored
+/// while their bodies keep coming: every byte arrives in the source, and neither the bucket nor
+/// the disk keeps anything of the upload.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_patches_store_their_pieces_as_the_bytes_come_and_leave_nothing() {
+    let Some(s3) =
+        TestS3::from_env("long_patches_store_their_pieces_as_the_bytes_come_and_leave_nothing")
+    else {
+        return;
+    };
+    let bucket = s3.create_bucket().await;
+    let server = Server::start(Options {
+        config: format!(
+            "{}\n[tus]\nparts = \"object_storage\"\n",
+            s3.config_toml(&bucket)
+        ),
+        ..Options::default()
+    });
+    let client = Client::new(&server, &server.create_tenant("acme"));
+    let (data, video_id) = client.tus_upload_in_long_patches().await;
+    let video = client.wait_settled(&video_id).await;
+    assert_eq!(video["sha256"], sha256_hex(&data), "{video}");
+    let keys = s3.object_keys(&bucket).await;
+    assert!(
+        !keys.iter().any(|k| k.contains("/uploads/")),
+        "the upload's pieces are deleted: {keys:?}"
+    );
+    let pending = std::fs::read_dir(server.data_path().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with("tus-piece-"))
+        .count();
+    assert_eq!(pending, 0, "no piece's file is left on disk");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_reports_a_vanished_bucket() {
     let Some(s3) = TestS3::from_env("readiness_reports_a_vanished_bucket") else {

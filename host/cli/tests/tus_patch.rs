@@ -219,23 +219,7 @@ async fn a_stalled_patch_still_makes_what_it_sent_durable() {
 async fn long_patches_keep_every_byte_and_the_digest_across_their_durable_points() {
     let server = Server::start(Options::default());
     let client = Client::new(&server, &server.create_tenant("acme"));
-    let data: Vec<u8> = (0..40 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    let (location, video_id) = client
-        .tus_create(data.len() as u64, &[("filename", "long.bin")])
-        .await;
-    let split = 24 * 1024 * 1024;
-    for (offset, piece) in [(0, &data[..split]), (split, &data[split..])] {
-        let res = client
-            .tus_patch(&location, offset as u64, piece.to_vec())
-            .await;
-        assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
-        assert_eq!(
-            header(&res, "upload-offset"),
-            (offset + piece.len()).to_string()
-        );
-    }
+    let (data, video_id) = client.tus_upload_in_long_patches().await;
     let video = client.wait_settled(&video_id).await;
     assert_eq!(video["size"], data.len());
     assert_eq!(video["sha256"], sha256_hex(&data), "{video}");

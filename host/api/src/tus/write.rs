@@ -6,8 +6,9 @@
 //! is kept. Without `Upload-Checksum` the offset advances every [`SYNC_BYTES`] or
 //! [`PartWriter::sync_interval`] (also while the body stalls, and when it ends or breaks off),
 //! so an interrupted PATCH keeps what arrived; with a checksum nothing of the request is kept
-//! until the digest matched. On disk, those in the middle of a body run behind it: the fdatasync
-//! and the row's update go on while the next bytes are received and written, one at a time.
+//! until the digest matched. Those in the middle of a body run behind it, one at a time: the
+//! fdatasync (or the upload of the piece) and the row's update go on while the next bytes are
+//! received and written.
 
 use axum::body::Body;
 use futures::StreamExt;
@@ -239,21 +240,17 @@ async fn stream_body(
             && (writer.position() - durable >= SYNC_BYTES
                 || last_sync.elapsed() >= writer.sync_interval())
         {
-            // On disk the fdatasync and the row's update run while the body keeps coming; a
-            // piece for object storage is stored in line.
-            match writer.sync_behind()? {
-                Some(sync) => {
-                    behind = Some(persist_behind(
-                        state,
-                        lock,
-                        upload,
-                        durable,
-                        sync,
-                        head_checked,
-                    ));
-                }
-                None => persist(state, lock, writer, upload, &mut durable, head_checked).await?,
-            }
+            // The fdatasync (or the piece's upload) and the row's update run while the body
+            // keeps coming.
+            let sync = writer.sync_behind()?;
+            behind = Some(persist_behind(
+                state,
+                lock,
+                upload,
+                durable,
+                sync,
+                head_checked,
+            ));
             last_sync = Instant::now();
         }
     }

@@ -122,6 +122,27 @@ impl Client {
             .unwrap()
     }
 
+    /// Uploads 40 MiB of varied bytes in two PATCHes of 24 and 16 MiB, longer than the
+    /// server's durable step (16 MiB), checking each answer; returns the bytes and the video id.
+    pub async fn tus_upload_in_long_patches(&self) -> (Vec<u8>, String) {
+        let data: Vec<u8> = (0..40 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let (location, video_id) = self
+            .tus_create(data.len() as u64, &[("filename", "long.bin")])
+            .await;
+        let split = 24 * 1024 * 1024;
+        for (offset, piece) in [(0, &data[..split]), (split, &data[split..])] {
+            let res = self
+                .tus_patch(&location, offset as u64, piece.to_vec())
+                .await;
+            assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+            let end = (offset + piece.len()).to_string();
+            assert_eq!(header(&res, "upload-offset"), end);
+        }
+        (data, video_id)
+    }
+
     /// Starts a PATCH at offset 0 that sends 16 KiB, then holds the upload's lock until the
     /// returned sender fires (or is dropped) and sends 16 KiB more; returns the sender and the
     /// running request.
