@@ -113,6 +113,17 @@ async fn a_large_tus_upload_reaches_the_bucket_as_a_multipart_upload() {
     assert_eq!(left, 0, "the temp part is removed");
 }
 
+/// A server storing in `bucket`, with the bytes of uploads in progress kept there too.
+fn parts_in_the_bucket(s3: &TestS3, bucket: &str) -> Options {
+    Options {
+        config: format!(
+            "{}\n[tus]\nparts = \"object_storage\"\n",
+            s3.config_toml(bucket)
+        ),
+        ..Options::default()
+    }
+}
+
 /// With `tus.parts = "object_storage"`, two api processes sharing only the metadata DB and the
 /// bucket (no folder) take turns on one upload's PATCHes, as behind a round-robin load
 /// balancer: the video transcodes from the whole source, and nothing of the upload is left in
@@ -125,13 +136,7 @@ async fn uploads_kept_in_the_bucket_let_any_api_process_take_the_next_patch() {
         return;
     };
     let bucket = s3.create_bucket().await;
-    let options = || Options {
-        config: format!(
-            "{}\n[tus]\nparts = \"object_storage\"\n",
-            s3.config_toml(&bucket)
-        ),
-        ..Options::default()
-    };
+    let options = || parts_in_the_bucket(&s3, &bucket);
     let a = Server::start(options());
     let b = Server::start_sharing_database(options(), &a);
     let key = a.create_tenant("acme");
@@ -189,13 +194,7 @@ async fn long_patches_store_their_pieces_as_the_bytes_come_and_leave_nothing() {
         return;
     };
     let bucket = s3.create_bucket().await;
-    let server = Server::start(Options {
-        config: format!(
-            "{}\n[tus]\nparts = \"object_storage\"\n",
-            s3.config_toml(&bucket)
-        ),
-        ..Options::default()
-    });
+    let server = Server::start(parts_in_the_bucket(&s3, &bucket));
     let client = Client::new(&server, &server.create_tenant("acme"));
     let (data, video_id) = client.tus_upload_in_long_patches().await;
     let video = client.wait_settled(&video_id).await;
