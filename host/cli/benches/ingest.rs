@@ -9,8 +9,10 @@
 //! 2. for `INGEST_BENCH_ROUNDS` rounds (default 3), each case once: `dd conv=fsync`, tus with
 //!    8 MiB and 64 MiB PATCHes to mediahost and to @tus/server (the same client, which sends
 //!    the file's bytes from memory; `INGEST_BENCH_CLIENT=file` streams them from the file
-//!    instead, at the cost of the client's CPU, which the servers share), and one
-//!    HTTP/2 (h2c, prior knowledge) `PUT /v1/videos/{id}/source` to mediahost. `sync` runs before
+//!    instead, at the cost of the client's CPU, which the servers share), 4 tus uploads at
+//!    once with 8 MiB PATCHes (each a quarter of the file, on connections of their own: what a
+//!    server shared by several clients does) to each, and one HTTP/2 (h2c, prior knowledge)
+//!    `PUT /v1/videos/{id}/source` to mediahost. `sync` runs before
 //!    each case (untimed), so one case's dirty pages are not written back during the next;
 //! 3. prints the median MB/s (10^6 bytes/s) of each case, the ratios the targets are about and
 //!    both servers' peak RSS (`VmHWM`). Each case has two figures: *answered* (the time until the
@@ -176,26 +178,32 @@ enum Case {
     OursTus8,
     OursTus64,
     OursPutH2c,
+    OursTus8Concurrent,
     NodeTus8,
     NodeTus64,
+    NodeTus8Concurrent,
 }
 
 impl Case {
-    const ALL: [Case; 6] = [
+    const ALL: [Case; 8] = [
         Case::Dd,
         Case::OursTus8,
         Case::OursTus64,
         Case::OursPutH2c,
+        Case::OursTus8Concurrent,
         Case::NodeTus8,
         Case::NodeTus64,
+        Case::NodeTus8Concurrent,
     ];
 
     /// Whether mediahost (true) or @tus/server (false) takes this case; `None` for dd.
     fn to_mediahost(self) -> Option<bool> {
         match self {
             Case::Dd => None,
-            Case::OursTus8 | Case::OursTus64 | Case::OursPutH2c => Some(true),
-            Case::NodeTus8 | Case::NodeTus64 => Some(false),
+            Case::OursTus8 | Case::OursTus64 | Case::OursPutH2c | Case::OursTus8Concurrent => {
+                Some(true)
+            }
+            Case::NodeTus8 | Case::NodeTus64 | Case::NodeTus8Concurrent => Some(false),
         }
     }
 
@@ -207,6 +215,8 @@ impl Case {
             Case::OursPutH2c => "mediahost PUT, h2c",
             Case::NodeTus8 => "@tus/server tus, 8 MiB PATCHes",
             Case::NodeTus64 => "@tus/server tus, 64 MiB PATCHes",
+            Case::OursTus8Concurrent => "mediahost tus, 8 MiB, 4 uploads at once",
+            Case::NodeTus8Concurrent => "@tus/server tus, 8 MiB, 4 uploads at once",
         }
     }
 }
@@ -306,6 +316,12 @@ async fn main() -> anyhow::Result<()> {
                         .await?
                         .time
                 }
+                Case::OursTus8Concurrent => {
+                    concurrent_tus(&h1, &uploads, Some(&key), payload, s).await?
+                }
+                Case::NodeTus8Concurrent => {
+                    concurrent_tus(&h1, &node_endpoint, None, payload, s).await?
+                }
             };
             if let (Some(server), Some((server_before, client_before))) = (server, cpu_before) {
                 let (server_after, client_after) = cpu_ticks(server);
@@ -370,6 +386,11 @@ async fn main() -> anyhow::Result<()> {
     for (ours_case, node_case, what) in [
         (Case::OursTus8, Case::NodeTus8, "8 MiB"),
         (Case::OursTus64, Case::NodeTus64, "64 MiB"),
+        (
+            Case::OursTus8Concurrent,
+            Case::NodeTus8Concurrent,
+            "8 MiB, 4 uploads at once",
+        ),
     ] {
         println!(
             "| mediahost / @tus/server, tus {what} | {:.2} | {:.2} |",
@@ -414,6 +435,29 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("load average at the end: {}", loadavg());
     Ok(())
+}
+
+/// Uploads at once in the concurrent cases.
+const CONCURRENT_UPLOADS: u64 = 4;
+
+/// [`CONCURRENT_UPLOADS`] tus uploads at once, each of its own share of the first `size` bytes of
+/// `payload` in 8 MiB PATCHes, each on its own connection (the client opens one per request in
+/// flight); returns the time until the last one's last answer.
+async fn concurrent_tus(
+    http: &reqwest::Client,
+    endpoint: &str,
+    key: Option<&str>,
+    payload: Payload<'_>,
+    size: u64,
+) -> anyhow::Result<Duration> {
+    let share = size / CONCURRENT_UPLOADS;
+    let started = Instant::now();
+    futures::future::try_join_all(
+        (0..CONCURRENT_UPLOADS)
+            .map(|_| support::tus_upload(http, endpoint, key, payload, share, 8 * MIB)),
+    )
+    .await?;
+    Ok(started.elapsed())
 }
 
 /// The per-request cost of each server: uploads of `count` PATCHes of [`SMALL_PATCH`] bytes,
