@@ -22,6 +22,7 @@
 //! tenant's object in the wrong place.
 
 mod appender;
+mod direct;
 mod parts;
 pub mod placement;
 mod s3;
