@@ -20,7 +20,10 @@
 //!    bytes are on disk, whoever wrote them). Beside them, the CPU seconds per GiB the server
 //!    (user + system, its threads and children) and the client (this process) used: on a
 //!    machine with few cores, client, server and kernel share them, so throughput alone hides
-//!    what each server costs;
+//!    what each server costs. Then the machine's ceilings beside twice `@tus/server`'s answered
+//!    figures: the sha256 of one stream on one core (sequential, so one upload cannot hash
+//!    faster) and the fsynced disk (`dd`), what bounds a server that hashes every byte and
+//!    answers only once it is durable;
 //! 4. the per-request cost: on each server, two uploads of `INGEST_BENCH_SMALL_PATCHES` (default
 //!    1000; 0 skips this) PATCHes of 1 KiB, alternating, one request at a time on a kept-alive
 //!    connection; prints the median, 90th and 99th percentile time of a PATCH;
@@ -412,6 +415,11 @@ async fn main() -> anyhow::Result<()> {
         median_of(Case::OursPutH2c) / dd_speed,
         durable_median_of(Case::OursPutH2c) / dd_durable
     );
+    ceilings(
+        &file,
+        dd_durable,
+        [Case::NodeTus8, Case::NodeTus64, Case::NodeTus8Concurrent].map(median_of),
+    )?;
     if settings.small_patches > 0 {
         let servers = [
             (
@@ -434,6 +442,40 @@ async fn main() -> anyhow::Result<()> {
         big_puts(&settings, dir, payload).await?;
     }
     println!("load average at the end: {}", loadavg());
+    Ok(())
+}
+
+/// Prints what bounds any server that hashes every byte it takes (sha256, sequential within
+/// one upload) and makes it durable before it answers, beside what twice `@tus/server`'s
+/// answered throughput (tus 8 MiB, 64 MiB, 4 uploads at once, in `node`) would take: where the
+/// latter is higher, no such server reaches it on this machine.
+fn ceilings(file: &Path, dd_durable: f64, node: [f64; 3]) -> anyhow::Result<()> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut source = std::fs::File::open(file)?;
+    let mut buffer = vec![0u8; 8 * MIB as usize];
+    let (mut digest, mut hashing, mut bytes) = (sha2::Sha256::new(), Duration::ZERO, 0u64);
+    loop {
+        let n = source.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        let started = Instant::now();
+        digest.update(&buffer[..n]);
+        hashing += started.elapsed();
+        bytes += n as u64;
+    }
+    std::hint::black_box(digest.finalize());
+    println!(
+        "\nceilings on this machine, MB/s:\n| what | MB/s |\n|---|---:|\n\
+         | sha256 of one upload's bytes (one core) | {:.1} |\n\
+         | the disk, fsynced (dd, median durable) | {dd_durable:.1} |\n\
+         | 2 × @tus/server answered, tus 8 MiB / 64 MiB / 4 uploads at once | {:.1} / {:.1} / {:.1} |",
+        mb_s(bytes, hashing),
+        2.0 * node[0],
+        2.0 * node[1],
+        2.0 * node[2],
+    );
     Ok(())
 }
 
