@@ -124,6 +124,15 @@ fn parts_in_the_bucket(s3: &TestS3, bucket: &str) -> Options {
     }
 }
 
+/// Asserts that `bucket` holds no upload's piece any more.
+async fn no_pieces_left_in(s3: &TestS3, bucket: &str) {
+    let keys = s3.object_keys(bucket).await;
+    assert!(
+        !keys.iter().any(|k| k.contains("/uploads/")),
+        "the upload's pieces are deleted: {keys:?}"
+    );
+}
+
 /// With `tus.parts = "object_storage"`, two api processes sharing only the metadata DB and the
 /// bucket (no folder) take turns on one upload's PATCHes, as behind a round-robin load
 /// balancer: the video transcodes from the whole source, and nothing of the upload is left in
@@ -170,11 +179,7 @@ async fn uploads_kept_in_the_bucket_let_any_api_process_take_the_next_patch() {
     let video = on_b.wait_settled(&video_id).await;
     assert_eq!(video["status"], "ready", "{video}");
     assert_eq!(video["sha256"], sha256_hex(&clip), "{video}");
-    let keys = s3.object_keys(&bucket).await;
-    assert!(
-        !keys.iter().any(|k| k.contains("/uploads/")),
-        "the upload's pieces are deleted: {keys:?}"
-    );
+    no_pieces_left_in(&s3, &bucket).await;
     for server in [&a, &b] {
         assert!(
             !server.data_path().join("tmp/tus").exists(),
@@ -199,11 +204,7 @@ async fn long_patches_store_their_pieces_as_the_bytes_come_and_leave_nothing() {
     let (data, video_id) = client.tus_upload_in_long_patches().await;
     let video = client.wait_settled(&video_id).await;
     assert_eq!(video["sha256"], sha256_hex(&data), "{video}");
-    let keys = s3.object_keys(&bucket).await;
-    assert!(
-        !keys.iter().any(|k| k.contains("/uploads/")),
-        "the upload's pieces are deleted: {keys:?}"
-    );
+    no_pieces_left_in(&s3, &bucket).await;
     let pending = std::fs::read_dir(server.data_path().join("tmp"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
